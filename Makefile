@@ -1,0 +1,37 @@
+# hwdr: build and test entry points. `make test` is what CI runs.
+
+CARGO ?= cargo
+PYTHON ?= python3
+
+.PHONY: all build release test fmt-check clippy unit sim-test deps
+
+all: build
+
+build:
+	$(CARGO) build --locked
+
+release:
+	$(CARGO) build --locked --release
+
+# Everything: formatting, lints, unit and integration tests, simulator tests.
+test: fmt-check clippy unit sim-test
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# Unit tests and the integration tests in tests/ (the built binary against
+# temp dirs and the simulators). Tests that switch users need root.
+unit:
+	$(CARGO) test --locked -- --test-threads=4
+
+sim-test:
+	$(PYTHON) -m unittest discover -s tests/sim -p 'test_*.py'
+
+# Debian packages the tests need (run as root on a fresh Debian 12).
+deps:
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+		python3 passwd util-linux procps

@@ -1,0 +1,185 @@
+//! `hwdr config check`: validate the configuration and everything it names
+//! that can be checked on this host, printing each check.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::config::{Config, Role};
+use crate::exit::{Code, HwdrError};
+use crate::runner::RunAs;
+
+/// `hwdr config ...`
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Validate the configuration and check users, programs, folders and the
+    /// repository on this host.
+    Check,
+}
+
+/// The result of one check.
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn ok(&mut self, what: impl AsRef<str>) {
+        println!("ok    {}", what.as_ref());
+    }
+
+    fn fail(&mut self, what: impl AsRef<str>) {
+        self.failed += 1;
+        println!("FAIL  {}", what.as_ref());
+    }
+
+    fn warn(&mut self, what: impl AsRef<str>) {
+        println!("warn  {}", what.as_ref());
+    }
+
+    fn check(&mut self, result: Result<String, String>) {
+        match result {
+            Ok(s) => self.ok(s),
+            Err(s) => self.fail(s),
+        }
+    }
+}
+
+/// Runs `hwdr config check`.
+pub fn run(config_path: &Path, Command::Check: Command) -> Result<Code> {
+    let config = super::load_config(config_path)?;
+    let mut report = Report { failed: 0 };
+    let files: Vec<_> = config.files.iter().map(|f| f.display().to_string()).collect();
+    report.ok(format!("configuration parsed and valid: {}", files.join(", ")));
+    let this = config.this();
+    let roles: Vec<_> = this.roles.iter().map(Role::to_string).collect();
+    report.ok(format!(
+        "this host is node '{}' ({}), roles {}, cluster '{}' of {} nodes",
+        this.name,
+        this.address,
+        roles.join(", "),
+        config.cluster,
+        config.nodes.len()
+    ));
+    check_host(&config, &mut report);
+    if report.failed > 0 {
+        return Err(HwdrError::Config(format!("{} check(s) failed", report.failed)).into());
+    }
+    println!("all checks passed");
+    Ok(Code::Success)
+}
+
+fn check_host(config: &Config, report: &mut Report) {
+    let this = config.this();
+    let o = &config.origins;
+    let rondb_user = this.has(Role::Head) || this.has(Role::Rondb);
+    if rondb_user {
+        report.check(
+            RunAs::lookup(&config.rondb.user, &o.key("rondb", "user"))
+                .map(|u| {
+                    format!(
+                        "{}: user '{}' exists (uid {}, gid {})",
+                        o.key("rondb", "user"),
+                        u.name,
+                        u.uid,
+                        u.gid
+                    )
+                })
+                .map_err(|e| format!("{e:#}")),
+        );
+    }
+    if this.has(Role::Head) {
+        for (key, path) in [
+            ("mgm_client", &config.rondb.mgm_client),
+            ("mysqlpump", &config.rondb.mysqlpump),
+            ("mysqldump", &config.rondb.mysqldump),
+            ("mysql", &config.rondb.mysql),
+        ] {
+            report.check(
+                executable(path)
+                    .map(|_| format!("{}: {} is executable", o.key("rondb", key), path.display()))
+                    .map_err(|e| format!("{}: {e}", o.key("rondb", key))),
+            );
+        }
+        if config.rondb.socket.exists() {
+            report.ok(format!(
+                "{}: {} exists",
+                o.key("rondb", "socket"),
+                config.rondb.socket.display()
+            ));
+        } else {
+            report.warn(format!(
+                "{}: {} does not exist (is mysqld running on this node?)",
+                o.key("rondb", "socket"),
+                config.rondb.socket.display()
+            ));
+        }
+        if config.config_paths.is_empty() {
+            report.warn(format!(
+                "{}: empty: the cluster definition is not backed up",
+                o.key("config_backup", "paths")
+            ));
+        }
+        for path in &config.config_paths {
+            match fs::metadata(path) {
+                Ok(_) => report.ok(format!(
+                    "{}: {} exists",
+                    o.key("config_backup", "paths"),
+                    path.display()
+                )),
+                Err(e) => report.fail(format!("{}: {}: {e}", o.key("config_backup", "paths"), path.display())),
+            }
+        }
+    }
+    if this.has(Role::Rondb) {
+        let dir = &config.rondb.backup_dir;
+        if dir.is_dir() {
+            report.ok(format!(
+                "{}: {} is a folder",
+                o.key("rondb", "backup_dir"),
+                dir.display()
+            ));
+        } else {
+            report.fail(format!(
+                "{}: {} is not a folder",
+                o.key("rondb", "backup_dir"),
+                dir.display()
+            ));
+        }
+    }
+    report.check(
+        repository_writable(&config.repository)
+            .map(|_| {
+                format!(
+                    "{}: {} is a writable folder",
+                    o.key("repository", "path"),
+                    config.repository.display()
+                )
+            })
+            .map_err(|e| format!("{}: {e}", o.key("repository", "path"))),
+    );
+}
+
+fn executable(path: &Path) -> Result<(), String> {
+    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a file", path.display()));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{} is not executable", path.display()));
+    }
+    Ok(())
+}
+
+fn repository_writable(path: &Path) -> Result<(), String> {
+    if !path.is_dir() {
+        return Err(format!(
+            "{} does not exist or is not a folder (is it mounted?)",
+            path.display()
+        ));
+    }
+    let probe = path.join(format!(".hwdr-check-{}", std::process::id()));
+    fs::write(&probe, b"probe").map_err(|e| format!("{} is not writable: {e}", path.display()))?;
+    fs::remove_file(&probe).map_err(|e| format!("cannot remove {}: {e}", probe.display()))
+}

@@ -1,0 +1,126 @@
+//! `hwdr list`: the backups in the repository, newest first by the times in
+//! their manifests (never by folder names).
+
+use std::path::Path;
+
+use anyhow::Result;
+use chrono::{DateTime, Local, Utc};
+use serde::Serialize;
+
+use crate::exit::Code;
+use crate::repo::{lock, Repository};
+
+/// Options of `hwdr list`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One row of the listing.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub id: String,
+    /// complete, partial, failed, in_progress, or incomplete (no manifest and
+    /// no live lock: the backup died).
+    pub status: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub size_bytes: Option<u64>,
+    pub files: Option<usize>,
+    pub nodes: Vec<String>,
+    pub hwdr_version: Option<String>,
+    pub ndb_backup_id: Option<u32>,
+    pub error: Option<String>,
+}
+
+/// The rows for every backup folder, newest first.
+pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
+    let holder = lock::read(&repo.lock_path()).ok().flatten();
+    let mut rows = Vec::new();
+    for entry in repo.entries()? {
+        let id = entry.id.to_string();
+        let row = match entry.manifest {
+            Ok(Some(m)) => Row {
+                status: m.status.to_string(),
+                started_at: Some(m.started_at),
+                finished_at: Some(m.finished_at),
+                size_bytes: Some(m.size()),
+                files: Some(m.files().count()),
+                nodes: m.nodes.iter().map(|n| n.name.clone()).collect(),
+                hwdr_version: Some(m.hwdr_version.clone()),
+                ndb_backup_id: Some(m.rondb.ndb_backup_id),
+                error: m.error.clone(),
+                id,
+            },
+            other => {
+                let running = holder
+                    .as_ref()
+                    .is_some_and(|h| h.backup_id.as_deref() == Some(id.as_str()) && !h.is_stale());
+                let started = holder
+                    .as_ref()
+                    .filter(|_| running)
+                    .map(|h| h.since)
+                    .or_else(|| modified(&entry.dir));
+                Row {
+                    status: if running { "in_progress" } else { "incomplete" }.into(),
+                    started_at: started,
+                    finished_at: None,
+                    size_bytes: None,
+                    files: None,
+                    nodes: Vec::new(),
+                    hwdr_version: None,
+                    ndb_backup_id: Some(entry.id.ndb_id()),
+                    error: other.err(),
+                    id,
+                }
+            }
+        };
+        rows.push(row);
+    }
+    rows.sort_by(|a, b| b.started_at.cmp(&a.started_at).then_with(|| b.id.cmp(&a.id)));
+    Ok(rows)
+}
+
+fn modified(dir: &Path) -> Option<DateTime<Utc>> {
+    std::fs::metadata(dir)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(DateTime::<Utc>::from)
+}
+
+/// Runs `hwdr list`.
+pub fn run(config_path: &Path, args: Args) -> Result<Code> {
+    let config = super::load_config(config_path)?;
+    let rows = rows(&Repository::new(&config.repository))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(Code::Success);
+    }
+    if rows.is_empty() {
+        println!("no backups in {}", config.repository.display());
+        return Ok(Code::Success);
+    }
+    let local = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:<8}  NODES",
+        "ID", "STATUS", "STARTED", "FINISHED", "SIZE", "VERSION"
+    );
+    for r in &rows {
+        println!(
+            "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:<8}  {}",
+            r.id,
+            r.status,
+            local(r.started_at),
+            local(r.finished_at),
+            r.size_bytes.map_or("-".into(), |s| s.to_string()),
+            r.hwdr_version.as_deref().unwrap_or("-"),
+            r.nodes.join(",")
+        );
+    }
+    Ok(Code::Success)
+}

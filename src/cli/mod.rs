@@ -1,0 +1,15 @@
+//! One module per subcommand.
+
+pub mod backup;
+pub mod config;
+pub mod list;
+pub mod unlock;
+
+use std::path::Path;
+
+use crate::config::Config;
+
+/// Loads the configuration; errors select the "invalid config" exit code.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}

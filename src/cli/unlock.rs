@@ -1,0 +1,31 @@
+//! `hwdr unlock`: remove a stale repository lock.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::exit::Code;
+use crate::repo::{lock, Repository};
+
+/// Options of `hwdr unlock`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Remove the lock even if its holder may still run (another host's lock
+    /// cannot be checked from here).
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `hwdr unlock`.
+pub fn run(config_path: &Path, args: Args) -> Result<Code> {
+    let config = super::load_config(config_path)?;
+    let repo = Repository::new(&config.repository);
+    match lock::unlock(&repo.lock_path(), args.force)? {
+        Some(holder) => println!(
+            "removed the lock of {} by pid {} on {} since {}",
+            holder.operation, holder.pid, holder.host, holder.since
+        ),
+        None => println!("the repository is not locked"),
+    }
+    Ok(Code::Success)
+}

@@ -1,0 +1,67 @@
+//! Exit codes of `hwdr` and the error kinds that select them.
+//!
+//! Every code is documented in the README; scripts and systemd units match on
+//! them (`SuccessExitStatus=` for "not the leader").
+
+use std::process::ExitCode;
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Code {
+    /// The command did what was asked.
+    Success = 0,
+    /// Any failure without a more specific code.
+    Failure = 1,
+    /// The command line could not be parsed (clap's own code).
+    Usage = 2,
+    /// The configuration is invalid.
+    InvalidConfig = 3,
+    /// The requested backup id is already taken.
+    IdTaken = 4,
+    /// Another backup or restore holds the repository lock.
+    LockHeld = 5,
+    /// The backup finished but some node did not deliver its part.
+    Partial = 6,
+    /// This head node is not the leader; another one runs the backup.
+    NotLeader = 7,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> Self {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// Errors a caller matches on to pick an exit code. Everything else is an
+/// `anyhow::Error` and exits with [`Code::Failure`].
+#[derive(Debug, thiserror::Error)]
+pub enum HwdrError {
+    /// The configuration failed to load or validate.
+    #[error("{0}")]
+    Config(String),
+    /// The backup id exists in the repository or on a RonDB data node.
+    #[error("{0}")]
+    IdTaken(String),
+    /// The repository lock is held by another process (or a dead one).
+    #[error("{0}")]
+    LockHeld(String),
+}
+
+impl HwdrError {
+    /// The exit code this error selects.
+    pub fn code(&self) -> Code {
+        match self {
+            HwdrError::Config(_) => Code::InvalidConfig,
+            HwdrError::IdTaken(_) => Code::IdTaken,
+            HwdrError::LockHeld(_) => Code::LockHeld,
+        }
+    }
+}
+
+/// The exit code for an error chain: the first [`HwdrError`] in it decides.
+pub fn code_for(err: &anyhow::Error) -> Code {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<HwdrError>())
+        .map_or(Code::Failure, HwdrError::code)
+}

@@ -1,0 +1,420 @@
+//! The backup as the leading head node runs it: plan, lock, head steps, every
+//! node's share, checks, and the manifest last.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use chrono::{DateTime, Local, Utc};
+use tracing::{error, info, info_span};
+
+use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
+use crate::config::{Config, NodeSpec, Role};
+use crate::exit::HwdrError;
+use crate::logging::{MSG_BACKUP_COMPLETED, MSG_BACKUP_FAILED, MSG_BACKUP_STARTED};
+use crate::repo::fsutil::FileEntry;
+use crate::repo::lock::{LockInfo, RepoLock};
+use crate::repo::manifest::{self, BackupStatus, Manifest, NodeRecord, RondbInfo, StepRecord, StepStatus};
+use crate::repo::Repository;
+use crate::rondb::{self, dump, mgm, parts};
+use crate::runner::RunAs;
+
+/// What `hwdr backup` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Use this id instead of the current minute.
+    pub id: Option<BackupId>,
+}
+
+/// The backup id for a run at local time `now`, unless one was given.
+pub fn choose_id(opts: &BackupOptions, now: DateTime<Local>) -> Result<BackupId> {
+    match opts.id {
+        Some(id) => Ok(id),
+        None => BackupId::from_datetime(now.naive_local())
+            .ok_or_else(|| anyhow!("the local time {now} is outside 2000-2099, so it cannot name a backup")),
+    }
+}
+
+/// One line of the plan: a step on a node, as a user, doing something.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub step: &'static str,
+    pub node: String,
+    pub user: String,
+    /// The exact argv, or what hwdr does itself.
+    pub action: String,
+}
+
+/// Every step of backup `id`, in order, as `--dry-run` prints it.
+pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
+    let me = config.this_node.to_string();
+    let mysql = config.rondb.user.clone();
+    let dir = Repository::new(&config.repository).backup_dir(id);
+    let ndb = id.ndb_id();
+    let placeholder = RunAs {
+        name: mysql.clone(),
+        ..RunAs::root()
+    };
+    let step = |step, node: &str, user: &str, action: String| PlannedStep {
+        step,
+        node: node.into(),
+        user: user.into(),
+        action,
+    };
+    let mut steps = vec![step(
+        "lock",
+        &me,
+        "root",
+        format!("create {}", config.repository.join("lock").display()),
+    )];
+    if config.config_paths.is_empty() {
+        steps.push(step(
+            "config",
+            &me,
+            "root",
+            "nothing to copy: [config_backup] paths is empty".into(),
+        ));
+    }
+    for path in &config.config_paths {
+        steps.push(step(
+            "config",
+            &me,
+            "root",
+            format!("copy {} into {}/config/", path.display(), dir.display()),
+        ));
+    }
+    let users = dump::mysqlpump_cmd(config, placeholder.clone());
+    steps.push(step(
+        "users",
+        &me,
+        &mysql,
+        format!("{} > {}", users.argv_display(), dir.join(dump::USERS_FILE).display()),
+    ));
+    let show = dump::show_databases_cmd(config, placeholder.clone());
+    steps.push(step("schemas", &me, &mysql, show.argv_display()));
+    let excluded = config.rondb.exclude_databases.join(",");
+    let dump_cmd = dump::mysqldump_cmd(
+        config,
+        placeholder.clone(),
+        &[format!("<every database listed except {excluded}>")],
+    );
+    steps.push(step(
+        "schemas",
+        &me,
+        &mysql,
+        format!(
+            "{} > {} (CREATE TABLE made IF NOT EXISTS)",
+            dump_cmd.argv_display(),
+            dir.join(dump::SCHEMAS_FILE).display()
+        ),
+    ));
+    let start = mgm::start_backup_cmd(config, placeholder, ndb);
+    steps.push(step("ndb-backup", &me, &mysql, start.argv_display()));
+    for node in config.nodes.iter().filter(|n| n.has(Role::Rondb)) {
+        steps.push(step(
+            "rondb-parts",
+            node.name.as_str(),
+            "root",
+            format!(
+                "collect the parts of data nodes {:?} from {} into {}/{}",
+                node.rondb_node_ids,
+                parts::node_backup_dir(&config.rondb.backup_dir, ndb).display(),
+                dir.display(),
+                parts::repo_rel_dir(ndb)
+            ),
+        ));
+    }
+    steps.push(step(
+        "manifest",
+        &me,
+        "root",
+        format!("write {}", dir.join("manifest.json").display()),
+    ));
+    steps
+}
+
+/// The plan as text.
+pub fn render_plan(config: &Config, id: BackupId) -> String {
+    let mut out = format!(
+        "backup {id} (RonDB backup id {}) of cluster {} into {}\n",
+        id.ndb_id(),
+        config.cluster,
+        config.repository.display()
+    );
+    for (i, s) in plan(config, id).iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:>3}. {:<12} on {} as {}: {}",
+            i + 1,
+            s.step,
+            s.node,
+            s.user,
+            s.action
+        );
+    }
+    out
+}
+
+/// Records steps of one node, stops running them after the first failure.
+struct NodeSteps {
+    record: NodeRecord,
+    failure: Option<(String, anyhow::Error)>,
+}
+
+impl NodeSteps {
+    fn new(node: &NodeSpec) -> NodeSteps {
+        NodeSteps {
+            record: NodeRecord {
+                name: node.name.to_string(),
+                roles: node.roles.clone(),
+                status: StepStatus::Ok,
+                started_at: Some(Utc::now()),
+                finished_at: None,
+                error: None,
+                steps: Vec::new(),
+            },
+            failure: None,
+        }
+    }
+
+    /// Runs `f` as step `name` unless an earlier step failed; returns its value.
+    fn run<T>(&mut self, name: &str, f: impl FnOnce(&mut Vec<FileEntry>) -> Result<T>) -> Option<T> {
+        if self.failure.is_some() {
+            self.skip(name);
+            return None;
+        }
+        let mut rec = StepRecord {
+            name: name.into(),
+            status: StepStatus::Skipped,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            files: Vec::new(),
+        };
+        let span = info_span!("step", hwdr_step = name);
+        let _entered = span.enter();
+        rec.started_at = Some(Utc::now());
+        info!("step {name} started");
+        let result = crate::cancel::check().and_then(|_| f(&mut rec.files));
+        rec.finished_at = Some(Utc::now());
+        let value = match result {
+            Ok(value) => {
+                rec.status = StepStatus::Ok;
+                info!(files = rec.files.len(), "step {name} done");
+                Some(value)
+            }
+            Err(e) => {
+                rec.status = StepStatus::Failed;
+                rec.error = Some(format!("{e:#}"));
+                error!("step {name} failed: {e:#}");
+                self.failure = Some((name.to_owned(), e));
+                None
+            }
+        };
+        self.record.steps.push(rec);
+        value
+    }
+
+    /// Records step `name` as not run.
+    fn skip(&mut self, name: &str) {
+        self.record.steps.push(StepRecord {
+            name: name.into(),
+            status: StepStatus::Skipped,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            files: Vec::new(),
+        });
+    }
+
+    fn finish(mut self) -> (NodeRecord, Option<(String, anyhow::Error)>) {
+        self.record.finished_at = Some(Utc::now());
+        if let Some((_, e)) = &self.failure {
+            self.record.status = StepStatus::Failed;
+            self.record.error = Some(format!("{e:#}"));
+        }
+        (self.record, self.failure)
+    }
+}
+
+/// Runs backup `id` and returns its manifest. A failed backup still writes a
+/// manifest (status `failed`) and returns the error of the first failing step.
+pub fn run_backup(config: &Config, id: BackupId, now: DateTime<Local>) -> Result<Manifest> {
+    let mysql = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))
+        .map_err(|e| HwdrError::Config(format!("{e:#}")))?;
+    let repo = Repository::new(&config.repository);
+    repo.open_for_writing(&config.cluster)?;
+    let _lock = RepoLock::acquire(
+        &repo.lock_path(),
+        LockInfo::for_this_process("backup", Some(id.to_string()), now.with_timezone(&Utc)),
+    )?;
+    let dir = repo.create_backup_dir(id)?;
+    let started_at = Utc::now();
+    let ndb = id.ndb_id();
+    if ndb > NDB_RESTORE_MAX_ID {
+        bail!("RonDB backup id {ndb} of backup {id} is above {NDB_RESTORE_MAX_ID}: ndb_restore could not read it");
+    }
+    info!(
+        message_id = MSG_BACKUP_STARTED,
+        ndb_backup_id = ndb,
+        "backup {id} started (RonDB backup id {ndb})"
+    );
+
+    let this = config.this();
+    let mut head = NodeSteps::new(this);
+    head.run("config", |files| {
+        files.extend(crate::config_backup::copy_paths(&config.config_paths, &dir)?);
+        Ok(())
+    });
+    head.run("users", |files| {
+        files.push(dump::dump_users(config, mysql.clone(), &dir)?);
+        Ok(())
+    });
+    head.run("schemas", |files| {
+        let databases = dump::databases_to_dump(config, mysql.clone())?;
+        info!("dumping the schemas of {} databases", databases.len());
+        files.push(dump::dump_schemas(config, mysql.clone(), &dir, &databases)?);
+        Ok(())
+    });
+    let result = head.run("ndb-backup", |_| {
+        let outcome = crate::runner::run(mgm::start_backup_cmd(config, mysql.clone(), ndb))?;
+        let result = mgm::judge_start_backup(&outcome, ndb)?;
+        info!(
+            master_node = result.master_node,
+            records = result.records,
+            data_bytes = result.data_bytes,
+            "RonDB backup {ndb} completed (StartGCP {}, StopGCP {})",
+            result.start_gcp,
+            result.stop_gcp
+        );
+        Ok(result)
+    });
+    let head_ok = head.failure.is_none();
+
+    // Every rondb node ships its own part.
+    let mut rondb = RondbInfo {
+        ndb_backup_id: ndb,
+        result,
+        data_node_ids: BTreeSet::new(),
+        parts: Default::default(),
+    };
+    let mut records = Vec::new();
+    let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
+    if this.has(Role::Rondb) {
+        collect_on(config, this, ndb, &dir, &mut head, head_ok, &mut rondb);
+    }
+    let (head_record, head_failure) = head.finish();
+    records.push(head_record);
+    if let Some((step, e)) = head_failure {
+        failures.push((format!("{}/{step}", this.name), e));
+    }
+    for node in config
+        .nodes
+        .iter()
+        .filter(|n| n.has(Role::Rondb) && n.name != this.name)
+    {
+        let _span = info_span!("node", hwdr_node = node.name.as_str()).entered();
+        let mut steps = NodeSteps::new(node);
+        collect_on(config, node, ndb, &dir, &mut steps, head_ok, &mut rondb);
+        let (record, failure) = steps.finish();
+        records.push(record);
+        if let Some((step, e)) = failure {
+            failures.push((format!("{}/{step}", node.name), e));
+        }
+    }
+
+    // The backup is complete only if every data node id is in the repository.
+    if failures.is_empty() {
+        if let Err(e) = check_rondb_complete(config, &rondb) {
+            error!("{e:#}");
+            failures.push((format!("{}/check", this.name), e));
+        }
+    }
+
+    let status = if failures.is_empty() {
+        BackupStatus::Complete
+    } else {
+        BackupStatus::Failed
+    };
+    let manifest = Manifest {
+        format: manifest::FORMAT,
+        backup_id: id,
+        cluster: config.cluster.clone(),
+        status,
+        hwdr_version: env!("CARGO_PKG_VERSION").into(),
+        leader: this.name.to_string(),
+        started_at,
+        finished_at: Utc::now(),
+        failed_step: failures.first().map(|(s, _)| s.clone()),
+        error: failures.first().map(|(_, e)| format!("{e:#}")),
+        rondb,
+        nodes: records,
+    };
+    repo.write_manifest(&manifest)?;
+    match failures.into_iter().next() {
+        None => {
+            info!(
+                message_id = MSG_BACKUP_COMPLETED,
+                bytes = manifest.size(),
+                files = manifest.files().count(),
+                "backup {id} complete: {} files, {} bytes",
+                manifest.files().count(),
+                manifest.size()
+            );
+            Ok(manifest)
+        }
+        Some((step, e)) => {
+            error!(message_id = MSG_BACKUP_FAILED, failed_step = %step, "backup {id} failed at {step}: {e:#}");
+            Err(e.context(format!("backup {id} failed at step {step}")))
+        }
+    }
+}
+
+/// Collects the RonDB parts hosted by `node` into the repository.
+fn collect_on(
+    config: &Config,
+    node: &NodeSpec,
+    ndb: u32,
+    dir: &Path,
+    steps: &mut NodeSteps,
+    head_ok: bool,
+    rondb: &mut RondbInfo,
+) {
+    if !head_ok {
+        steps.skip("rondb-parts");
+        return;
+    }
+    let ids: BTreeSet<u32> = node.rondb_node_ids.iter().copied().collect();
+    let collected = steps.run("rondb-parts", |files| {
+        if node.name != config.this_node {
+            bail!("node {} is remote and hwdr cannot reach its agent yet", node.name);
+        }
+        let c = rondb::collect_parts(config, ndb, &ids, dir)?;
+        files.extend(c.files);
+        Ok(c.parts)
+    });
+    if let Some(parts) = collected {
+        rondb.data_node_ids.extend(parts.keys());
+        rondb.parts.extend(parts);
+    }
+}
+
+/// Every data node id of the cluster delivered a complete part, and the
+/// master node RonDB named is one of them.
+fn check_rondb_complete(config: &Config, rondb: &RondbInfo) -> Result<()> {
+    let expected: BTreeSet<u32> = config.rondb_data_nodes().keys().copied().collect();
+    let missing: Vec<_> = expected.difference(&rondb.data_node_ids).collect();
+    if !missing.is_empty() {
+        bail!("data node(s) {missing:?} have no complete part in the repository");
+    }
+    if let Some(result) = &rondb.result {
+        if !rondb.data_node_ids.contains(&result.master_node) {
+            bail!(
+                "RonDB named data node {} as master, but no node delivered its part",
+                result.master_node
+            );
+        }
+    }
+    Ok(())
+}

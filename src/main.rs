@@ -1,0 +1,74 @@
+//! `hwdr`: disaster recovery for Hopsworks clusters. This file only parses
+//! the command line and dispatches; each subcommand lives in `cli/`.
+
+mod backup_id;
+mod cancel;
+mod cli;
+mod config;
+mod config_backup;
+mod exit;
+mod leader;
+mod logging;
+mod repo;
+mod rondb;
+mod runner;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Code;
+
+/// Disaster recovery for Hopsworks clusters: consistent, verified backups of
+/// RonDB and HopsFS, and restores that follow the runbook.
+#[derive(Debug, Parser)]
+#[command(name = "hwdr", version, about)]
+struct Cli {
+    /// Main configuration file; drop-ins are read from hwdr.d/*.toml beside it.
+    #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Take a backup of the whole cluster into the repository.
+    Backup(cli::backup::Args),
+    /// List the backups in the repository, newest first.
+    List(cli::list::Args),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(cli::config::Command),
+    /// Remove a stale repository lock left by a process that died.
+    Unlock(cli::unlock::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Code::Usage.into()
+            } else {
+                Code::Success.into()
+            };
+        }
+    };
+    logging::init();
+    let result = match cli.command {
+        Command::Backup(args) => cli::backup::run(&cli.config, args),
+        Command::List(args) => cli::list::run(&cli.config, args),
+        Command::Config(cmd) => cli::config::run(&cli.config, cmd),
+        Command::Unlock(args) => cli::unlock::run(&cli.config, args),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            eprintln!("hwdr: error: {e:#}");
+            exit::code_for(&e).into()
+        }
+    }
+}

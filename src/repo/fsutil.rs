@@ -1,0 +1,150 @@
+//! Crash-safe file writing: temp name in the same folder, fsync, rename, fsync
+//! the folder. Used for everything the repository keeps.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A file stored in the repository: path relative to the backup folder, size
+/// and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The temp name used while `path` is being written.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Opens a new temp file for `path` with `mode`, replacing a leftover one.
+pub fn create_temp(path: &Path, mode: u32) -> Result<(PathBuf, File)> {
+    let tmp = temp_path(path);
+    let _ = fs::remove_file(&tmp);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    // The umask may have narrowed the mode; set it exactly.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting mode of {}", tmp.display()))?;
+    Ok((tmp, file))
+}
+
+/// Makes a finished temp file durable under its final name.
+pub fn commit_temp(tmp: &Path, file: File, path: &Path) -> Result<()> {
+    file.sync_all().with_context(|| format!("fsync {}", tmp.display()))?;
+    drop(file);
+    fs::rename(tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    sync_dir(path.parent().unwrap_or(Path::new("/")))
+}
+
+/// Writes `bytes` to `path` atomically with `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let (tmp, mut file) = create_temp(path, mode)?;
+    let result = file
+        .write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    commit_temp(&tmp, file, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// Fsyncs a folder so the names in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("fsync folder {}", dir.display()))
+}
+
+/// Copies `src` to `dst` atomically with `mode`, hashing while copying.
+/// `rel` is the path recorded in the returned entry.
+pub fn copy_hashed(src: &Path, dst: &Path, mode: u32, rel: String) -> Result<FileEntry> {
+    let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
+    let (tmp, mut output) = create_temp(dst, mode)?;
+    let copied = copy_and_hash(&mut input, &mut output)
+        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()));
+    let (size, sha256) = match copied {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    commit_temp(&tmp, output, dst)?;
+    Ok(FileEntry {
+        path: rel,
+        size,
+        sha256,
+    })
+}
+
+/// Size and SHA-256 of a file.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    copy_and_hash(&mut file, &mut io::sink()).with_context(|| format!("reading {}", path.display()))
+}
+
+fn copy_and_hash(input: &mut impl Read, output: &mut impl Write) -> io::Result<(u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_sets_mode_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        write_atomic(&path, b"{}", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn copy_hashes_what_it_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("a");
+        fs::write(&src, b"abc").unwrap();
+        let entry = copy_hashed(&src, &dir.path().join("b"), 0o640, "b".into()).unwrap();
+        assert_eq!(entry.size, 3);
+        assert_eq!(
+            entry.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(hash_file(&dir.path().join("b")).unwrap(), (3, entry.sha256));
+    }
+}

@@ -1,0 +1,423 @@
+//! The one way hwdr runs an external program: by argv (never a shell line), as
+//! the configured user, with a clean environment and a timeout, its output
+//! streamed line by line into the log and kept for checking.
+
+use std::collections::VecDeque;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::{Gid, Pid, Uid};
+use tracing::{info, warn, Span};
+
+/// How many trailing output lines are kept for error messages.
+const TAIL_LINES: usize = 20;
+/// How much stdout is kept for parsing.
+const MAX_CAPTURE: usize = 4 << 20;
+/// How long a program gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How often the wait checks for a timeout or a stop request.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A user to run a program as, resolved from the user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: Uid,
+    pub gid: Gid,
+    /// Supplementary groups, as `initgroups` would set them.
+    pub groups: Vec<Gid>,
+    pub home: PathBuf,
+}
+
+impl RunAs {
+    /// Looks `name` up; `key` names the config key for the error
+    /// (`hwdr.d/20-rondb.toml: [rondb] user`).
+    pub fn lookup(name: &str, key: &str) -> Result<RunAs> {
+        let user = uzers::get_user_by_name(name).ok_or_else(|| anyhow!("{key}: no such user '{name}'"))?;
+        let gid = Gid::from_raw(user.primary_group_id());
+        let groups = uzers::get_user_groups(name, user.primary_group_id())
+            .map(|gs| gs.iter().map(|g| Gid::from_raw(g.gid())).collect())
+            .unwrap_or_else(|| vec![gid]);
+        Ok(RunAs {
+            name: name.to_owned(),
+            uid: Uid::from_raw(user.uid()),
+            gid,
+            groups,
+            home: uzers::os::unix::UserExt::home_dir(&user).to_path_buf(),
+        })
+    }
+
+    /// The superuser, for the steps the runbook runs as root.
+    pub fn root() -> RunAs {
+        RunAs {
+            name: "root".into(),
+            uid: Uid::from_raw(0),
+            gid: Gid::from_raw(0),
+            groups: vec![Gid::from_raw(0)],
+            home: "/root".into(),
+        }
+    }
+}
+
+/// Where a program's standard output goes.
+#[derive(Debug)]
+pub enum StdoutTo {
+    /// Logged line by line and kept in [`Outcome::stdout`].
+    Capture,
+    /// Written to this file, not logged (it may hold secrets such as password hashes).
+    File(File),
+}
+
+/// One program to run.
+#[derive(Debug)]
+pub struct Cmd {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub user: RunAs,
+    pub timeout: Duration,
+    pub stdout: StdoutTo,
+}
+
+impl Cmd {
+    /// A command with stdout captured.
+    pub fn new(program: impl Into<PathBuf>, user: RunAs, timeout: Duration) -> Cmd {
+        Cmd {
+            program: program.into(),
+            args: Vec::new(),
+            user,
+            timeout,
+            stdout: StdoutTo::Capture,
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Cmd {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Cmd {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sends stdout to `file` instead of the log.
+    pub fn stdout_to(mut self, file: File) -> Cmd {
+        self.stdout = StdoutTo::File(file);
+        self
+    }
+
+    /// The argv as one line for people: each element quoted when needed.
+    pub fn argv_display(&self) -> String {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .map(|a| quote(&a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "as {}: {}", self.user.name, self.argv_display())
+    }
+}
+
+/// Quotes an argument the way a person would type it, for display only.
+pub fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// What a finished program did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    /// Standard output (empty when it went to a file).
+    pub stdout: String,
+    /// The last lines of stdout and stderr, interleaved as read.
+    pub tail: Vec<String>,
+}
+
+impl Outcome {
+    /// The tail as one indented block for error messages.
+    pub fn tail_text(&self) -> String {
+        self.tail.iter().map(|l| format!("\n    {l}")).collect()
+    }
+
+    /// Fails unless the program exited 0.
+    pub fn check(&self, what: &str) -> Result<()> {
+        if self.status.success() {
+            return Ok(());
+        }
+        bail!("{what} {}; last output:{}", describe(self.status), self.tail_text())
+    }
+}
+
+/// "exited with status 2" or "was killed by signal 9".
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => "ended for an unknown reason".into(),
+    }
+}
+
+/// Runs `cmd` to completion. Errors when it cannot start, when hwdr would have
+/// to switch users without being root, or when it times out; a non-zero exit is
+/// returned in the [`Outcome`] for the caller to judge with its output.
+pub fn run(cmd: Cmd) -> Result<Outcome> {
+    let me = Uid::effective();
+    let switch = me != cmd.user.uid;
+    if switch && !me.is_root() {
+        bail!(
+            "hwdr runs as uid {me} and cannot switch to user '{}' to run {}: run it as root",
+            cmd.user.name,
+            cmd.program.display()
+        );
+    }
+    let argv_line = cmd.argv_display();
+    let name = program_name(&cmd.program);
+    let mut command = std::process::Command::new(&cmd.program);
+    command
+        .args(&cmd.args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("HOME", &cmd.user.home)
+        .env("USER", &cmd.user.name)
+        .env("LOGNAME", &cmd.user.name)
+        .current_dir(if cmd.user.home.is_dir() {
+            &cmd.user.home
+        } else {
+            Path::new("/")
+        })
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let capture = match cmd.stdout {
+        StdoutTo::Capture => {
+            command.stdout(Stdio::piped());
+            true
+        }
+        StdoutTo::File(file) => {
+            command.stdout(Stdio::from(file));
+            false
+        }
+    };
+    if switch {
+        let user = cmd.user.clone();
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // async-signal-safe syscalls (setgroups, setgid, setuid) on data prepared
+        // before the fork; it does not allocate.
+        unsafe {
+            command.pre_exec(move || {
+                nix::unistd::setgroups(&user.groups).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(user.gid).map_err(std::io::Error::from)?;
+                nix::unistd::setuid(user.uid).map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+    }
+    info!(program = %name, user = %cmd.user.name, argv = %argv_line, "running {argv_line}");
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {} as {}", cmd.program.display(), cmd.user.name))?;
+    let pgid = Pid::from_raw(child.id() as i32);
+
+    let (line_tx, line_rx) = mpsc::channel::<(bool, String)>();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(spawn_reader(out, false, line_tx.clone(), name.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(spawn_reader(err, true, line_tx.clone(), name.clone()));
+    }
+    drop(line_tx);
+
+    let status = wait_with_timeout(child, pgid, cmd.timeout);
+    for reader in readers {
+        let _ = reader.join();
+    }
+    let mut stdout = String::new();
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    for (is_err, line) in line_rx.try_iter() {
+        if !is_err && capture && stdout.len() < MAX_CAPTURE {
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    let tail: Vec<String> = tail.into();
+    match status? {
+        Some(status) => {
+            if !status.success() {
+                warn!(program = %name, "{name} {}", describe(status));
+            }
+            Ok(Outcome { status, stdout, tail })
+        }
+        None => {
+            let text: String = tail.iter().map(|l| format!("\n    {l}")).collect();
+            bail!(
+                "{name} timed out after {}s and was killed; last output:{text}",
+                cmd.timeout.as_secs()
+            )
+        }
+    }
+}
+
+fn program_name(program: &Path) -> String {
+    program
+        .file_name()
+        .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn spawn_reader<R: Read + Send + 'static>(
+    stream: R,
+    is_err: bool,
+    tx: mpsc::Sender<(bool, String)>,
+    program: String,
+) -> thread::JoinHandle<()> {
+    let span = Span::current();
+    thread::spawn(move || {
+        let _entered = span.enter();
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+            if is_err {
+                warn!(program = %program, stream = "stderr", "{line}");
+            } else {
+                info!(program = %program, stream = "stdout", "{line}");
+            }
+            if tx.send((is_err, line)).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Waits for the child; on timeout kills its whole process group (TERM, then
+/// KILL) and returns `None`. A stop request kills it too and is an error.
+fn wait_with_timeout(mut child: Child, pgid: Pid, timeout: Duration) -> Result<Option<ExitStatus>> {
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let deadline = Instant::now() + timeout;
+    let mut cancelled = false;
+    let status = loop {
+        match rx.recv_timeout(POLL) {
+            Ok(status) => break Some(status.context("waiting for the program")?),
+            Err(_) if crate::cancel::requested() => {
+                cancelled = true;
+                break None;
+            }
+            Err(_) if Instant::now() >= deadline => break None,
+            Err(_) => {}
+        }
+    };
+    if status.is_none() {
+        let _ = killpg(pgid, Signal::SIGTERM);
+        if rx.recv_timeout(KILL_GRACE).is_err() {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = rx.recv();
+        }
+    }
+    // Anything the program left behind in its group is a stray: end it so the
+    // output pipes close.
+    let _ = killpg(pgid, Signal::SIGKILL);
+    let _ = waiter.join();
+    if cancelled {
+        bail!("stopped by a signal while the program ran; it was killed");
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> RunAs {
+        let uid = Uid::effective();
+        let user = uzers::get_user_by_uid(uid.as_raw()).unwrap();
+        RunAs::lookup(&user.name().to_string_lossy(), "test").unwrap()
+    }
+
+    #[test]
+    fn captures_stdout_and_status_without_a_shell() {
+        let out = run(Cmd::new("/bin/echo", me(), Duration::from_secs(10)).arg("a b; $(true)")).unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, "a b; $(true)\n");
+    }
+
+    #[test]
+    fn environment_is_clean() {
+        std::env::set_var("HWDR_TEST_SECRET", "x");
+        let out = run(Cmd::new("/usr/bin/env", me(), Duration::from_secs(10))).unwrap();
+        let mut names: Vec<_> = out.stdout.lines().map(|l| l.split('=').next().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["HOME", "LANG", "LOGNAME", "PATH", "USER"]);
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_group() {
+        let start = std::time::Instant::now();
+        let err =
+            run(Cmd::new("/bin/sh", me(), Duration::from_millis(300)).args(["-c", "sleep 60 & sleep 60"])).unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn failure_keeps_the_output_tail() {
+        let out =
+            run(Cmd::new("/bin/sh", me(), Duration::from_secs(10)).args(["-c", "echo one; echo two >&2; exit 3"]))
+                .unwrap();
+        let err = out.check("sh").unwrap_err().to_string();
+        assert!(err.contains("exited with status 3"), "{err}");
+        assert!(err.contains("one") && err.contains("two"), "{err}");
+    }
+
+    #[test]
+    fn unknown_user_names_the_key() {
+        let err = RunAs::lookup("no-such-user-hwdr", "hwdr.d/20-rondb.toml: [rondb] user").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hwdr.d/20-rondb.toml: [rondb] user: no such user 'no-such-user-hwdr'"
+        );
+    }
+
+    #[test]
+    fn quoting_for_display() {
+        assert_eq!(quote("-e"), "-e");
+        assert_eq!(quote("START BACKUP 1"), "'START BACKUP 1'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+}
