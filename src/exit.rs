@@ -46,6 +46,9 @@ pub enum HwdrError {
     /// The repository lock is held by another process (or a dead one).
     #[error("{0}")]
     LockHeld(String),
+    /// A backup ended with some nodes missing.
+    #[error("{0}")]
+    Partial(String),
 }
 
 impl HwdrError {
@@ -55,6 +58,7 @@ impl HwdrError {
             HwdrError::Config(_) => Code::InvalidConfig,
             HwdrError::IdTaken(_) => Code::IdTaken,
             HwdrError::LockHeld(_) => Code::LockHeld,
+            HwdrError::Partial(_) => Code::Partial,
         }
     }
 }

@@ -3,11 +3,18 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Local, Utc};
-use tracing::{error, info, info_span};
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use crate::agent::api::{JobRequest, JobResult};
+use crate::agent::client::AgentClient;
+use crate::job::JobControl;
 
 use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
 use crate::config::{Config, NodeSpec, Role};
@@ -216,6 +223,27 @@ impl NodeSteps {
         value
     }
 
+    /// Records step `name` that ran elsewhere (concurrently, or on an agent).
+    fn record(&mut self, name: &str, started: DateTime<Utc>, finished: DateTime<Utc>, result: Result<Vec<FileEntry>>) {
+        let mut rec = StepRecord {
+            name: name.into(),
+            status: StepStatus::Ok,
+            started_at: Some(started),
+            finished_at: Some(finished),
+            error: None,
+            files: Vec::new(),
+        };
+        match result {
+            Ok(files) => rec.files = files,
+            Err(e) => {
+                rec.status = StepStatus::Failed;
+                rec.error = Some(format!("{e:#}"));
+                self.failure = Some((name.to_owned(), e));
+            }
+        }
+        self.record.steps.push(rec);
+    }
+
     /// Records step `name` as not run.
     fn skip(&mut self, name: &str) {
         self.record.steps.push(StepRecord {
@@ -238,9 +266,56 @@ impl NodeSteps {
     }
 }
 
-/// Runs backup `id` and returns its manifest. A failed backup still writes a
-/// manifest (status `failed`) and returns the error of the first failing step.
-pub fn run_backup(config: &Config, id: BackupId, now: DateTime<Local>) -> Result<Manifest> {
+/// Who runs the backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leadership {
+    /// This node leads.
+    Leader,
+    /// Another head node leads (or this node is no head node).
+    Follower(String),
+}
+
+/// The leader is the first head node in `[[nodes]]` order whose agent answers
+/// health; this host counts if it is that node (its own agent need not run).
+pub fn elect(config: &Config, client: Option<&AgentClient>, rt: &Runtime) -> Result<Leadership> {
+    if !config.this().has(Role::Head) {
+        return Ok(Leadership::Follower(format!(
+            "a head node (node {} has no head role)",
+            config.this_node
+        )));
+    }
+    for head in config.nodes.iter().filter(|n| n.has(Role::Head)) {
+        if head.name == config.this_node {
+            return Ok(Leadership::Leader);
+        }
+        let Some(client) = client else {
+            bail!("cannot ask head node {} whether it leads: no agent client", head.name);
+        };
+        match rt.block_on(client.health(head)) {
+            Ok(_) => return Ok(Leadership::Follower(head.name.to_string())),
+            Err(e) => warn!("head node {} does not answer, so it does not lead: {e:#}", head.name),
+        }
+    }
+    Ok(Leadership::Leader)
+}
+
+/// Whether the backup needs to talk to agents of other nodes.
+pub fn needs_agents(config: &Config) -> bool {
+    config
+        .nodes
+        .iter()
+        .any(|n| n.name != config.this_node && (n.has(Role::Rondb) || n.has(Role::Head)))
+}
+
+/// Runs backup `id` and returns its manifest. A failed or partial backup still
+/// writes a manifest and returns the error of the first failing step.
+pub fn run_backup(
+    config: &Config,
+    id: BackupId,
+    now: DateTime<Local>,
+    client: Option<&AgentClient>,
+    rt: &Runtime,
+) -> Result<Manifest> {
     let mysql = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))
         .map_err(|e| HwdrError::Config(format!("{e:#}")))?;
     let repo = Repository::new(&config.repository);
@@ -262,7 +337,13 @@ pub fn run_backup(config: &Config, id: BackupId, now: DateTime<Local>) -> Result
     );
 
     let this = config.this();
+    let rondb_nodes: Vec<&NodeSpec> = config.nodes.iter().filter(|n| n.has(Role::Rondb)).collect();
+    let remote: Vec<&NodeSpec> = rondb_nodes.iter().copied().filter(|n| n.name != this.name).collect();
+
     let mut head = NodeSteps::new(this);
+    if !remote.is_empty() {
+        head.run("agents", |_| check_agents(client, &remote, rt));
+    }
     head.run("config", |files| {
         files.extend(crate::config_backup::copy_paths(&config.config_paths, &dir)?);
         Ok(())
@@ -292,38 +373,58 @@ pub fn run_backup(config: &Config, id: BackupId, now: DateTime<Local>) -> Result
     });
     let head_ok = head.failure.is_none();
 
-    // Every rondb node ships its own part.
+    // Every rondb node ships its own part, concurrently.
     let mut rondb = RondbInfo {
         ndb_backup_id: ndb,
         result,
         data_node_ids: BTreeSet::new(),
         parts: Default::default(),
     };
-    let mut records = Vec::new();
-    let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
-    if this.has(Role::Rondb) {
-        collect_on(config, this, ndb, &dir, &mut head, head_ok, &mut rondb);
-    }
-    let (head_record, head_failure) = head.finish();
-    records.push(head_record);
-    if let Some((step, e)) = head_failure {
-        failures.push((format!("{}/{step}", this.name), e));
-    }
-    for node in config
+    let mut others: Vec<NodeSteps> = config
         .nodes
         .iter()
-        .filter(|n| n.has(Role::Rondb) && n.name != this.name)
-    {
-        let _span = info_span!("node", hwdr_node = node.name.as_str()).entered();
-        let mut steps = NodeSteps::new(node);
-        collect_on(config, node, ndb, &dir, &mut steps, head_ok, &mut rondb);
+        .filter(|n| n.name != this.name && n.has(Role::Rondb))
+        .map(NodeSteps::new)
+        .collect();
+    if head_ok {
+        for shipped in collect_everywhere(config, id, &rondb_nodes, client, rt) {
+            let steps = if shipped.node == this.name.as_str() {
+                &mut head
+            } else {
+                others
+                    .iter_mut()
+                    .find(|s| s.record.name == shipped.node)
+                    .expect("every rondb node has steps")
+            };
+            if let Ok(c) = &shipped.result {
+                rondb.data_node_ids.extend(c.parts.keys());
+                rondb.parts.extend(c.parts.clone());
+            }
+            steps.record(
+                "rondb-parts",
+                shipped.started,
+                shipped.finished,
+                shipped.result.map(|c| c.files),
+            );
+        }
+    } else {
+        if this.has(Role::Rondb) {
+            head.skip("rondb-parts");
+        }
+        others.iter_mut().for_each(|s| s.skip("rondb-parts"));
+    }
+
+    let mut records = Vec::new();
+    let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
+    for steps in std::iter::once(head).chain(others) {
+        let name = steps.record.name.clone();
         let (record, failure) = steps.finish();
         records.push(record);
         if let Some((step, e)) = failure {
-            failures.push((format!("{}/{step}", node.name), e));
+            error!(hwdr_node = %name, "node {name} failed at {step}: {e:#}");
+            failures.push((format!("{name}/{step}"), e));
         }
     }
-
     // The backup is complete only if every data node id is in the repository.
     if failures.is_empty() {
         if let Err(e) = check_rondb_complete(config, &rondb) {
@@ -332,10 +433,11 @@ pub fn run_backup(config: &Config, id: BackupId, now: DateTime<Local>) -> Result
         }
     }
 
-    let status = if failures.is_empty() {
-        BackupStatus::Complete
-    } else {
-        BackupStatus::Failed
+    // Partial: the head steps worked and some, not all, nodes delivered.
+    let status = match (&failures[..], head_ok, rondb.data_node_ids.is_empty()) {
+        ([], _, _) => BackupStatus::Complete,
+        (_, true, false) => BackupStatus::Partial,
+        _ => BackupStatus::Failed,
     };
     let manifest = Manifest {
         format: manifest::FORMAT,
@@ -352,51 +454,157 @@ pub fn run_backup(config: &Config, id: BackupId, now: DateTime<Local>) -> Result
         nodes: records,
     };
     repo.write_manifest(&manifest)?;
-    match failures.into_iter().next() {
-        None => {
-            info!(
-                message_id = MSG_BACKUP_COMPLETED,
-                bytes = manifest.size(),
-                files = manifest.files().count(),
-                "backup {id} complete: {} files, {} bytes",
-                manifest.files().count(),
-                manifest.size()
+    let Some((step, e)) = failures.into_iter().next() else {
+        info!(
+            message_id = MSG_BACKUP_COMPLETED,
+            bytes = manifest.size(),
+            files = manifest.files().count(),
+            "backup {id} complete: {} files, {} bytes",
+            manifest.files().count(),
+            manifest.size()
+        );
+        drop(_lock);
+        prune_everywhere(config, &rondb_nodes, client, rt);
+        return Ok(manifest);
+    };
+    error!(message_id = MSG_BACKUP_FAILED, failed_step = %step, status = %status, "backup {id} {status} at {step}: {e:#}");
+    let err = e.context(format!("backup {id} {status} at step {step}"));
+    if status == BackupStatus::Partial {
+        return Err(err.context(HwdrError::Partial(format!(
+            "backup {id} is partial: not every node delivered its part"
+        ))));
+    }
+    Err(err)
+}
+
+/// Every remote node's agent answers health.
+fn check_agents(client: Option<&AgentClient>, nodes: &[&NodeSpec], rt: &Runtime) -> Result<()> {
+    let client = client.ok_or_else(|| anyhow!("remote nodes need [agent] token_file to be readable here"))?;
+    let answers = rt.block_on(async {
+        let mut set = JoinSet::new();
+        for node in nodes {
+            let (client, node) = (client.clone(), (*node).clone());
+            set.spawn(async move { client.health(&node).await.map(|_| ()) });
+        }
+        set.join_all().await
+    });
+    let errors: Vec<String> = answers
+        .into_iter()
+        .filter_map(|r| r.err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(())
+}
+
+/// One node's share of the RonDB backup.
+struct Shipped {
+    node: String,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+    result: Result<rondb::Collected>,
+}
+
+/// Collects every rondb node's parts: this node in-process, the others through
+/// their agents; at most `[backup] parallelism` at once.
+fn collect_everywhere(
+    config: &Config,
+    id: BackupId,
+    nodes: &[&NodeSpec],
+    client: Option<&AgentClient>,
+    rt: &Runtime,
+) -> Vec<Shipped> {
+    let config = Arc::new(config.clone());
+    let permits = Arc::new(Semaphore::new(config.backup.parallelism));
+    rt.block_on(async {
+        let mut set = JoinSet::new();
+        for node in nodes {
+            let node = (*node).clone();
+            let (config, permits, client) = (config.clone(), permits.clone(), client.cloned());
+            let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = "rondb-parts");
+            set.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    let started = Utc::now();
+                    let result = if node.name == config.this_node {
+                        let span = tracing::Span::current();
+                        tokio::task::spawn_blocking(move || {
+                            let _entered = span.enter();
+                            rondb::collect_parts(&config, id, &JobControl::default())
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(anyhow!("collecting panicked: {e}")))
+                    } else {
+                        remote_collect(client, &node, id).await
+                    };
+                    if let Err(e) = &result {
+                        error!("node {} did not deliver its RonDB parts: {e:#}", node.name);
+                    }
+                    Shipped {
+                        node: node.name.to_string(),
+                        started,
+                        finished: Utc::now(),
+                        result,
+                    }
+                }
+                .instrument(span),
             );
-            Ok(manifest)
         }
-        Some((step, e)) => {
-            error!(message_id = MSG_BACKUP_FAILED, failed_step = %step, "backup {id} failed at {step}: {e:#}");
-            Err(e.context(format!("backup {id} failed at step {step}")))
+        set.join_all().await
+    })
+}
+
+async fn remote_collect(client: Option<AgentClient>, node: &NodeSpec, id: BackupId) -> Result<rondb::Collected> {
+    let client = client.ok_or_else(|| anyhow!("no agent client for node {}", node.name))?;
+    let request = JobRequest::CollectRondbParts {
+        node: node.name.clone(),
+        backup_id: id,
+    };
+    let status = client.run_job(node, &request).await?;
+    match status.result {
+        Some(JobResult::RondbParts { files, parts }) => {
+            let expected: BTreeSet<u32> = node.rondb_node_ids.iter().copied().collect();
+            let got: BTreeSet<u32> = parts.keys().copied().collect();
+            if got != expected {
+                bail!(
+                    "node {} delivered the parts of data nodes {got:?}, expected {expected:?}",
+                    node.name
+                );
+            }
+            Ok(rondb::Collected { files, parts })
         }
+        other => bail!("node {} answered the collection with {other:?}", node.name),
     }
 }
 
-/// Collects the RonDB parts hosted by `node` into the repository.
-fn collect_on(
-    config: &Config,
-    node: &NodeSpec,
-    ndb: u32,
-    dir: &Path,
-    steps: &mut NodeSteps,
-    head_ok: bool,
-    rondb: &mut RondbInfo,
-) {
-    if !head_ok {
-        steps.skip("rondb-parts");
-        return;
-    }
-    let ids: BTreeSet<u32> = node.rondb_node_ids.iter().copied().collect();
-    let collected = steps.run("rondb-parts", |files| {
-        if node.name != config.this_node {
-            bail!("node {} is remote and hwdr cannot reach its agent yet", node.name);
+/// After a complete backup: every rondb node drops old local backups. Best
+/// effort: a failure is logged, the backup stays complete.
+fn prune_everywhere(config: &Config, nodes: &[&NodeSpec], client: Option<&AgentClient>, rt: &Runtime) {
+    for node in nodes {
+        let result = if node.name == config.this_node {
+            rondb::prune_local(config, &JobControl::default())
+        } else {
+            match client {
+                Some(client) => {
+                    let request = JobRequest::PruneLocalRondb {
+                        node: node.name.clone(),
+                    };
+                    rt.block_on(client.run_job(node, &request))
+                        .and_then(|status| match status.result {
+                            Some(JobResult::Pruned { removed }) => Ok(removed),
+                            other => bail!("unexpected answer {other:?}"),
+                        })
+                }
+                None => Err(anyhow!("no agent client")),
+            }
+        };
+        match result {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => info!(hwdr_node = %node.name, "node {} removed local backups {removed:?}", node.name),
+            Err(e) => warn!(hwdr_node = %node.name, "node {} could not prune its local backups: {e:#}", node.name),
         }
-        let c = rondb::collect_parts(config, ndb, &ids, dir)?;
-        files.extend(c.files);
-        Ok(c.parts)
-    });
-    if let Some(parts) = collected {
-        rondb.data_node_ids.extend(parts.keys());
-        rondb.parts.extend(parts);
     }
 }
 

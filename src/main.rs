@@ -1,17 +1,20 @@
 //! `hwdr`: disaster recovery for Hopsworks clusters. This file only parses
 //! the command line and dispatches; each subcommand lives in `cli/`.
 
+mod agent;
 mod backup_id;
 mod cancel;
 mod cli;
 mod config;
 mod config_backup;
 mod exit;
+mod job;
 mod leader;
 mod logging;
 mod repo;
 mod rondb;
 mod runner;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +46,8 @@ enum Command {
     Config(cli::config::Command),
     /// Remove a stale repository lock left by a process that died.
     Unlock(cli::unlock::Args),
+    /// Run the node agent (the hwdr-agent service).
+    Agent,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Command::List(args) => cli::list::run(&cli.config, args),
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
+        Command::Agent => cli::agent::run(&cli.config),
     };
     match result {
         Ok(code) => code.into(),

@@ -1,14 +1,15 @@
-//! `hwdr backup`: take a backup of the whole cluster.
+//! `hwdr backup`: take a backup of the whole cluster, if this node leads.
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::Local;
-use tracing::info_span;
+use tracing::{info, info_span};
 
+use crate::agent::client::AgentClient;
 use crate::backup_id::BackupId;
 use crate::exit::Code;
-use crate::leader::{self, BackupOptions};
+use crate::leader::{self, BackupOptions, Leadership};
 
 /// Options of `hwdr backup`.
 #[derive(Debug, clap::Args)]
@@ -19,6 +20,10 @@ pub struct Args {
     /// Print every step with its node, user and exact argv; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Lead even if an earlier head node answers (for an operator who knows
+    /// the first head node is gone for good).
+    #[arg(long)]
+    force_leader: bool,
 }
 
 /// Runs `hwdr backup`.
@@ -32,8 +37,24 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         return Ok(Code::Success);
     }
     crate::cancel::install()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = if leader::needs_agents(&config) {
+        Some(AgentClient::new(&config)?)
+    } else {
+        None
+    };
+    if !args.force_leader {
+        if let Leadership::Follower(leader) = leader::elect(&config, client.as_ref(), &rt)? {
+            info!(hwdr_node = %config.this_node, "not the leader: {leader} leads the backup");
+            println!("not the leader: {leader} leads the backup");
+            return Ok(Code::NotLeader);
+        }
+    }
     let _span = info_span!("backup", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
-    let manifest = leader::run_backup(&config, id, now)?;
+    let manifest = leader::run_backup(&config, id, now, client.as_ref(), &rt)?;
     println!(
         "backup {id} complete: {} files, {} bytes, RonDB data nodes {:?}",
         manifest.files().count(),

@@ -131,6 +131,8 @@ pub struct RondbSettings {
     pub exclude_users: Vec<String>,
     /// Databases `mysqldump` leaves out (system ones and ones NDB does not hold).
     pub exclude_databases: Vec<String>,
+    /// How many local `BACKUP-<id>` folders a data node keeps after a backup.
+    pub keep_local: usize,
 }
 
 /// `[backup]`: limits of the backup's steps.
@@ -140,6 +142,24 @@ pub struct BackupSettings {
     pub ndb_backup_timeout: Duration,
     /// How long `mysqlpump` and `mysqldump` may take each.
     pub dump_timeout: Duration,
+    /// How many nodes ship their parts at once.
+    pub parallelism: usize,
+    /// How long a node's agent may go without answering before the node
+    /// fails the backup.
+    pub node_timeout: Duration,
+}
+
+/// `[agent]`: the node service.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// Where the agent listens (default: this node's `[[nodes]]` address).
+    pub listen: String,
+    /// The cluster's shared bearer token; readable by its owner only.
+    pub token_file: PathBuf,
+    /// Limit of one HTTP request from the leader to an agent.
+    pub request_timeout: Duration,
+    /// How long a stopping agent waits for its running job.
+    pub shutdown_timeout: Duration,
 }
 
 /// The validated configuration.
@@ -155,6 +175,7 @@ pub struct Config {
     /// Files and folders copied into every backup (the cluster definition).
     pub config_paths: Vec<PathBuf>,
     pub backup: BackupSettings,
+    pub agent: AgentSettings,
     /// Which file set which key, for later error messages.
     pub origins: Origins,
     /// The files read, main file first.
@@ -253,6 +274,17 @@ impl Validator<'_> {
         }
     }
 
+    fn count(&mut self, section: &str, key: &str, value: Option<i64>, default: usize, min: usize) -> usize {
+        match value {
+            None => default,
+            Some(n) if n >= min as i64 && n <= 10_000 => n as usize,
+            Some(n) => {
+                self.err(section, key, format!("{n} must be between {min} and 10000"));
+                default
+            }
+        }
+    }
+
     fn config(&mut self, raw: raw::RawConfig, path: &Path) -> Option<Config> {
         let cluster_raw = raw.cluster.unwrap_or_default();
         let cluster = self.required("cluster", "name", cluster_raw.name);
@@ -301,6 +333,7 @@ impl Validator<'_> {
             exclude_databases: r
                 .exclude_databases
                 .unwrap_or_else(|| DEFAULT_EXCLUDE_DATABASES.map(String::from).to_vec()),
+            keep_local: self.count("rondb", "keep_local", r.keep_local, 1, 0),
         };
         if rondb.user.is_empty() {
             self.err("rondb", "user", "must not be empty");
@@ -335,6 +368,25 @@ impl Validator<'_> {
                 Duration::from_secs(6 * 3600),
             ),
             dump_timeout: self.duration("backup", "dump_timeout", b.dump_timeout, Duration::from_secs(3600)),
+            parallelism: self.count("backup", "parallelism", b.parallelism, 4, 1),
+            node_timeout: self.duration("backup", "node_timeout", b.node_timeout, Duration::from_secs(60)),
+        };
+
+        let a = raw.agent.unwrap_or_default();
+        let this_address = this_node
+            .as_ref()
+            .and_then(|n| nodes.iter().find(|o| &o.name == n))
+            .map(|n| n.address.clone())
+            .unwrap_or_default();
+        let listen = a.listen.unwrap_or(this_address);
+        if let Err(e) = check_address(&listen) {
+            self.err("agent", "listen", e);
+        }
+        let agent = AgentSettings {
+            listen,
+            token_file: self.abs_path("agent", "token_file", a.token_file, "/etc/hwdr/agent.token"),
+            request_timeout: self.duration("agent", "request_timeout", a.request_timeout, Duration::from_secs(10)),
+            shutdown_timeout: self.duration("agent", "shutdown_timeout", a.shutdown_timeout, Duration::from_secs(75)),
         };
 
         let this_node = this_node?;
@@ -346,6 +398,7 @@ impl Validator<'_> {
             rondb,
             config_paths,
             backup,
+            agent,
             origins: Origins::default(),
             files: vec![path.to_path_buf()],
         })

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub rondb: Option<RawRondb>,
     pub config_backup: Option<RawConfigBackup>,
     pub backup: Option<RawBackup>,
+    pub agent: Option<RawAgent>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +56,7 @@ pub struct RawRondb {
     pub backup_dir: Option<String>,
     pub exclude_users: Option<Vec<String>>,
     pub exclude_databases: Option<Vec<String>>,
+    pub keep_local: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,4 +70,15 @@ pub struct RawConfigBackup {
 pub struct RawBackup {
     pub ndb_backup_timeout: Option<String>,
     pub dump_timeout: Option<String>,
+    pub parallelism: Option<i64>,
+    pub node_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub listen: Option<String>,
+    pub token_file: Option<String>,
+    pub request_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
 }

@@ -122,6 +122,19 @@ impl Repository {
         }
     }
 
+    /// The folder of backup `id` if it is being taken: it exists and has no
+    /// manifest yet. Parts are only ever added to such a backup.
+    pub fn backup_in_progress(&self, id: BackupId) -> Result<PathBuf> {
+        let dir = self.backup_dir(id);
+        if !dir.is_dir() {
+            bail!("backup {id} is not being taken: {} does not exist", dir.display());
+        }
+        if dir.join("manifest.json").exists() {
+            bail!("backup {id} is already finished: {} has a manifest", dir.display());
+        }
+        Ok(dir)
+    }
+
     /// Writes the manifest of a backup: last, atomically.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         let path = self.backup_dir(manifest.backup_id).join("manifest.json");

@@ -1,18 +1,24 @@
 //! RonDB: the head-node steps of a backup (users, schemas, `START BACKUP`)
-//! and the data-node step (collecting this node's parts).
+//! and the data-node steps (collecting this node's parts, pruning old local
+//! backups). The node-local steps are plain functions: the leader calls them
+//! in-process for itself, an agent calls them for a remote leader.
 
 pub mod dump;
 pub mod mgm;
 pub mod parts;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::fs;
 
-use anyhow::Result;
-use tracing::info;
+use anyhow::{Context, Result};
+use tracing::{info, warn};
 
+use crate::backup_id::BackupId;
 use crate::config::Config;
+use crate::job::JobControl;
 use crate::repo::fsutil::FileEntry;
+use crate::repo::manifest::BackupStatus;
+use crate::repo::Repository;
 
 /// What collecting a node's parts stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,17 +28,74 @@ pub struct Collected {
     pub parts: BTreeMap<u32, u32>,
 }
 
-/// The node-local step: finds this node's complete parts of backup `ndb_id`
-/// for `node_ids` under `[rondb] backup_dir` and copies them into
-/// `backup_dir` (the backup's folder in the repository).
-pub fn collect_parts(config: &Config, ndb_id: u32, node_ids: &BTreeSet<u32>, backup_dir: &Path) -> Result<Collected> {
+/// Finds this node's complete parts of backup `id` (for the data node ids the
+/// config places here) under `[rondb] backup_dir` and copies them into the
+/// backup's folder in the repository, which must exist and not be finished.
+pub fn collect_parts(config: &Config, id: BackupId, control: &JobControl) -> Result<Collected> {
+    let node_ids: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
+    let backup_dir = Repository::new(&config.repository).backup_in_progress(id)?;
+    let ndb_id = id.ndb_id();
     let src = parts::node_backup_dir(&config.rondb.backup_dir, ndb_id);
-    let found = parts::find_parts(&src, ndb_id, node_ids)?;
-    let files = parts::copy_parts(&src, backup_dir, ndb_id, &found)?;
+    let found = parts::find_parts(&src, ndb_id, &node_ids)?;
+    let files = parts::copy_parts(&src, &backup_dir, ndb_id, &found, control)?;
     let bytes: u64 = files.iter().map(|f| f.size).sum();
-    info!(files = files.len(), bytes, "collected parts of data nodes {node_ids:?}");
+    info!(
+        files = files.len(),
+        bytes, "collected the parts of data nodes {node_ids:?}"
+    );
     Ok(Collected {
         files,
         parts: found.iter().map(|p| (p.node_id, p.parts)).collect(),
     })
+}
+
+/// Removes local `BACKUP-<id>` folders of hwdr backups, keeping the newest
+/// `[rondb] keep_local` and every one whose parts are not in a complete
+/// backup of the repository. Folders not named by an hwdr id are left alone.
+pub fn prune_local(config: &Config, control: &JobControl) -> Result<Vec<String>> {
+    let root = config.rondb.backup_dir.join("BACKUP");
+    let mut ours: Vec<(BackupId, String)> = Vec::new();
+    let entries = match fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
+    };
+    for entry in entries {
+        let name = entry
+            .with_context(|| format!("listing {}", root.display()))?
+            .file_name();
+        let name = name.to_string_lossy().into_owned();
+        let id = name
+            .strip_prefix("BACKUP-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(|n| BackupId::from_ndb_id(n).ok());
+        if let Some(id) = id {
+            ours.push((id, name));
+        }
+    }
+    ours.sort();
+    let keep = ours.len().saturating_sub(config.rondb.keep_local);
+    let repo = Repository::new(&config.repository);
+    let my_ids: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
+    let mut removed = Vec::new();
+    for (id, name) in ours.into_iter().take(keep) {
+        control.check()?;
+        let stored = match repo.read_manifest(id) {
+            Ok(Some(m)) => m.status == BackupStatus::Complete && my_ids.is_subset(&m.rondb.data_node_ids),
+            Ok(None) => false,
+            Err(e) => {
+                warn!("keeping {name}: {e:#}");
+                false
+            }
+        };
+        if !stored {
+            info!("keeping {name}: backup {id} is not complete in the repository");
+            continue;
+        }
+        let path = root.join(&name);
+        fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+        info!("removed local RonDB backup {name} (backup {id} is in the repository)");
+        removed.push(name);
+    }
+    Ok(removed)
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::job::JobControl;
 use crate::repo::fsutil::{self, FileEntry};
 use crate::repo::mkdir;
 
@@ -182,7 +183,13 @@ fn complete(files: &BTreeMap<Kind, Vec<String>>, node: u32, what: &str, dir: &Pa
 
 /// Copies the checked parts from the node folder `src` into `backup_dir`
 /// (the backup's folder in the repository), hashing every file.
-pub fn copy_parts(src: &Path, backup_dir: &Path, ndb_id: u32, parts: &[NodePart]) -> Result<Vec<FileEntry>> {
+pub fn copy_parts(
+    src: &Path,
+    backup_dir: &Path,
+    ndb_id: u32,
+    parts: &[NodePart],
+    control: &JobControl,
+) -> Result<Vec<FileEntry>> {
     let rel_root = repo_rel_dir(ndb_id);
     let mut entries = Vec::new();
     let mut dirs = BTreeSet::new();
@@ -194,7 +201,10 @@ pub fn copy_parts(src: &Path, backup_dir: &Path, ndb_id: u32, parts: &[NodePart]
             if dirs.insert(parent.clone()) {
                 mkdir(&parent, 0o750)?;
             }
-            entries.push(fsutil::copy_hashed(&src.join(file), &dst, 0o640, rel)?);
+            control.check()?;
+            let entry = fsutil::copy_hashed(&src.join(file), &dst, 0o640, rel)?;
+            control.file_done(entry.size);
+            entries.push(entry);
         }
     }
     // New folders must be durable too.

@@ -1,0 +1,117 @@
+//! The agent's HTTP API (version 1): paths and JSON bodies, shared by the
+//! server and the leader's client.
+//!
+//! | method and path      | auth   | body / answer                          |
+//! |----------------------|--------|----------------------------------------|
+//! | `GET /v1/health`     | none   | [`Health`]                             |
+//! | `POST /v1/jobs`      | bearer | [`JobRequest`] → 202 [`JobCreated`]    |
+//! | `GET /v1/jobs`       | bearer | `[JobStatus]`                          |
+//! | `GET /v1/jobs/{id}`  | bearer | [`JobStatus`]                          |
+//!
+//! Errors are `{"error": "..."}` with 400 (bad request), 401 (token), 404
+//! (unknown job), 409 (busy, or the backup is already finished), 503 (the
+//! agent is stopping).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backup_id::BackupId;
+use crate::config::{NodeName, Role};
+use crate::repo::fsutil::FileEntry;
+
+/// Answer of `GET /v1/health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub node: String,
+    pub cluster: String,
+    pub roles: BTreeSet<Role>,
+    pub version: String,
+    pub busy: bool,
+    /// The running job, if any.
+    pub job: Option<String>,
+}
+
+/// A node-local job the leader asks for. The node named must be the agent's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobRequest {
+    /// Copy this node's RonDB parts of a backup into the repository.
+    CollectRondbParts { node: NodeName, backup_id: BackupId },
+    /// Remove old local `BACKUP-<id>` folders already in the repository.
+    PruneLocalRondb { node: NodeName },
+}
+
+impl JobRequest {
+    /// The node the job is for.
+    pub fn node(&self) -> &NodeName {
+        match self {
+            JobRequest::CollectRondbParts { node, .. } | JobRequest::PruneLocalRondb { node } => node,
+        }
+    }
+
+    /// A short description for logs and `STATUS=`.
+    pub fn describe(&self) -> String {
+        match self {
+            JobRequest::CollectRondbParts { backup_id, .. } => format!("collect RonDB parts for backup {backup_id}"),
+            JobRequest::PruneLocalRondb { .. } => "prune local RonDB backups".into(),
+        }
+    }
+}
+
+/// Answer of `POST /v1/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobCreated {
+    pub job_id: String,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Running,
+    Succeeded,
+    Failed,
+    /// The agent stopped before the job finished.
+    Aborted,
+}
+
+/// How far a job got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobResult {
+    /// Files stored, and the part count per data node id.
+    RondbParts {
+        files: Vec<FileEntry>,
+        parts: BTreeMap<u32, u32>,
+    },
+    /// Local backup folders removed.
+    Pruned { removed: Vec<String> },
+}
+
+/// Answer of `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub id: String,
+    pub request: JobRequest,
+    pub state: JobState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub progress: Progress,
+    pub result: Option<JobResult>,
+    pub error: Option<String>,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}

@@ -1,0 +1,189 @@
+//! The leader's side of the agent API.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use super::api::{ApiError, Health, JobCreated, JobRequest, JobState, JobStatus};
+use super::token::Token;
+use crate::config::{Config, NodeSpec};
+
+/// How often a running job is polled.
+const POLL: Duration = Duration::from_millis(500);
+
+/// A client for every agent of the cluster.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    http: reqwest::Client,
+    token: Token,
+    node_timeout: Duration,
+}
+
+impl AgentClient {
+    /// A client with the cluster token and timeouts of `config`.
+    pub fn new(config: &Config) -> Result<AgentClient> {
+        let token = Token::load(&config.agent.token_file, &config.origins.key("agent", "token_file"))?;
+        let http = reqwest::Client::builder()
+            .timeout(config.agent.request_timeout)
+            .connect_timeout(config.agent.request_timeout)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(AgentClient {
+            http,
+            token,
+            node_timeout: config.backup.node_timeout,
+        })
+    }
+
+    fn url(node: &NodeSpec, path: &str) -> String {
+        format!("http://{}{path}", node.address)
+    }
+
+    async fn decode<T: DeserializeOwned>(node: &NodeSpec, response: reqwest::Response) -> Result<T> {
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json()
+                .await
+                .with_context(|| format!("agent of {} sent an answer hwdr cannot read", node.name));
+        }
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
+        Err(anyhow!(AgentRefused { status, message }))
+            .with_context(|| format!("agent of {} ({}) answered {status}", node.name, node.address))
+    }
+
+    /// `GET /v1/health`; the answer must come from the node we asked for.
+    pub async fn health(&self, node: &NodeSpec) -> Result<Health> {
+        let response = self
+            .http
+            .get(Self::url(node, "/v1/health"))
+            .send()
+            .await
+            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let health: Health = Self::decode(node, response).await?;
+        if health.node != node.name.as_str() {
+            bail!(
+                "{} answers as node '{}', not '{}': check [[nodes]] addresses",
+                node.address,
+                health.node,
+                node.name
+            );
+        }
+        Ok(health)
+    }
+
+    /// `POST /v1/jobs`: returns the job id.
+    pub async fn start(&self, node: &NodeSpec, request: &JobRequest) -> Result<String> {
+        let response = self
+            .http
+            .post(Self::url(node, "/v1/jobs"))
+            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
+            .json(request)
+            .send()
+            .await
+            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let created: JobCreated = Self::decode(node, response).await?;
+        Ok(created.job_id)
+    }
+
+    /// `GET /v1/jobs/{id}`.
+    pub async fn status(&self, node: &NodeSpec, id: &str) -> Result<JobStatus> {
+        let response = self
+            .http
+            .get(Self::url(node, &format!("/v1/jobs/{id}")))
+            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
+            .send()
+            .await
+            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        Self::decode(node, response).await
+    }
+
+    /// Starts a job and waits for its end. Fails when the job fails, when the
+    /// agent forgets it (restarted), or when the agent does not answer for
+    /// `[backup] node_timeout`.
+    pub async fn run_job(&self, node: &NodeSpec, request: &JobRequest) -> Result<JobStatus> {
+        let id = self.start(node, request).await?;
+        info!("node {} runs job {id}: {}", node.name, request.describe());
+        let mut last_answer = Instant::now();
+        let mut last_progress = (0, 0);
+        loop {
+            tokio::time::sleep(POLL).await;
+            match self.status(node, &id).await {
+                Ok(status) => {
+                    last_answer = Instant::now();
+                    let progress = (status.progress.files, status.progress.bytes);
+                    if progress != last_progress {
+                        info!(
+                            files = progress.0,
+                            bytes = progress.1,
+                            "node {} job {id}: {} files, {} bytes",
+                            node.name,
+                            progress.0,
+                            progress.1
+                        );
+                        last_progress = progress;
+                    }
+                    match status.state {
+                        JobState::Running => {}
+                        JobState::Succeeded => return Ok(status),
+                        JobState::Failed | JobState::Aborted => bail!(
+                            "node {} job {id} {}: {}",
+                            node.name,
+                            if status.state == JobState::Failed {
+                                "failed"
+                            } else {
+                                "was aborted"
+                            },
+                            status.error.as_deref().unwrap_or("no reason given")
+                        ),
+                    }
+                }
+                Err(e) if is_status(&e, StatusCode::NOT_FOUND) => {
+                    bail!(
+                        "the agent of {} no longer knows job {id}: it was restarted while the job ran",
+                        node.name
+                    )
+                }
+                Err(e) => {
+                    let silent = last_answer.elapsed();
+                    if silent >= self.node_timeout {
+                        return Err(e.context(format!(
+                            "node {} stopped answering for {}s during job {id}",
+                            node.name,
+                            silent.as_secs()
+                        )));
+                    }
+                    warn!(
+                        "node {} did not answer about job {id} ({}s so far): {e:#}",
+                        node.name,
+                        silent.as_secs()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// An agent's refusal, kept in the error chain so callers can match on it.
+#[derive(Debug)]
+struct AgentRefused {
+    status: StatusCode,
+    message: String,
+}
+
+impl std::fmt::Display for AgentRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for AgentRefused {}
+
+fn is_status(err: &anyhow::Error, status: StatusCode) -> bool {
+    err.chain()
+        .any(|c| c.downcast_ref::<AgentRefused>().is_some_and(|r| r.status == status))
+}

@@ -1,0 +1,326 @@
+//! The agent's HTTP server: routes, bearer-token check, and the job table.
+//! One job runs at a time; jobs run on the blocking pool and report progress
+//! through a [`JobControl`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use super::api::{ApiError, Health, JobCreated, JobRequest, JobResult, JobState, JobStatus, Progress};
+use super::token::Token;
+use crate::config::{Config, Role};
+use crate::job::JobControl;
+use crate::repo::Repository;
+use crate::{rondb, systemd};
+
+/// How many finished jobs the agent remembers.
+const HISTORY: usize = 100;
+
+/// State shared by every request.
+pub struct Shared {
+    config: Arc<Config>,
+    token: Token,
+    jobs: Mutex<Jobs>,
+    accepting: AtomicBool,
+}
+
+#[derive(Default)]
+struct Jobs {
+    running: Option<String>,
+    entries: BTreeMap<String, Entry>,
+    order: VecDeque<String>,
+    next: u64,
+}
+
+struct Entry {
+    status: JobStatus,
+    control: Arc<JobControl>,
+}
+
+impl Entry {
+    fn snapshot(&self) -> JobStatus {
+        let mut status = self.status.clone();
+        let (files, bytes) = self.control.progress();
+        status.progress = Progress { files, bytes };
+        status
+    }
+}
+
+impl Shared {
+    /// State for an agent of `config` accepting `token`.
+    pub fn new(config: Config, token: Token) -> Arc<Shared> {
+        Arc::new(Shared {
+            config: Arc::new(config),
+            token,
+            jobs: Mutex::new(Jobs::default()),
+            accepting: AtomicBool::new(true),
+        })
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, Jobs> {
+        // A panic while holding the lock leaves plain data behind; keep serving.
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running job's id, if any.
+    pub fn running(&self) -> Option<String> {
+        self.jobs().running.clone()
+    }
+}
+
+/// An error answer with its HTTP status.
+struct ApiErr(StatusCode, String);
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+/// The routes of API version 1.
+pub fn router(shared: Arc<Shared>) -> Router {
+    let authed = Router::new()
+        .route("/v1/jobs", get(list_jobs).post(start_job))
+        .route("/v1/jobs/{id}", get(job_status))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
+    Router::new()
+        .route("/v1/health", get(health))
+        .merge(authed)
+        .fallback(|| async { ApiErr(StatusCode::NOT_FOUND, "no such API path".into()) })
+        .with_state(shared)
+}
+
+async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if shared.token.accepts(header) {
+        return next.run(request).await;
+    }
+    warn!(path = %request.uri().path(), "refused a request without the right token");
+    let mut response = ApiErr(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    response
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Json<Health> {
+    let this = shared.config.this();
+    let running = shared.running();
+    Json(Health {
+        node: this.name.to_string(),
+        cluster: shared.config.cluster.clone(),
+        roles: this.roles.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        busy: running.is_some(),
+        job: running,
+    })
+}
+
+async fn list_jobs(State(shared): State<Arc<Shared>>) -> Json<Vec<JobStatus>> {
+    let jobs = shared.jobs();
+    Json(
+        jobs.order
+            .iter()
+            .filter_map(|id| jobs.entries.get(id))
+            .map(Entry::snapshot)
+            .collect(),
+    )
+}
+
+async fn job_status(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiErr> {
+    let jobs = shared.jobs();
+    jobs.entries.get(&id).map(|e| Json(e.snapshot())).ok_or_else(|| {
+        ApiErr(
+            StatusCode::NOT_FOUND,
+            format!("no job '{}' on this agent", id.escape_debug()),
+        )
+    })
+}
+
+/// Checks that the job may run here before it is accepted.
+fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
+    let this = config.this();
+    if request.node() != &this.name {
+        return Err(ApiErr(
+            StatusCode::BAD_REQUEST,
+            format!("this agent is node '{}', not '{}'", this.name, request.node()),
+        ));
+    }
+    if !this.has(Role::Rondb) {
+        return Err(ApiErr(
+            StatusCode::BAD_REQUEST,
+            format!("node '{}' has no rondb role", this.name),
+        ));
+    }
+    if let JobRequest::CollectRondbParts { backup_id, .. } = request {
+        Repository::new(&config.repository)
+            .backup_in_progress(*backup_id)
+            .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
+    }
+    Ok(())
+}
+
+async fn start_job(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<JobRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<JobCreated>), ApiErr> {
+    let Json(request) =
+        body.map_err(|e| ApiErr(StatusCode::BAD_REQUEST, format!("bad job request: {}", e.body_text())))?;
+    if !shared.accepting.load(Ordering::SeqCst) {
+        return Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping".into()));
+    }
+    precheck(&shared.config, &request)?;
+    let control = Arc::new(JobControl::default());
+    let id = {
+        let mut jobs = shared.jobs();
+        if let Some(running) = &jobs.running {
+            return Err(ApiErr(StatusCode::CONFLICT, format!("busy with job {running}")));
+        }
+        jobs.next += 1;
+        let id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), jobs.next);
+        let status = JobStatus {
+            id: id.clone(),
+            request: request.clone(),
+            state: JobState::Running,
+            started_at: Utc::now(),
+            finished_at: None,
+            progress: Progress::default(),
+            result: None,
+            error: None,
+        };
+        jobs.entries.insert(
+            id.clone(),
+            Entry {
+                status,
+                control: control.clone(),
+            },
+        );
+        jobs.order.push_back(id.clone());
+        while jobs.order.len() > HISTORY {
+            if let Some(old) = jobs.order.pop_front() {
+                jobs.entries.remove(&old);
+            }
+        }
+        jobs.running = Some(id.clone());
+        id
+    };
+    let what = request.describe();
+    systemd::status(&format!("job {id}: {what}"));
+    let backup_id = match &request {
+        JobRequest::CollectRondbParts { backup_id, .. } => backup_id.to_string(),
+        JobRequest::PruneLocalRondb { .. } => String::new(),
+    };
+    let span = info_span!("job", job_id = %id, hwdr_backup_id = %backup_id, hwdr_node = %shared.config.this_node);
+    info!(parent: &span, "job {id} started: {what}");
+    let task_shared = shared.clone();
+    let task_id = id.clone();
+    tokio::spawn(
+        async move {
+            let config = task_shared.config.clone();
+            let job_control = control.clone();
+            let job_span = tracing::Span::current();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let _entered = job_span.enter();
+                execute(&config, &request, &job_control)
+            })
+            .await;
+            let outcome = outcome.unwrap_or_else(|e| Err(anyhow::anyhow!("the job panicked: {e}")));
+            finish(&task_shared, &task_id, outcome, control.is_cancelled());
+        }
+        .instrument(span),
+    );
+    Ok((StatusCode::ACCEPTED, Json(JobCreated { job_id: id })))
+}
+
+/// Runs a job's node-local function.
+fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> anyhow::Result<JobResult> {
+    match request {
+        JobRequest::CollectRondbParts { backup_id, .. } => {
+            let collected = rondb::collect_parts(config, *backup_id, control)?;
+            Ok(JobResult::RondbParts {
+                files: collected.files,
+                parts: collected.parts,
+            })
+        }
+        JobRequest::PruneLocalRondb { .. } => Ok(JobResult::Pruned {
+            removed: rondb::prune_local(config, control)?,
+        }),
+    }
+}
+
+fn finish(shared: &Shared, id: &str, outcome: anyhow::Result<JobResult>, cancelled: bool) {
+    let mut jobs = shared.jobs();
+    if let Some(entry) = jobs.entries.get_mut(id) {
+        entry.status.finished_at = Some(Utc::now());
+        match outcome {
+            Ok(result) => {
+                info!("job {id} succeeded");
+                entry.status.state = JobState::Succeeded;
+                entry.status.result = Some(result);
+            }
+            Err(e) => {
+                error!("job {id} failed: {e:#}");
+                entry.status.state = if cancelled { JobState::Aborted } else { JobState::Failed };
+                entry.status.error = Some(format!("{e:#}"));
+            }
+        }
+    }
+    jobs.running = None;
+    drop(jobs);
+    if shared.accepting.load(Ordering::SeqCst) {
+        systemd::status("idle");
+    }
+}
+
+/// Stops accepting jobs and waits up to `timeout` for the running one; then
+/// asks it to stop and gives it a few more seconds. Returns whether no job
+/// was left running.
+pub async fn drain(shared: &Shared, timeout: Duration) -> bool {
+    shared.accepting.store(false, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut cancelled = false;
+    loop {
+        let running = {
+            let jobs = shared.jobs();
+            jobs.running
+                .as_ref()
+                .and_then(|id| jobs.entries.get(id))
+                .map(|e| (e.status.id.clone(), e.control.clone()))
+        };
+        let Some((id, control)) = running else {
+            return true;
+        };
+        let now = tokio::time::Instant::now();
+        if now >= deadline + Duration::from_secs(10) {
+            warn!("job {id} is still running; marking it aborted");
+            let mut jobs = shared.jobs();
+            if let Some(entry) = jobs.entries.get_mut(&id) {
+                entry.status.state = JobState::Aborted;
+                entry.status.finished_at = Some(Utc::now());
+                entry.status.error = Some("the agent stopped before the job finished".into());
+            }
+            return false;
+        }
+        if now >= deadline && !cancelled {
+            warn!("job {id} did not finish in {}s; asking it to stop", timeout.as_secs());
+            control.cancel();
+            cancelled = true;
+        }
+        systemd::status(&format!("stopping: waiting for job {id}"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

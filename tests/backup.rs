@@ -1,0 +1,438 @@
+//! Integration tests of `hwdr backup` on one host holding every role, against
+//! the simulators in tests/sim. Run as root: the runbook's programs run as
+//! `mysql`.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{manifest_files, text, tree, Single};
+use sha2::{Digest, Sha256};
+
+const ID: &str = "2611231819";
+const NDB_ID: &str = "263271819";
+
+#[test]
+fn complete_backup_stores_every_part_with_checksums() {
+    let c = Single::new(&[(2, 2), (3, 2)]);
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("backup {ID} complete")));
+
+    let m = c.manifest(ID).expect("manifest written");
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["backup_id"], ID);
+    assert_eq!(m["rondb"]["ndb_backup_id"], 263_271_819);
+    assert_eq!(m["rondb"]["data_node_ids"], serde_json::json!([2, 3]));
+    assert_eq!(m["rondb"]["parts"], serde_json::json!({"2": 2, "3": 2}));
+    let result = &m["rondb"]["result"];
+    assert_eq!(result["master_node"], 2);
+    assert_eq!(result["mgm_node"], 1);
+    assert!(result["records"].as_u64().unwrap() > 0);
+    assert!(result["stop_gcp"].as_u64() >= result["start_gcp"].as_u64());
+
+    // Every recorded file exists with its size and checksum, and every file
+    // of the backup folder is recorded.
+    let dir = c.backup_path(ID);
+    let files = manifest_files(&m);
+    for (path, size, sha) in &files {
+        let bytes = fs::read(dir.join(path)).unwrap();
+        assert_eq!(bytes.len() as u64, *size, "{path}");
+        assert_eq!(&hex::encode(Sha256::digest(&bytes)), sha, "{path}");
+    }
+    let mut recorded: Vec<_> = files.iter().map(|f| f.0.clone()).collect();
+    recorded.push("manifest.json".into());
+    recorded.sort();
+    assert_eq!(tree(&dir), recorded);
+
+    // Two data nodes x two parts x (.ctl, .Data, .log).
+    let parts: Vec<_> = recorded
+        .iter()
+        .filter(|p| p.starts_with(&format!("rondb/BACKUP-{NDB_ID}/")))
+        .collect();
+    assert_eq!(parts.len(), 12, "{parts:?}");
+    for node in [2, 3] {
+        for p in 1..=2 {
+            for f in [
+                format!("BACKUP-{NDB_ID}.{node}.ctl"),
+                format!("BACKUP-{NDB_ID}-0.{node}.Data"),
+                format!("BACKUP-{NDB_ID}.{node}.log"),
+            ] {
+                let rel = format!("rondb/BACKUP-{NDB_ID}/BACKUP-{NDB_ID}-PART-{p}-OF-2/{f}");
+                assert!(recorded.contains(&rel), "missing {rel}");
+            }
+        }
+    }
+
+    // users.sql holds password hashes: owner only.
+    let users = dir.join("rondb/users.sql");
+    assert_eq!(fs::metadata(&users).unwrap().permissions().mode() & 0o777, 0o600);
+    let users_text = fs::read_to_string(&users).unwrap();
+    assert!(users_text.starts_with("-- Dump created by MySQL pump utility"));
+    assert!(users_text.contains("CREATE USER"));
+    assert!(!users_text.contains("'root'@"), "excluded users must not be dumped");
+    let schemas = fs::read_to_string(dir.join("rondb/schemas.sql")).unwrap();
+    assert!(schemas.contains("CREATE TABLE IF NOT EXISTS "));
+    assert!(!schemas.lines().any(|l| l.starts_with("CREATE TABLE `")));
+    let def = format!("config/{}", c.cluster_def.display().to_string().trim_start_matches('/'));
+    assert_eq!(fs::read(dir.join(def)).unwrap(), fs::read(&c.cluster_def).unwrap());
+
+    // The runbook's programs ran as mysql with a clean environment and argv.
+    let mysql_uid = uzers::get_user_by_name("mysql").unwrap().uid();
+    let runs = c.invocations();
+    assert!(!runs.is_empty());
+    for run in &runs {
+        assert_eq!(run["uid"], mysql_uid, "{run}");
+        assert_eq!(run["euid"], mysql_uid, "{run}");
+        let env: Vec<_> = run["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(env, ["HOME", "LANG", "LOGNAME", "PATH", "USER"], "{run}");
+    }
+    let mgm = runs.iter().find(|r| r["program"] == "mgm-client.sh").unwrap();
+    assert_eq!(
+        mgm["argv"],
+        serde_json::json!(["-e", format!("START BACKUP {NDB_ID} SNAPSHOTEND WAIT COMPLETED")])
+    );
+    let pump = runs.iter().find(|r| r["program"] == "mysqlpump").unwrap();
+    let socket = c.sim.join("mysql.sock").display().to_string();
+    assert_eq!(
+        pump["argv"],
+        serde_json::json!([
+            "-S",
+            socket,
+            "--exclude-databases=%",
+            "--exclude-users=root,mysql.sys,mysql.session,mysql.infoschema",
+            "--users"
+        ])
+    );
+
+    // The lock is gone, and list shows the backup as complete.
+    assert!(!c.repo.join("lock").exists());
+    let list = c.hwdr(&["list", "--json"]);
+    assert!(list.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["id"], ID);
+    assert_eq!(rows[0]["status"], "complete");
+}
+
+#[test]
+fn single_file_layout_is_collected_too() {
+    let c = Single::new(&[(2, 1)]);
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["rondb"]["parts"], serde_json::json!({"2": 1}));
+    assert!(c
+        .backup_path(ID)
+        .join(format!("rondb/BACKUP-{NDB_ID}/BACKUP-{NDB_ID}.2.ctl"))
+        .is_file());
+}
+
+#[test]
+fn dry_run_prints_every_step_and_changes_nothing() {
+    let c = Single::new(&[(2, 2)]);
+    let out = c.hwdr(&["backup", "--id", ID, "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    let bin = c.sim.join("bin").display().to_string();
+    for expected in [
+        format!("backup {ID} (RonDB backup id {NDB_ID})"),
+        format!("lock         on head1 as root: create {}/lock", c.repo.display()),
+        format!("config       on head1 as root: copy {}", c.cluster_def.display()),
+        format!("users        on head1 as mysql: {bin}/mysqlpump -S "),
+        "--exclude-databases=% --exclude-users=root,mysql.sys,mysql.session,mysql.infoschema --users > ".into(),
+        format!("schemas      on head1 as mysql: {bin}/mysql -S "),
+        format!("{bin}/mysqldump -S "),
+        "--no-data --skip-add-drop-table --triggers --routines --events --databases".into(),
+        format!(
+            "ndb-backup   on head1 as mysql: {bin}/mgm-client.sh -e 'START BACKUP {NDB_ID} SNAPSHOTEND WAIT COMPLETED'"
+        ),
+        "rondb-parts  on head1 as root: collect the parts of data nodes [2]".into(),
+        "manifest     on head1 as root: write".into(),
+    ] {
+        assert!(plan.contains(&expected), "plan lacks {expected:?}:\n{plan}");
+    }
+    assert!(c.invocations().is_empty(), "a dry run must run nothing");
+    assert!(
+        tree(&c.repo).is_empty(),
+        "a dry run must write nothing: {:?}",
+        tree(&c.repo)
+    );
+}
+
+#[test]
+fn taken_id_in_the_repository_is_refused_and_kept() {
+    let c = Single::new(&[(2, 1)]);
+    assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+    let before = fs::read(c.backup_path(ID).join("manifest.json")).unwrap();
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("backup id {ID} is already taken")));
+    assert_eq!(fs::read(c.backup_path(ID).join("manifest.json")).unwrap(), before);
+    assert!(!c.repo.join("lock").exists());
+}
+
+#[test]
+fn taken_id_on_a_data_node_is_refused() {
+    let c = Single::new(&[(2, 1)]);
+    // A backup with this NDB id exists on the data node, unknown to the repository.
+    fs::create_dir_all(c.backup_dir.join(format!("BACKUP/BACKUP-{NDB_ID}"))).unwrap();
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("RonDB backup id {NDB_ID} already exists on a data node")),
+        "{err}"
+    );
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "failed");
+    assert_eq!(m["failed_step"], "head1/ndb-backup");
+}
+
+#[test]
+fn invalid_ids_are_refused() {
+    let c = Single::new(&[(2, 1)]);
+    for bad in ["2613231819", "26112318", "abcdefghij", "2602301200"] {
+        let out = c.hwdr(&["backup", "--id", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&out.stderr).contains(&format!("backup id '{bad}'")),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn unreachable_management_server_fails_the_backup() {
+    let c = Single::new(&[(2, 1)]);
+    c.control("mgm-client.sh", "unreachable");
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cannot reach the RonDB management server: Unable to connect with connect string"),
+        "{err}"
+    );
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "failed");
+    assert_eq!(m["failed_step"], "head1/ndb-backup");
+    let steps = &m["nodes"][0]["steps"];
+    let parts = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "rondb-parts")
+        .unwrap();
+    assert_eq!(parts["status"], "skipped");
+    let list: serde_json::Value = serde_json::from_slice(&c.hwdr(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list[0]["status"], "failed");
+}
+
+#[test]
+fn failing_mysqlpump_leaves_nothing_half_written() {
+    let c = Single::new(&[(2, 1)]);
+    c.control("mysqlpump", "fail");
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("mysqlpump exited with status"),
+        "{}",
+        text(&out.stderr)
+    );
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "failed");
+    assert_eq!(m["failed_step"], "head1/users");
+    let files = tree(&c.backup_path(ID));
+    assert!(!files.iter().any(|f| f.contains("users.sql")), "{files:?}");
+    assert!(!files.iter().any(|f| f.contains(".tmp-")), "{files:?}");
+    // Nothing ran after the failing step.
+    assert!(!c.invocations().iter().any(|r| r["program"] == "mgm-client.sh"));
+}
+
+#[test]
+fn incomplete_part_is_detected() {
+    let c = Single::new(&[(2, 2), (3, 2)]);
+    c.control("mgm-client.sh", "skip-log:3");
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("data node 3: part 1 of 2 lacks its .log file"), "{err}");
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "failed");
+    assert_eq!(m["failed_step"], "head1/rondb-parts");
+}
+
+#[test]
+fn missing_data_node_part_is_detected() {
+    let c = Single::new(&[(2, 1), (3, 1)]);
+    c.control("mgm-client.sh", "skip-node:3");
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("data node 3 wrote no backup files"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(c.manifest(ID).unwrap()["status"], "failed");
+}
+
+#[test]
+fn unknown_config_key_is_named_with_its_file() {
+    let c = Single::new(&[(2, 1)]);
+    c.dropin("20-rondb.toml", "[rondb]\nusr = \"mysql\"\n");
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("hwdr.d/20-rondb.toml: ") && err.contains("unknown field `usr`"),
+        "{err}"
+    );
+    assert!(tree(&c.repo).is_empty());
+}
+
+#[test]
+fn missing_user_is_named_with_its_file_and_key() {
+    let c = Single::new(&[(2, 1)]);
+    c.dropin("20-rondb.toml", "[rondb]\nuser = \"msql\"\n");
+    let expected = "hwdr.d/20-rondb.toml: [rondb] user: no such user 'msql'";
+    let check = c.hwdr(&["config", "check"]);
+    assert_eq!(check.status.code(), Some(3));
+    assert!(text(&check.stdout).contains(expected), "{}", text(&check.stdout));
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains(expected), "{}", text(&out.stderr));
+}
+
+#[test]
+fn config_check_reports_what_it_checked() {
+    let c = Single::new(&[(2, 1)]);
+    let out = c.hwdr(&["config", "check"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for expected in [
+        "ok    configuration parsed and valid",
+        "ok    this host is node 'head1'",
+        "ok    hwdr.toml: [rondb] user: user 'mysql' exists",
+        "ok    hwdr.toml: [rondb] mgm_client: ",
+        "ok    hwdr.toml: [repository] path: ",
+        "all checks passed",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
+    }
+    // A repository that is not there fails the check.
+    fs::remove_dir(&c.repo).unwrap();
+    let out = c.hwdr(&["config", "check"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stdout).contains("FAIL  hwdr.toml: [repository] path: "));
+}
+
+#[test]
+fn concurrent_backup_is_refused_and_a_stopped_backup_releases_the_lock() {
+    let c = Single::new(&[(2, 1)]);
+    c.control("mgm-client.sh", "hang");
+    let mut first = c
+        .hwdr_cmd(&["backup", "--id", ID])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = c.repo.join("lock");
+    let start = Instant::now();
+    while !(lock.exists() && c.invocations().iter().any(|r| r["program"] == "mgm-client.sh")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "first backup did not reach START BACKUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = c.hwdr(&["backup", "--id", "2611231820"]);
+    assert_eq!(second.status.code(), Some(5), "{}", text(&second.stderr));
+    assert!(text(&second.stderr).contains("the repository is locked: backup of backup 2611231819 by pid"));
+    assert!(!c.backup_path("2611231820").exists());
+
+    // systemctl stop sends SIGTERM: the backup fails cleanly and unlocks.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = first.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(!lock.exists());
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "failed");
+    assert!(
+        m["error"].as_str().unwrap().contains("stopped by a signal"),
+        "{}",
+        m["error"]
+    );
+}
+
+#[test]
+fn hanging_program_times_out() {
+    let c = Single::new(&[(2, 1)]);
+    c.dropin("10-timeouts.toml", "[backup]\nndb_backup_timeout = \"2s\"\n");
+    c.control("mgm-client.sh", "hang");
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("mgm-client.sh timed out after 2s"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(c.manifest(ID).unwrap()["status"], "failed");
+    assert!(!c.repo.join("lock").exists());
+}
+
+#[test]
+fn stale_lock_is_reported_not_stolen_and_unlock_removes_it() {
+    let c = Single::new(&[(2, 1)]);
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    let lock = c.repo.join("lock");
+    fs::write(
+        &lock,
+        format!(r#"{{"host":"{host}","pid":4194305,"pid_start":1,"since":"2026-11-23T18:00:00Z","operation":"backup","backup_id":"2611231800"}}"#),
+    )
+    .unwrap();
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = text(&out.stderr);
+    assert!(err.contains("stale lock") && err.contains("hwdr unlock"), "{err}");
+    assert!(lock.exists());
+    let unlock = c.hwdr(&["unlock"]);
+    assert!(unlock.status.success(), "{}", text(&unlock.stderr));
+    assert!(!lock.exists());
+    assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+}
+
+#[test]
+fn repository_of_another_cluster_is_refused() {
+    let c = Single::new(&[(2, 1)]);
+    fs::write(c.repo.join("hwdr-repo.json"), r#"{"format":1,"cluster":"staging"}"#).unwrap();
+    let out = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("belongs to cluster 'staging', not 'prod'"));
+}
+
+#[test]
+fn backup_files_keep_their_owner_root_and_group_modes() {
+    let c = Single::new(&[(2, 1)]);
+    assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+    let dir = c.backup_path(ID);
+    let manifest = fs::metadata(dir.join("manifest.json")).unwrap();
+    assert_eq!(manifest.uid(), 0);
+    // The parts on the data node were written by RonDB as mysql.
+    let mysql_uid = uzers::get_user_by_name("mysql").unwrap().uid();
+    let ctl = c
+        .backup_dir
+        .join(format!("BACKUP/BACKUP-{NDB_ID}/BACKUP-{NDB_ID}.2.ctl"));
+    assert_eq!(fs::metadata(ctl).unwrap().uid(), mysql_uid);
+}
