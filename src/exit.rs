@@ -65,7 +65,8 @@ impl HwdrError {
 
 /// The exit code for an error chain: the first [`HwdrError`] in it decides.
 pub fn code_for(err: &anyhow::Error) -> Code {
-    err.chain()
-        .find_map(|cause| cause.downcast_ref::<HwdrError>())
+    // downcast_ref on the error itself also sees `.context(HwdrError)` layers.
+    err.downcast_ref::<HwdrError>()
+        .or_else(|| err.chain().find_map(|cause| cause.downcast_ref::<HwdrError>()))
         .map_or(Code::Failure, HwdrError::code)
 }

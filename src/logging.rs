@@ -6,6 +6,7 @@
 //! journal, so `journalctl -u hwdr-backup HWDR_BACKUP_ID=2611231819` shows one
 //! backup. Events that alerting matches on carry a fixed `message_id`.
 
+use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 
 use tracing_subscriber::layer::SubscriberExt;
@@ -50,6 +51,7 @@ pub fn init() {
     }
     let layer = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .with_filter(filter());
     tracing_subscriber::registry().with(layer).init();

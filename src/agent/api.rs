@@ -84,9 +84,10 @@ pub struct Progress {
     pub bytes: u64,
 }
 
-/// What a finished job produced.
+/// What a finished job produced. Externally tagged: an internally tagged
+/// enum cannot carry maps with integer keys through serde.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum JobResult {
     /// Files stored, and the part count per data node id.
     RondbParts {

@@ -148,6 +148,7 @@ impl AgentClient {
                         node.name
                     )
                 }
+                Err(e) if !is_transport(&e) => return Err(e.context(format!("node {} job {id}", node.name))),
                 Err(e) => {
                     let silent = last_answer.elapsed();
                     if silent >= self.node_timeout {
@@ -182,6 +183,15 @@ impl std::fmt::Display for AgentRefused {
 }
 
 impl std::error::Error for AgentRefused {}
+
+/// Whether the request did not get through (refused, reset, timed out), as
+/// opposed to an answer hwdr does not like.
+fn is_transport(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<reqwest::Error>()
+            .is_some_and(|e| !e.is_decode() && !e.is_status())
+    })
+}
 
 fn is_status(err: &anyhow::Error, status: StatusCode) -> bool {
     err.chain()

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Config;
 use crate::repo::fsutil::{self, FileEntry};
+use crate::repo::mkdir;
 use crate::runner::{self, Cmd, RunAs};
 
 /// `users.sql` inside the backup folder.
@@ -64,6 +65,7 @@ fn dump_to_file(
     check: impl Fn(&Path) -> Result<()>,
 ) -> Result<FileEntry> {
     let dst = backup_dir.join(rel);
+    mkdir(dst.parent().unwrap_or(backup_dir), 0o750)?;
     let (tmp, file) = fsutil::create_temp(&dst, 0o600)?;
     let out = file.try_clone().context("duplicating the dump file")?;
     let result = runner::run(cmd.stdout_to(out))
@@ -126,6 +128,7 @@ pub fn databases_to_dump(config: &Config, user: RunAs) -> Result<Vec<String>> {
 pub fn dump_schemas(config: &Config, user: RunAs, backup_dir: &Path, databases: &[String]) -> Result<FileEntry> {
     if databases.is_empty() {
         let rel = SCHEMAS_FILE;
+        mkdir(&backup_dir.join("rondb"), 0o750)?;
         let body = b"-- hwdr: no databases to dump (every database is excluded)\n";
         fsutil::write_atomic(&backup_dir.join(rel), body, 0o600)?;
         let (size, sha256) = fsutil::hash_file(&backup_dir.join(rel))?;

@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod cluster;
+
 /// The built `hwdr` binary.
 pub fn hwdr_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_hwdr"))

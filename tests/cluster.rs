@@ -1,0 +1,335 @@
+//! Integration tests of the agent and of backups that span several nodes:
+//! every node is an `hwdr agent` process on its own 127.0.0.x address.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::cluster::{http, wait_until, Cluster};
+use common::text;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+
+const ID: &str = "2611231819";
+const NDB_ID: &str = "263271819";
+
+/// head1, head2 (head) and ndb1..ndb3 (rondb, data nodes 2, 3, 4).
+fn five_nodes() -> Cluster {
+    Cluster::new(
+        &[
+            ("head1", &["head"], &[]),
+            ("head2", &["head"], &[]),
+            ("ndb1", &["rondb"], &[2]),
+            ("ndb2", &["rondb"], &[3]),
+            ("ndb3", &["rondb"], &[4]),
+        ],
+        2,
+    )
+}
+
+fn start_data_agents(c: &mut Cluster) {
+    for n in ["ndb1", "ndb2", "ndb3"] {
+        c.start_agent(n);
+    }
+}
+
+#[test]
+fn three_rondb_nodes_with_two_parts_each_land_complete() {
+    let mut c = five_nodes();
+    start_data_agents(&mut c);
+    let out = c.hwdr("head1", &["backup", "--id", ID]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["leader"], "head1");
+    assert_eq!(m["rondb"]["data_node_ids"], json!([2, 3, 4]));
+    assert_eq!(m["rondb"]["parts"], json!({"2": 2, "3": 2, "4": 2}));
+    let nodes: Vec<&str> = m["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["head1", "ndb1", "ndb2", "ndb3"]);
+    for (i, node) in m["nodes"].as_array().unwrap().iter().enumerate().skip(1) {
+        assert_eq!(node["status"], "ok");
+        let step = &node["steps"][0];
+        assert_eq!(step["name"], "rondb-parts");
+        assert_eq!(step["status"], "ok");
+        let files = step["files"].as_array().unwrap();
+        assert_eq!(files.len(), 6, "two parts x three files");
+        let data_node = i + 1;
+        assert!(files
+            .iter()
+            .all(|f| f["path"].as_str().unwrap().contains(&format!(".{data_node}."))));
+        assert!(node["started_at"].is_string() && node["finished_at"].is_string());
+    }
+    let parts = common::tree(&c.repo.join("backups").join(ID).join(format!("rondb/BACKUP-{NDB_ID}")));
+    assert_eq!(parts.len(), 18, "{parts:?}");
+
+    // A second backup prunes the first one's local folders ([rondb] keep_local = 1).
+    let local = |node: &str, ndb: &str| {
+        c.nodes[node]
+            .backup_dir
+            .as_ref()
+            .unwrap()
+            .join(format!("BACKUP/BACKUP-{ndb}"))
+    };
+    assert!(local("ndb1", NDB_ID).is_dir());
+    let out = c.hwdr("head1", &["backup", "--id", "2611231820"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for n in ["ndb1", "ndb2", "ndb3"] {
+        assert!(!local(n, NDB_ID).exists(), "{n} kept the old local backup");
+        assert!(local(n, "263271820").is_dir(), "{n} must keep the newest local backup");
+    }
+}
+
+#[test]
+fn wrong_or_missing_token_is_refused_and_changes_nothing() {
+    let mut c = five_nodes();
+    c.start_agent("ndb1");
+    let address = c.nodes["ndb1"].address.clone();
+    std::fs::create_dir_all(c.repo.join("backups").join(ID)).unwrap();
+    let body = format!(r#"{{"kind":"collect_rondb_parts","node":"ndb1","backup_id":"{ID}"}}"#);
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer "),
+        Some(&*format!("Basic {}", c.token)),
+    ] {
+        let (status, answer) = http(&address, "POST", "/v1/jobs", auth, Some(&body)).unwrap();
+        assert_eq!(status, 401, "{auth:?}: {answer}");
+        let (status, _) = http(&address, "GET", "/v1/jobs", auth, None).unwrap();
+        assert_eq!(status, 401);
+    }
+    // Nothing ran, nothing was written.
+    let (status, jobs) = c.api("ndb1", "GET", "/v1/jobs", None);
+    assert_eq!((status, jobs), (200, json!([])));
+    assert!(common::tree(&c.repo.join("backups").join(ID)).is_empty());
+    // Health needs no token.
+    let (status, health) = http(&address, "GET", "/v1/health", None, None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(health["node"], "ndb1");
+    assert_eq!(health["busy"], false);
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason() {
+    let mut c = five_nodes();
+    c.start_agent("ndb1");
+    for (body, expected) in [
+        (
+            r#"{"kind":"collect_rondb_parts","node":"ndb1","backup_id":"../../etc"}"#.to_owned(),
+            "backup id",
+        ),
+        (
+            r#"{"kind":"collect_rondb_parts","node":"../x","backup_id":"2611231819"}"#.to_owned(),
+            "invalid node name",
+        ),
+        (
+            r#"{"kind":"collect_rondb_parts","node":"ndb2","backup_id":"2611231819"}"#.to_owned(),
+            "this agent is node 'ndb1', not 'ndb2'",
+        ),
+        (r#"{"kind":"rm_rf","node":"ndb1"}"#.to_owned(), "unknown variant"),
+        (
+            format!(r#"{{"kind":"collect_rondb_parts","node":"ndb1","backup_id":"{ID}"}}"#),
+            "is not being taken",
+        ),
+    ] {
+        let (status, answer) = c.api("ndb1", "POST", "/v1/jobs", Some(&body));
+        assert!(status == 400 || status == 409, "{body}: {status} {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(expected), "{body}: {answer}");
+    }
+    let (status, _) = c.api("ndb1", "GET", "/v1/jobs/nope", None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn agent_killed_mid_collection_fails_the_backup_naming_the_node() {
+    let mut c = five_nodes();
+    start_data_agents(&mut c);
+    // Data node 3 (on ndb2) writes a large part, so its collection takes a while.
+    c.control("mgm-client.sh", "pad:3:150000000");
+    let backup = std::process::Command::new(common::hwdr_bin())
+        .arg("--config")
+        .arg(&c.nodes["head1"].config)
+        .args(["backup", "--id", ID])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("ndb2's collection job to run", Duration::from_secs(120), || {
+        let (_, jobs) = c.api("ndb2", "GET", "/v1/jobs", None);
+        jobs.as_array()
+            .is_some_and(|j| j.iter().any(|j| j["state"] == "running"))
+    });
+    kill(Pid::from_raw(c.agent_pid("ndb2")), Signal::SIGSTOP).unwrap();
+    c.kill_agent("ndb2");
+    let out = backup.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("ndb2"), "{err}");
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "partial");
+    assert_eq!(m["failed_step"], "ndb2/rondb-parts");
+    let ndb2 = m["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "ndb2")
+        .unwrap();
+    assert_eq!(ndb2["status"], "failed");
+    assert!(
+        ndb2["error"].as_str().unwrap().contains("stopped answering"),
+        "{}",
+        ndb2["error"]
+    );
+    assert!(!c.repo.join("lock").exists());
+    let list = c.hwdr("head1", &["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "partial");
+}
+
+#[test]
+fn node_without_agent_fails_the_backup_before_rondb_is_touched() {
+    let mut c = five_nodes();
+    c.start_agent("ndb1");
+    c.start_agent("ndb2");
+    let out = c.hwdr("head1", &["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("agent of ndb3") && err.contains("does not answer"),
+        "{err}"
+    );
+    let m = c.manifest(ID).unwrap();
+    assert_eq!(m["status"], "failed");
+    assert_eq!(m["failed_step"], "head1/agents");
+    assert!(!c.nodes["ndb1"]
+        .backup_dir
+        .as_ref()
+        .unwrap()
+        .join(format!("BACKUP/BACKUP-{NDB_ID}"))
+        .exists());
+    assert!(!c.repo.join("lock").exists());
+}
+
+#[test]
+fn node_answering_with_an_error_makes_the_backup_partial() {
+    let mut c = five_nodes();
+    start_data_agents(&mut c);
+    c.control("mgm-client.sh", "skip-node:4");
+    let out = c.hwdr("head1", &["backup", "--id", ID]);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("node ndb3 job") && err.contains("RonDB wrote no backup folder"),
+        "{err}"
+    );
+    assert_eq!(c.manifest(ID).unwrap()["status"], "partial");
+}
+
+#[test]
+fn leader_is_the_first_head_node_that_answers() {
+    let mut c = five_nodes();
+    start_data_agents(&mut c);
+    // head1's agent is down: head2 leads.
+    let out = c.hwdr("head2", &["backup", "--id", ID]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(c.manifest(ID).unwrap()["leader"], "head2");
+
+    // head1 is back: head2 steps aside with its own exit code.
+    c.start_agent("head1");
+    let out = c.hwdr("head2", &["backup", "--id", "2611231820"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("not the leader: head1 leads the backup"));
+    assert!(c.manifest("2611231820").is_none());
+
+    // head1 leads even with its own agent up; a data node never leads.
+    assert!(c.hwdr("head1", &["backup", "--id", "2611231821"]).status.success());
+    assert_eq!(c.hwdr("ndb1", &["backup", "--id", "2611231822"]).status.code(), Some(7));
+
+    // --force-leader: for an operator who knows better.
+    let out = c.hwdr("head2", &["backup", "--id", "2611231823", "--force-leader"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(c.manifest("2611231823").unwrap()["leader"], "head2");
+}
+
+#[test]
+fn agent_speaks_sd_notify() {
+    let mut c = five_nodes();
+    let socket_path = c.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid: a shell sets it to its
+    // own and execs the agent.
+    c.start_agent_with("ndb1", |cmd| {
+        let program = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        *cmd = std::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+            .arg(program)
+            .args(args);
+        cmd.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "400000");
+    });
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut read = |messages: &mut Vec<String>| {
+        let n = socket.recv(&mut buf).expect("a notify message");
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    };
+    read(&mut messages);
+    assert!(
+        messages[0].contains("READY=1") && messages[0].contains("STATUS=idle"),
+        "{messages:?}"
+    );
+    // Pings at half of WATCHDOG_USEC.
+    while !messages.iter().any(|m| m.contains("WATCHDOG=1")) {
+        read(&mut messages);
+    }
+    // A job shows in STATUS=, then idle again.
+    let (status, _) = c.api(
+        "ndb1",
+        "POST",
+        "/v1/jobs",
+        Some(r#"{"kind":"prune_local_rondb","node":"ndb1"}"#),
+    );
+    assert_eq!(status, 202);
+    while !messages
+        .iter()
+        .any(|m| m.contains("STATUS=job ") && m.contains("prune local RonDB backups"))
+    {
+        read(&mut messages);
+    }
+    // SIGTERM: STOPPING=1 and a clean exit.
+    kill(Pid::from_raw(c.agent_pid("ndb1")), Signal::SIGTERM).unwrap();
+    while !messages.iter().any(|m| m.contains("STOPPING=1")) {
+        read(&mut messages);
+    }
+    wait_until("the agent to exit", Duration::from_secs(20), || {
+        nix::sys::wait::waitpid(
+            Pid::from_raw(c.agent_pid("ndb1")),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        )
+        .is_ok_and(|s| matches!(s, nix::sys::wait::WaitStatus::Exited(_, 0)))
+    });
+}
+
+#[test]
+fn agent_refuses_an_open_or_empty_token_file() {
+    let c = five_nodes();
+    let token = c.dir.path().join("agent.token");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = c.hwdr("ndb1", &["agent"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("[agent] token_file: ") && text(&out.stderr).contains("mode 0644"));
+    std::fs::write(&token, "\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = c.hwdr("ndb1", &["agent"]);
+    assert!(text(&out.stderr).contains("is empty"), "{}", text(&out.stderr));
+}

@@ -1,0 +1,306 @@
+//! A multi-node cluster on one machine: every node is a config folder and, if
+//! started, an `hwdr agent` process listening on its own 127.0.0.x address.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{hwdr_bin, open_tempdir, run_ok, sim_src};
+
+/// One node of the test cluster.
+pub struct Node {
+    pub name: String,
+    pub address: String,
+    pub config: PathBuf,
+    pub backup_dir: Option<PathBuf>,
+}
+
+/// Several nodes sharing one repository and one simulated RonDB cluster.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub sim: PathBuf,
+    pub repo: PathBuf,
+    pub token: String,
+    pub nodes: BTreeMap<String, Node>,
+    agents: BTreeMap<String, Child>,
+}
+
+/// A free TCP port on 127.0.0.1 (also used on 127.0.0.x).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Cluster {
+    /// `nodes`: (name, roles, RonDB data node ids). Data nodes get `parts`
+    /// LDM parts each.
+    pub fn new(nodes: &[(&str, &[&str], &[u32])], parts: u32) -> Cluster {
+        super::ensure_users();
+        let dir = open_tempdir();
+        let sim = dir.path().join("sim");
+        let spec: Vec<String> = nodes
+            .iter()
+            .flat_map(|(_, _, ids)| ids.iter().map(move |i| format!("{i}:{parts}")))
+            .collect();
+        let socket = sim.join("mysql.sock");
+        run_ok(
+            Command::new(sim_src().join("simctl"))
+                .arg("init")
+                .arg(&sim)
+                .args(["--data-nodes", &spec.join(","), "--rows", "300", "--socket"])
+                .arg(&socket),
+        );
+        let sim_conf: Value = serde_json::from_slice(&fs::read(sim.join("hwdr-sim.json")).unwrap()).unwrap();
+        let repo = dir.path().join("repo");
+        fs::create_dir(&repo).unwrap();
+        let token = format!("t{}", std::process::id());
+        let token_file = dir.path().join("agent.token");
+        fs::write(&token_file, &token).unwrap();
+        fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
+
+        let port = free_port();
+        let mut common = String::from("[cluster]\nname = \"prod\"\n\n");
+        let mut addresses = BTreeMap::new();
+        for (i, (name, roles, ids)) in nodes.iter().enumerate() {
+            let address = format!("127.0.0.{}:{port}", i + 1);
+            let roles: Vec<String> = roles.iter().map(|r| format!("\"{r}\"")).collect();
+            common.push_str(&format!(
+                "[[nodes]]\nname = \"{name}\"\naddress = \"{address}\"\nroles = [{}]\n",
+                roles.join(", ")
+            ));
+            if !ids.is_empty() {
+                let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+                common.push_str(&format!("rondb_node_ids = [{}]\n", ids.join(", ")));
+            }
+            common.push('\n');
+            addresses.insert(name.to_string(), address);
+        }
+        let bin = sim.join("bin");
+        common.push_str(&format!(
+            r#"[repository]
+path = "{repo}"
+
+[rondb]
+mgm_client = "{bin}/mgm-client.sh"
+mysqlpump = "{bin}/mysqlpump"
+mysqldump = "{bin}/mysqldump"
+mysql = "{bin}/mysql"
+socket = "{socket}"
+
+[agent]
+token_file = "{token_file}"
+request_timeout = "3s"
+
+[backup]
+ndb_backup_timeout = "60s"
+dump_timeout = "60s"
+node_timeout = "4s"
+parallelism = 2
+"#,
+            repo = repo.display(),
+            bin = bin.display(),
+            socket = socket.display(),
+            token_file = token_file.display(),
+        ));
+
+        let mut built = BTreeMap::new();
+        for (name, _, ids) in nodes {
+            let etc = dir.path().join(format!("etc-{name}"));
+            fs::create_dir_all(etc.join("hwdr.d")).unwrap();
+            let config = etc.join("hwdr.toml");
+            fs::write(&config, &common).unwrap();
+            // What differs per host: its name and its RonDB BackupDataDir.
+            let mut local = format!("[node]\nname = \"{name}\"\n");
+            let backup_dir = ids.first().map(|id| {
+                let dir = sim_conf["data_nodes"][id.to_string()]["backup_dir"].as_str().unwrap();
+                PathBuf::from(dir)
+            });
+            if let Some(b) = &backup_dir {
+                local.push_str(&format!("[rondb]\nbackup_dir = \"{}\"\n", b.display()));
+            }
+            fs::write(etc.join("hwdr.d/50-this-node.toml"), local).unwrap();
+            built.insert(
+                name.to_string(),
+                Node {
+                    name: name.to_string(),
+                    address: addresses[*name].clone(),
+                    config,
+                    backup_dir,
+                },
+            );
+        }
+        Cluster {
+            dir,
+            sim,
+            repo,
+            token,
+            nodes: built,
+            agents: BTreeMap::new(),
+        }
+    }
+
+    /// Starts the agent of `name` and waits until it answers health.
+    pub fn start_agent(&mut self, name: &str) {
+        self.start_agent_with(name, |_| {});
+    }
+
+    /// Starts the agent of `name` with extra setup of its command.
+    pub fn start_agent_with(&mut self, name: &str, setup: impl FnOnce(&mut Command)) {
+        let node = &self.nodes[name];
+        let log = fs::File::create(self.dir.path().join(format!("agent-{name}.log"))).unwrap();
+        let mut cmd = Command::new(hwdr_bin());
+        cmd.arg("--config").arg(&node.config).arg("agent");
+        setup(&mut cmd);
+        cmd.stdout(Stdio::null()).stderr(log);
+        let child = cmd.spawn().unwrap();
+        self.agents.insert(name.to_string(), child);
+        let start = Instant::now();
+        while http(&node.address, "GET", "/v1/health", None, None).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "agent {name} did not come up: {}",
+                self.agent_log(name)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The agent's stderr so far.
+    pub fn agent_log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.path().join(format!("agent-{name}.log"))).unwrap_or_default()
+    }
+
+    /// The pid of a running agent.
+    pub fn agent_pid(&self, name: &str) -> i32 {
+        self.agents[name].id() as i32
+    }
+
+    /// Kills an agent with SIGKILL and reaps it.
+    pub fn kill_agent(&mut self, name: &str) {
+        if let Some(mut child) = self.agents.remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `hwdr` with the config of `node`.
+    pub fn hwdr(&self, node: &str, args: &[&str]) -> Output {
+        Command::new(hwdr_bin())
+            .arg("--config")
+            .arg(&self.nodes[node].config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The manifest of backup `id`.
+    pub fn manifest(&self, id: &str) -> Option<Value> {
+        fs::read(self.repo.join("backups").join(id).join("manifest.json"))
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    /// Sets a simulator's failure mode.
+    pub fn control(&self, program: &str, mode: &str) {
+        run_ok(
+            Command::new(sim_src().join("simctl"))
+                .arg("control")
+                .arg(&self.sim)
+                .args([program, mode]),
+        );
+    }
+
+    /// An API request to `node`'s agent with the right token.
+    pub fn api(&self, node: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let auth = format!("Bearer {}", self.token);
+        http(&self.nodes[node].address, method, path, Some(&auth), body).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.agents) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 request: status code and JSON body.
+pub fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(auth) = auth {
+        request.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status: u16 = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    // Bodies may come chunked; the JSON is the part between the braces.
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    let value = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
+    Ok((status, value))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n.min(rest.len())]);
+        s = rest.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+/// Waits until `f` holds, or panics with `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lists the files of `dir` (relative), for assertions.
+pub fn files_below(dir: &Path) -> Vec<String> {
+    super::tree(dir)
+}
