@@ -1,27 +1,13 @@
 //! `hwdr`: disaster recovery for Hopsworks clusters. This file only parses
 //! the command line and dispatches; each subcommand lives in `cli/`.
 
-mod agent;
-mod backup_id;
-mod cancel;
-mod cli;
-mod config;
-mod config_backup;
-mod exit;
-mod job;
-mod leader;
-mod logging;
-mod repo;
-mod rondb;
-mod runner;
-mod systemd;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::exit::Code;
+use hwdr::exit::{self, Code};
+use hwdr::{cli, config, logging};
 
 /// Disaster recovery for Hopsworks clusters: consistent, verified backups of
 /// RonDB and HopsFS, and restores that follow the runbook.

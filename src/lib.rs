@@ -1,0 +1,17 @@
+//! hwdr: disaster recovery for Hopsworks clusters. The library holds every
+//! module; `main.rs` only parses the command line and dispatches to [`cli`].
+
+pub mod agent;
+pub mod backup_id;
+pub mod cancel;
+pub mod cli;
+pub mod config;
+pub mod config_backup;
+pub mod exit;
+pub mod job;
+pub mod leader;
+pub mod logging;
+pub mod repo;
+pub mod rondb;
+pub mod runner;
+pub mod systemd;
