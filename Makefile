@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test deps
+.PHONY: all build release test fmt-check clippy unit sim-test deps demo
 
 all: build
 
@@ -35,3 +35,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps
+
+# The main job on this machine: a backup of a simulated five-node cluster.
+demo: build
+	bash tests/demo.sh

@@ -641,6 +641,19 @@ path = "/mnt/hwdr"
     }
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hwdr.toml.example");
+        std::fs::copy(example, dir.path().join("hwdr.toml")).unwrap();
+        std::fs::create_dir(dir.path().join("hwdr.d")).unwrap();
+        std::fs::write(dir.path().join("hwdr.d/50-node.toml"), "[node]\nname = \"ndb2\"\n").unwrap();
+        let c = Config::load(&dir.path().join("hwdr.toml")).unwrap();
+        assert_eq!(c.this().rondb_node_ids, [3]);
+        assert_eq!(c.agent.listen, "10.0.0.12:7878");
+        assert_eq!(c.origins.key("node", "name"), "hwdr.d/50-node.toml: [node] name");
+    }
+
+    #[test]
     fn duplicate_data_node_ids_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
