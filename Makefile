@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test deps demo
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo
 
 all: build
 
@@ -13,8 +13,9 @@ build:
 release:
 	$(CARGO) build --locked --release
 
-# Everything: formatting, lints, unit and integration tests, simulator tests.
-test: fmt-check clippy unit sim-test
+# Everything: formatting, lints, unit and integration tests, simulator tests,
+# and the end-to-end tests on real systemd in nspawn containers.
+test: fmt-check clippy unit sim-test e2e
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -30,11 +31,15 @@ unit:
 sim-test:
 	$(PYTHON) -m unittest discover -s tests/sim -p 'test_*.py'
 
+# Real systemd in systemd-nspawn containers (see tests/e2e/README.md).
+e2e: build
+	$(PYTHON) -m unittest discover -s tests/e2e -p 'test_*.py' -v
+
 # Debian packages the tests need (run as root on a fresh Debian 12).
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		python3 passwd util-linux procps
+		python3 passwd util-linux procps systemd systemd-container dbus rsync
 
 # The main job on this machine: a backup of a simulated five-node cluster.
 demo: build

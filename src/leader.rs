@@ -1,8 +1,9 @@
 //! The backup as the leading head node runs it: plan, lock, head steps, every
 //! node's share, checks, and the manifest last.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
@@ -14,15 +15,18 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::agent::api::{JobRequest, JobResult};
 use crate::agent::client::AgentClient;
+use crate::agent::jobs;
+use crate::hopsfs::plan;
+use crate::hopsfs::store::BlockStore;
 use crate::job::JobControl;
 
 use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
-use crate::config::{Config, NodeSpec, Role};
+use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
 use crate::logging::{MSG_BACKUP_COMPLETED, MSG_BACKUP_FAILED, MSG_BACKUP_STARTED};
 use crate::repo::fsutil::FileEntry;
 use crate::repo::lock::{LockInfo, RepoLock};
-use crate::repo::manifest::{self, BackupStatus, Manifest, NodeRecord, RondbInfo, StepRecord, StepStatus};
+use crate::repo::manifest::{self, BackupStatus, HopsfsInfo, Manifest, NodeRecord, RondbInfo, StepRecord, StepStatus};
 use crate::repo::Repository;
 use crate::rondb::{self, dump, mgm, parts};
 use crate::runner::RunAs;
@@ -304,7 +308,7 @@ pub fn needs_agents(config: &Config) -> bool {
     config
         .nodes
         .iter()
-        .any(|n| n.name != config.this_node && (n.has(Role::Rondb) || n.has(Role::Head)))
+        .any(|n| n.name != config.this_node && (n.has(Role::Rondb) || n.has(Role::Hopsfs) || n.has(Role::Head)))
 }
 
 /// Runs backup `id` and returns its manifest. A failed or partial backup still
@@ -338,9 +342,19 @@ pub fn run_backup(
 
     let this = config.this();
     let rondb_nodes: Vec<&NodeSpec> = config.nodes.iter().filter(|n| n.has(Role::Rondb)).collect();
-    let remote: Vec<&NodeSpec> = rondb_nodes.iter().copied().filter(|n| n.name != this.name).collect();
+    let hopsfs_nodes: Vec<&NodeSpec> = config.nodes.iter().filter(|n| n.has(Role::Hopsfs)).collect();
+    let remote: Vec<&NodeSpec> = config
+        .nodes
+        .iter()
+        .filter(|n| n.name != this.name && (n.has(Role::Rondb) || n.has(Role::Hopsfs)))
+        .collect();
+    // This node first, then every other node with a share, in config order.
+    let mut steps: Vec<NodeSteps> = std::iter::once(this)
+        .chain(remote.iter().copied())
+        .map(NodeSteps::new)
+        .collect();
 
-    let mut head = NodeSteps::new(this);
+    let head = &mut steps[0];
     if !remote.is_empty() {
         head.run("agents", |_| check_agents(client, &remote, rt));
     }
@@ -380,45 +394,66 @@ pub fn run_backup(
         data_node_ids: BTreeSet::new(),
         parts: Default::default(),
     };
-    let mut others: Vec<NodeSteps> = config
-        .nodes
-        .iter()
-        .filter(|n| n.name != this.name && n.has(Role::Rondb))
-        .map(NodeSteps::new)
-        .collect();
-    if head_ok {
-        for shipped in collect_everywhere(config, id, &rondb_nodes, client, rt) {
-            let steps = if shipped.node == this.name.as_str() {
-                &mut head
-            } else {
-                others
-                    .iter_mut()
-                    .find(|s| s.record.name == shipped.node)
-                    .expect("every rondb node has steps")
-            };
-            if let Ok(c) = &shipped.result {
-                rondb.data_node_ids.extend(c.parts.keys());
-                rondb.parts.extend(c.parts.clone());
-            }
-            steps.record(
-                "rondb-parts",
-                shipped.started,
-                shipped.finished,
-                shipped.result.map(|c| c.files),
-            );
-        }
+    let shipped = if head_ok {
+        run_jobs(config, &rondb_nodes, client, rt, |node| JobRequest::CollectRondbParts {
+            node: node.name.clone(),
+            backup_id: id,
+        })
     } else {
-        if this.has(Role::Rondb) {
-            head.skip("rondb-parts");
+        Vec::new()
+    };
+    for node in &rondb_nodes {
+        let node_steps = steps_of(&mut steps, node);
+        match shipped.iter().position(|s| s.node == node.name.as_str()) {
+            None => node_steps.skip("rondb-parts"),
+            Some(i) => {
+                let s = &shipped[i];
+                let files = match &s.result {
+                    Ok(JobResult::RondbParts { files, parts }) => check_parts(node, parts).map(|_| {
+                        rondb.data_node_ids.extend(parts.keys());
+                        rondb.parts.extend(parts.clone());
+                        files.clone()
+                    }),
+                    Ok(other) => Err(anyhow!("node {} answered the collection with {other:?}", node.name)),
+                    Err(e) => Err(anyhow!("{e:#}")),
+                };
+                node_steps.record("rondb-parts", s.started, s.finished, files);
+            }
         }
-        others.iter_mut().for_each(|s| s.skip("rondb-parts"));
     }
+
+    // HopsFS blocks follow the RonDB metadata backup, which dictates their
+    // consistency: only once every RonDB part is in.
+    let rondb_ok = steps.iter().all(|s| s.failure.is_none());
+    let hopsfs = if hopsfs_nodes.is_empty() {
+        None
+    } else if config.hopsfs.block_storage == BlockStorage::Cloud {
+        info!("HopsFS blocks are in cloud storage: no blocks are backed up");
+        Some(HopsfsInfo {
+            block_storage: BlockStorage::Cloud,
+            nodes: Vec::new(),
+            distinct_blocks: 0,
+            distinct_bytes: 0,
+            replicas: 0,
+            replica_bytes: 0,
+            new_blocks: 0,
+            new_bytes: 0,
+            bad_replicas: Vec::new(),
+        })
+    } else if rondb_ok {
+        backup_hopsfs(config, id, &dir, &hopsfs_nodes, &mut steps, client, rt)
+    } else {
+        for node in &hopsfs_nodes {
+            steps_of(&mut steps, node).skip("hopsfs-list");
+        }
+        None
+    };
 
     let mut records = Vec::new();
     let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
-    for steps in std::iter::once(head).chain(others) {
-        let name = steps.record.name.clone();
-        let (record, failure) = steps.finish();
+    for node_steps in steps {
+        let name = node_steps.record.name.clone();
+        let (record, failure) = node_steps.finish();
         records.push(record);
         if let Some((step, e)) = failure {
             error!(hwdr_node = %name, "node {name} failed at {step}: {e:#}");
@@ -433,11 +468,14 @@ pub fn run_backup(
         }
     }
 
-    // Partial: the head steps worked and some, not all, nodes delivered.
-    let status = match (&failures[..], head_ok, rondb.data_node_ids.is_empty()) {
-        ([], _, _) => BackupStatus::Complete,
-        (_, true, false) => BackupStatus::Partial,
-        _ => BackupStatus::Failed,
+    // Partial: the leader's own steps worked, and other nodes failed their share.
+    let leader_failed = failures
+        .iter()
+        .any(|(step, _)| step.starts_with(&format!("{}/", this.name)));
+    let status = match (&failures[..], leader_failed) {
+        ([], _) => BackupStatus::Complete,
+        (_, false) => BackupStatus::Partial,
+        (_, true) => BackupStatus::Failed,
     };
     let manifest = Manifest {
         format: manifest::FORMAT,
@@ -451,6 +489,7 @@ pub fn run_backup(
         failed_step: failures.first().map(|(s, _)| s.clone()),
         error: failures.first().map(|(_, e)| format!("{e:#}")),
         rondb,
+        hopsfs,
         nodes: records,
     };
     repo.write_manifest(&manifest)?;
@@ -477,6 +516,215 @@ pub fn run_backup(
     Err(err)
 }
 
+/// The steps of `node` (every node with a share has an entry).
+fn steps_of<'a>(steps: &'a mut [NodeSteps], node: &NodeSpec) -> &'a mut NodeSteps {
+    let i = steps
+        .iter()
+        .position(|s| s.record.name == node.name.as_str())
+        .unwrap_or(0);
+    &mut steps[i]
+}
+
+/// A node delivered the parts of exactly the data nodes the config places on it.
+fn check_parts(node: &NodeSpec, parts: &BTreeMap<u32, u32>) -> Result<()> {
+    let expected: BTreeSet<u32> = node.rondb_node_ids.iter().copied().collect();
+    let got: BTreeSet<u32> = parts.keys().copied().collect();
+    if got != expected {
+        bail!(
+            "node {} delivered the parts of data nodes {got:?}, expected {expected:?}",
+            node.name
+        );
+    }
+    Ok(())
+}
+
+/// Lists every HopsFS node's blocks, uploads each block the repository lacks
+/// from one node holding it, and takes a block whose replica fails its CRCs
+/// from another node. Returns the manifest's HopsFS part when every block is
+/// in; failures are recorded in the nodes' steps.
+fn backup_hopsfs(
+    config: &Config,
+    id: BackupId,
+    dir: &Path,
+    nodes: &[&NodeSpec],
+    steps: &mut [NodeSteps],
+    client: Option<&AgentClient>,
+    rt: &Runtime,
+) -> Option<HopsfsInfo> {
+    let listed = run_jobs(config, nodes, client, rt, |node| JobRequest::HopsfsInventory {
+        node: node.name.clone(),
+        backup_id: id,
+    });
+    let mut all_listed = true;
+    for s in listed {
+        let node = nodes
+            .iter()
+            .find(|n| n.name.as_str() == s.node)
+            .copied()
+            .unwrap_or(nodes[0]);
+        let files = match s.result {
+            Ok(JobResult::HopsfsListed(l)) => {
+                for skipped in &l.skipped {
+                    warn!(hwdr_node = %node.name, "left out on {}: {skipped}", node.name);
+                }
+                Ok(l.files)
+            }
+            Ok(other) => Err(anyhow!("node {} answered the listing with {other:?}", node.name)),
+            Err(e) => Err(e),
+        };
+        all_listed &= files.is_ok();
+        steps_of(steps, node).record("hopsfs-list", s.started, s.finished, files);
+    }
+    if !all_listed {
+        return None;
+    }
+
+    let names: Vec<String> = nodes.iter().map(|n| n.name.to_string()).collect();
+    let store = BlockStore::new(&config.repository);
+    let planned = steps[0].run("hopsfs-plan", |files| {
+        let distinct = plan::merge(dir, &names)?;
+        let missing = plan::missing(&distinct, &store);
+        let (assignment, orphans) = plan::assign(&distinct, &missing, names.len(), &HashMap::new());
+        if !orphans.is_empty() {
+            bail!("{} blocks have no holder", orphans.len());
+        }
+        for (i, node) in names.iter().enumerate() {
+            files.push(plan::write_assignment(
+                dir,
+                &distinct,
+                node,
+                1,
+                &assignment.per_node[i],
+            )?);
+        }
+        info!(
+            distinct = distinct.blocks.len(),
+            replicas = distinct.replicas,
+            missing = missing.len(),
+            "{} distinct blocks ({} replicas), {} not in the repository yet",
+            distinct.blocks.len(),
+            distinct.replicas,
+            missing.len()
+        );
+        Ok((distinct, assignment))
+    })?;
+    let (distinct, mut assignment) = planned;
+
+    // Upload rounds: a bad replica goes to another holder in the next round.
+    let mut tried: HashMap<plan::Key, u64> = HashMap::new();
+    let mut reasons: HashMap<plan::Key, Vec<String>> = HashMap::new();
+    let mut bad_replicas = Vec::new();
+    let (mut new_blocks, mut new_bytes) = (0u64, 0u64);
+    let mut round = 1u32;
+    loop {
+        let busy: Vec<&NodeSpec> = nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !assignment.per_node[*i].is_empty())
+            .map(|(_, n)| *n)
+            .collect();
+        for (i, keys) in assignment.per_node.iter().enumerate() {
+            for k in keys {
+                *tried.entry(*k).or_default() |= 1 << i;
+            }
+        }
+        let step = if round == 1 {
+            "hopsfs-upload".to_owned()
+        } else {
+            format!("hopsfs-upload-{round}")
+        };
+        let uploads = run_jobs(config, &busy, client, rt, |node| JobRequest::HopsfsUpload {
+            node: node.name.clone(),
+            backup_id: id,
+            round,
+        });
+        let mut retry = Vec::new();
+        let mut failed = false;
+        for s in uploads {
+            let node = busy
+                .iter()
+                .find(|n| n.name.as_str() == s.node)
+                .copied()
+                .unwrap_or(nodes[0]);
+            let outcome = match s.result {
+                Ok(JobResult::HopsfsUploaded(u)) => {
+                    new_blocks += u.blocks;
+                    new_bytes += u.bytes;
+                    for bad in u.bad {
+                        let text = format!("{} on {}: {}", bad.key(), node.name, bad.error);
+                        warn!(hwdr_node = %node.name, "bad replica: {text}");
+                        bad_replicas.push(text.clone());
+                        match plan::compact(&distinct, &bad.key()) {
+                            Some(k) => {
+                                reasons
+                                    .entry(k)
+                                    .or_default()
+                                    .push(format!("{}: {}", node.name, bad.error));
+                                retry.push(k);
+                            }
+                            None => warn!("node {} reported {} which no inventory lists", node.name, bad.key()),
+                        }
+                    }
+                    Ok(Vec::new())
+                }
+                Ok(other) => Err(anyhow!("node {} answered the upload with {other:?}", node.name)),
+                Err(e) => Err(e),
+            };
+            failed |= outcome.is_err();
+            steps_of(steps, node).record(&step, s.started, s.finished, outcome);
+        }
+        if failed || retry.is_empty() {
+            break;
+        }
+        round += 1;
+        let (next, orphans) = plan::assign(&distinct, &retry, names.len(), &tried);
+        if !orphans.is_empty() {
+            let list: Vec<String> = orphans
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{} ({})",
+                        distinct.key(k),
+                        reasons.get(k).map(|r| r.join("; ")).unwrap_or_default()
+                    )
+                })
+                .collect();
+            steps[0].run(&format!("hopsfs-retry-{round}"), |_| -> Result<()> {
+                bail!(
+                    "{} block(s) are bad on every replica: {}",
+                    orphans.len(),
+                    list.join(", ")
+                )
+            });
+            break;
+        }
+        steps[0].run(&format!("hopsfs-retry-{round}"), |files| {
+            for (i, node) in names.iter().enumerate() {
+                if !next.per_node[i].is_empty() {
+                    files.push(plan::write_assignment(dir, &distinct, node, round, &next.per_node[i])?);
+                }
+            }
+            info!("taking {} block(s) from other replicas", next.blocks());
+            Ok(())
+        })?;
+        assignment = next;
+    }
+    if steps.iter().any(|s| s.failure.is_some()) {
+        return None;
+    }
+    Some(HopsfsInfo {
+        block_storage: BlockStorage::Local,
+        nodes: names,
+        distinct_blocks: distinct.blocks.len() as u64,
+        distinct_bytes: distinct.bytes(),
+        replicas: distinct.replicas,
+        replica_bytes: distinct.replica_bytes,
+        new_blocks,
+        new_bytes,
+        bad_replicas,
+    })
+}
+
 /// Every remote node's agent answers health.
 fn check_agents(client: Option<&AgentClient>, nodes: &[&NodeSpec], rt: &Runtime) -> Result<()> {
     let client = client.ok_or_else(|| anyhow!("remote nodes need [agent] token_file to be readable here"))?;
@@ -499,22 +747,22 @@ fn check_agents(client: Option<&AgentClient>, nodes: &[&NodeSpec], rt: &Runtime)
     Ok(())
 }
 
-/// One node's share of the RonDB backup.
+/// What one node's job gave.
 struct Shipped {
     node: String,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
-    result: Result<rondb::Collected>,
+    result: Result<JobResult>,
 }
 
-/// Collects every rondb node's parts: this node in-process, the others through
-/// their agents; at most `[backup] parallelism` at once.
-fn collect_everywhere(
+/// Runs the job `request_for(node)` on every node: this node in-process, the
+/// others through their agents; at most `[backup] parallelism` at once.
+fn run_jobs(
     config: &Config,
-    id: BackupId,
     nodes: &[&NodeSpec],
     client: Option<&AgentClient>,
     rt: &Runtime,
+    request_for: impl Fn(&NodeSpec) -> JobRequest,
 ) -> Vec<Shipped> {
     let config = Arc::new(config.clone());
     let permits = Arc::new(Semaphore::new(config.backup.parallelism));
@@ -522,25 +770,34 @@ fn collect_everywhere(
         let mut set = JoinSet::new();
         for node in nodes {
             let node = (*node).clone();
+            let request = request_for(&node);
             let (config, permits, client) = (config.clone(), permits.clone(), client.cloned());
-            let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = "rondb-parts");
+            let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = request.step());
             set.spawn(
                 async move {
                     let _permit = permits.acquire_owned().await;
                     let started = Utc::now();
+                    let what = request.describe();
                     let result = if node.name == config.this_node {
                         let span = tracing::Span::current();
                         tokio::task::spawn_blocking(move || {
                             let _entered = span.enter();
-                            rondb::collect_parts(&config, id, &JobControl::default())
+                            jobs::execute(&config, &request, &JobControl::default())
                         })
                         .await
-                        .unwrap_or_else(|e| Err(anyhow!("collecting panicked: {e}")))
+                        .unwrap_or_else(|e| Err(anyhow!("the job panicked: {e}")))
                     } else {
-                        remote_collect(client, &node, id).await
+                        match client {
+                            Some(client) => client.run_job(&node, &request).await.and_then(|status| {
+                                status
+                                    .result
+                                    .ok_or_else(|| anyhow!("node {} sent no result", node.name))
+                            }),
+                            None => Err(anyhow!("no agent client for node {}", node.name)),
+                        }
                     };
                     if let Err(e) = &result {
-                        error!("node {} did not deliver its RonDB parts: {e:#}", node.name);
+                        error!("node {} failed to {what}: {e:#}", node.name);
                     }
                     Shipped {
                         node: node.name.to_string(),
@@ -554,29 +811,6 @@ fn collect_everywhere(
         }
         set.join_all().await
     })
-}
-
-async fn remote_collect(client: Option<AgentClient>, node: &NodeSpec, id: BackupId) -> Result<rondb::Collected> {
-    let client = client.ok_or_else(|| anyhow!("no agent client for node {}", node.name))?;
-    let request = JobRequest::CollectRondbParts {
-        node: node.name.clone(),
-        backup_id: id,
-    };
-    let status = client.run_job(node, &request).await?;
-    match status.result {
-        Some(JobResult::RondbParts { files, parts }) => {
-            let expected: BTreeSet<u32> = node.rondb_node_ids.iter().copied().collect();
-            let got: BTreeSet<u32> = parts.keys().copied().collect();
-            if got != expected {
-                bail!(
-                    "node {} delivered the parts of data nodes {got:?}, expected {expected:?}",
-                    node.name
-                );
-            }
-            Ok(rondb::Collected { files, parts })
-        }
-        other => bail!("node {} answered the collection with {other:?}", node.name),
-    }
 }
 
 /// After a complete backup: every rondb node drops old local backups. Best

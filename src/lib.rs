@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod config_backup;
 pub mod exit;
+pub mod hopsfs;
 pub mod job;
 pub mod leader;
 pub mod logging;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup_id::BackupId;
 use crate::config::{NodeName, Role};
+use crate::hopsfs::node::{Listed, Uploaded};
 use crate::repo::fsutil::FileEntry;
 
 /// Answer of `GET /v1/health`.
@@ -41,13 +42,52 @@ pub enum JobRequest {
     CollectRondbParts { node: NodeName, backup_id: BackupId },
     /// Remove old local `BACKUP-<id>` folders already in the repository.
     PruneLocalRondb { node: NodeName },
+    /// List this node's HopsFS blocks and VERSION files into the backup.
+    HopsfsInventory { node: NodeName, backup_id: BackupId },
+    /// Upload the blocks the leader assigned to this node in `round`.
+    HopsfsUpload {
+        node: NodeName,
+        backup_id: BackupId,
+        round: u32,
+    },
 }
 
 impl JobRequest {
     /// The node the job is for.
     pub fn node(&self) -> &NodeName {
         match self {
-            JobRequest::CollectRondbParts { node, .. } | JobRequest::PruneLocalRondb { node } => node,
+            JobRequest::CollectRondbParts { node, .. }
+            | JobRequest::PruneLocalRondb { node }
+            | JobRequest::HopsfsInventory { node, .. }
+            | JobRequest::HopsfsUpload { node, .. } => node,
+        }
+    }
+
+    /// The backup the job works on, if any.
+    pub fn backup_id(&self) -> Option<BackupId> {
+        match self {
+            JobRequest::CollectRondbParts { backup_id, .. }
+            | JobRequest::HopsfsInventory { backup_id, .. }
+            | JobRequest::HopsfsUpload { backup_id, .. } => Some(*backup_id),
+            JobRequest::PruneLocalRondb { .. } => None,
+        }
+    }
+
+    /// The backup step the job is, as logged in `HWDR_STEP` and the manifest.
+    pub fn step(&self) -> &'static str {
+        match self {
+            JobRequest::CollectRondbParts { .. } => "rondb-parts",
+            JobRequest::PruneLocalRondb { .. } => "prune-local",
+            JobRequest::HopsfsInventory { .. } => "hopsfs-list",
+            JobRequest::HopsfsUpload { .. } => "hopsfs-upload",
+        }
+    }
+
+    /// The role a node needs to run the job.
+    pub fn role(&self) -> Role {
+        match self {
+            JobRequest::CollectRondbParts { .. } | JobRequest::PruneLocalRondb { .. } => Role::Rondb,
+            JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } => Role::Hopsfs,
         }
     }
 
@@ -56,6 +96,10 @@ impl JobRequest {
         match self {
             JobRequest::CollectRondbParts { backup_id, .. } => format!("collect RonDB parts for backup {backup_id}"),
             JobRequest::PruneLocalRondb { .. } => "prune local RonDB backups".into(),
+            JobRequest::HopsfsInventory { backup_id, .. } => format!("list HopsFS blocks for backup {backup_id}"),
+            JobRequest::HopsfsUpload { backup_id, round, .. } => {
+                format!("upload HopsFS blocks for backup {backup_id} (round {round})")
+            }
         }
     }
 }
@@ -96,6 +140,10 @@ pub enum JobResult {
     },
     /// Local backup folders removed.
     Pruned { removed: Vec<String> },
+    /// A HopsFS inventory was stored.
+    HopsfsListed(Listed),
+    /// HopsFS blocks were uploaded.
+    HopsfsUploaded(Uploaded),
 }
 
 /// Answer of `GET /v1/jobs/{id}`.

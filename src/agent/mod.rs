@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod client;
+pub mod jobs;
 mod server;
 pub mod token;
 

@@ -19,10 +19,10 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use super::api::{ApiError, Health, JobCreated, JobRequest, JobResult, JobState, JobStatus, Progress};
 use super::token::Token;
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::job::JobControl;
 use crate::repo::Repository;
-use crate::{rondb, systemd};
+use crate::systemd;
 
 /// How many finished jobs the agent remembers.
 const HISTORY: usize = 100;
@@ -160,15 +160,16 @@ fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
             format!("this agent is node '{}', not '{}'", this.name, request.node()),
         ));
     }
-    if !this.has(Role::Rondb) {
+    let role = request.role();
+    if !this.has(role) {
         return Err(ApiErr(
             StatusCode::BAD_REQUEST,
-            format!("node '{}' has no rondb role", this.name),
+            format!("node '{}' has no {role} role", this.name),
         ));
     }
-    if let JobRequest::CollectRondbParts { backup_id, .. } = request {
+    if let Some(backup_id) = request.backup_id() {
         Repository::new(&config.repository)
-            .backup_in_progress(*backup_id)
+            .backup_in_progress(backup_id)
             .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
     }
     Ok(())
@@ -220,11 +221,14 @@ async fn start_job(
     };
     let what = request.describe();
     systemd::status(&format!("job {id}: {what}"));
-    let backup_id = match &request {
-        JobRequest::CollectRondbParts { backup_id, .. } => backup_id.to_string(),
-        JobRequest::PruneLocalRondb { .. } => String::new(),
-    };
-    let span = info_span!("job", job_id = %id, hwdr_backup_id = %backup_id, hwdr_node = %shared.config.this_node);
+    let backup_id = request.backup_id().map(|id| id.to_string()).unwrap_or_default();
+    let span = info_span!(
+        "job",
+        job_id = %id,
+        hwdr_backup_id = %backup_id,
+        hwdr_node = %shared.config.this_node,
+        hwdr_step = request.step()
+    );
     info!(parent: &span, "job {id} started: {what}");
     let task_shared = shared.clone();
     let task_id = id.clone();
@@ -235,7 +239,7 @@ async fn start_job(
             let job_span = tracing::Span::current();
             let outcome = tokio::task::spawn_blocking(move || {
                 let _entered = job_span.enter();
-                execute(&config, &request, &job_control)
+                super::jobs::execute(&config, &request, &job_control)
             })
             .await;
             let outcome = outcome.unwrap_or_else(|e| Err(anyhow::anyhow!("the job panicked: {e}")));
@@ -244,22 +248,6 @@ async fn start_job(
         .instrument(span),
     );
     Ok((StatusCode::ACCEPTED, Json(JobCreated { job_id: id })))
-}
-
-/// Runs a job's node-local function.
-fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> anyhow::Result<JobResult> {
-    match request {
-        JobRequest::CollectRondbParts { backup_id, .. } => {
-            let collected = rondb::collect_parts(config, *backup_id, control)?;
-            Ok(JobResult::RondbParts {
-                files: collected.files,
-                parts: collected.parts,
-            })
-        }
-        JobRequest::PruneLocalRondb { .. } => Ok(JobResult::Pruned {
-            removed: rondb::prune_local(config, control)?,
-        }),
-    }
 }
 
 fn finish(shared: &Shared, id: &str, outcome: anyhow::Result<JobResult>, cancelled: bool) {

@@ -162,6 +162,32 @@ pub struct AgentSettings {
     pub shutdown_timeout: Duration,
 }
 
+/// Where HopsFS keeps its blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockStorage {
+    /// On the data nodes' disks: hwdr backs the blocks up.
+    Local,
+    /// In cloud object storage (S3, ...), which keeps them durable: hwdr
+    /// backs up no blocks.
+    Cloud,
+}
+
+/// `[hopsfs]`: the data nodes' storage.
+#[derive(Debug, Clone)]
+pub struct HopsfsSettings {
+    /// The user the data node runs as and reads its blocks as.
+    pub user: String,
+    /// The group of its files.
+    pub group: String,
+    /// `dfs.datanode.data.dir`: every storage folder of a data node.
+    pub data_dirs: Vec<PathBuf>,
+    pub block_storage: BlockStorage,
+    /// systemd unit of the data node, stopped while its blocks are restored;
+    /// empty: not managed by hwdr.
+    pub datanode_unit: String,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -176,6 +202,7 @@ pub struct Config {
     pub config_paths: Vec<PathBuf>,
     pub backup: BackupSettings,
     pub agent: AgentSettings,
+    pub hopsfs: HopsfsSettings,
     /// Which file set which key, for later error messages.
     pub origins: Origins,
     /// The files read, main file first.
@@ -389,6 +416,48 @@ impl Validator<'_> {
             shutdown_timeout: self.duration("agent", "shutdown_timeout", a.shutdown_timeout, Duration::from_secs(75)),
         };
 
+        let h = raw.hopsfs.unwrap_or_default();
+        let block_storage = match h.block_storage.as_deref() {
+            None | Some("local") => BlockStorage::Local,
+            Some("cloud") => BlockStorage::Cloud,
+            Some(other) => {
+                self.err(
+                    "hopsfs",
+                    "block_storage",
+                    format!("'{other}' is neither \"local\" nor \"cloud\""),
+                );
+                BlockStorage::Local
+            }
+        };
+        let data_dirs: Vec<PathBuf> = h
+            .data_dirs
+            .unwrap_or_else(|| vec!["/srv/hopsworks-data/hops/hopsdata/hdfs/dn".into()])
+            .into_iter()
+            .map(|d| self.abs_path("hopsfs", "data_dirs", Some(d), ""))
+            .collect();
+        if data_dirs.is_empty() {
+            self.err("hopsfs", "data_dirs", "at least one data folder is required");
+        }
+        let datanode_unit = h.datanode_unit.unwrap_or_else(|| "datanode.service".into());
+        if !datanode_unit.is_empty()
+            && !datanode_unit
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":-_.@\\".contains(c))
+        {
+            self.err(
+                "hopsfs",
+                "datanode_unit",
+                format!("'{datanode_unit}' is not a systemd unit name"),
+            );
+        }
+        let hopsfs = HopsfsSettings {
+            user: h.user.unwrap_or_else(|| "hdfs".into()),
+            group: h.group.unwrap_or_else(|| "hadoop".into()),
+            data_dirs,
+            block_storage,
+            datanode_unit,
+        };
+
         let this_node = this_node?;
         Some(Config {
             cluster,
@@ -399,6 +468,7 @@ impl Validator<'_> {
             config_paths,
             backup,
             agent,
+            hopsfs,
             origins: Origins::default(),
             files: vec![path.to_path_buf()],
         })

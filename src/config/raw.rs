@@ -15,6 +15,17 @@ pub struct RawConfig {
     pub config_backup: Option<RawConfigBackup>,
     pub backup: Option<RawBackup>,
     pub agent: Option<RawAgent>,
+    pub hopsfs: Option<RawHopsfs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHopsfs {
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub data_dirs: Option<Vec<String>>,
+    pub block_storage: Option<String>,
+    pub datanode_unit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

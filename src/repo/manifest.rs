@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fsutil::FileEntry;
 use crate::backup_id::BackupId;
-use crate::config::Role;
+use crate::config::{BlockStorage, Role};
 
 /// Version of the manifest format.
 pub const FORMAT: u32 = 1;
@@ -72,6 +72,25 @@ pub struct RondbInfo {
     pub parts: std::collections::BTreeMap<u32, u32>,
 }
 
+/// HopsFS part of the manifest. Each node's exact block list and VERSION
+/// files are in `hopsfs/<node>/` of the backup (files of its `hopsfs-list`
+/// step); the blocks themselves are in the repository's block store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HopsfsInfo {
+    pub block_storage: BlockStorage,
+    /// The HopsFS nodes whose inventories are in the backup.
+    pub nodes: Vec<String>,
+    pub distinct_blocks: u64,
+    pub distinct_bytes: u64,
+    pub replicas: u64,
+    pub replica_bytes: u64,
+    /// Blocks this backup added to the store.
+    pub new_blocks: u64,
+    pub new_bytes: u64,
+    /// Replicas that failed their CRC check; each block was taken from another.
+    pub bad_replicas: Vec<String>,
+}
+
 /// One step on one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -112,6 +131,9 @@ pub struct Manifest {
     pub failed_step: Option<String>,
     pub error: Option<String>,
     pub rondb: RondbInfo,
+    /// Absent when no node has the hopsfs role.
+    #[serde(default)]
+    pub hopsfs: Option<HopsfsInfo>,
     pub nodes: Vec<NodeRecord>,
 }
 

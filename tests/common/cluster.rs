@@ -101,6 +101,9 @@ socket = "{socket}"
 token_file = "{token_file}"
 request_timeout = "3s"
 
+[hopsfs]
+datanode_unit = ""
+
 [backup]
 ndb_backup_timeout = "60s"
 dump_timeout = "60s"
@@ -146,6 +149,20 @@ parallelism = 2
             token,
             nodes: built,
             agents: BTreeMap::new(),
+        }
+    }
+
+    /// Points `name`'s `[hopsfs] data_dirs` at `dirs` (a per-host drop-in).
+    pub fn set_data_dirs(&self, name: &str, dirs: &[&Path]) {
+        let list: Vec<String> = dirs.iter().map(|d| format!("\"{}\"", d.display())).collect();
+        let dropin = self.nodes[name].config.parent().unwrap().join("hwdr.d/60-hopsfs.toml");
+        fs::write(dropin, format!("[hopsfs]\ndata_dirs = [{}]\n", list.join(", "))).unwrap();
+    }
+
+    /// Adds a drop-in with `text` to every node.
+    pub fn dropin_everywhere(&self, name: &str, text: &str) {
+        for node in self.nodes.values() {
+            fs::write(node.config.parent().unwrap().join("hwdr.d").join(name), text).unwrap();
         }
     }
 

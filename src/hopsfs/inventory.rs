@@ -1,0 +1,358 @@
+//! A data node's inventory: its storage folders, VERSION files and the exact
+//! list of its finalized blocks, as one tab-separated text file per node and
+//! backup (`backups/<id>/hopsfs/<node>/inventory.tsv`). Written while the
+//! folders are scanned and read as a stream, so a million blocks never sit in
+//! memory at once. The last line (`end`) proves the file is whole.
+//!
+//! ```text
+//! (fields are separated by one tab, shown here as <TAB>)
+//! hwdr-hopsfs-inventory<TAB>1
+//! node<TAB><name>
+//! dir<TAB><dir><TAB><mode><TAB><path>
+//! version<TAB><dir><TAB><mode><TAB><size><TAB><sha256><TAB><file in the backup>
+//! pool<TAB><dir><TAB><pool><TAB><BP-...><TAB><mode><TAB><size><TAB><sha256><TAB><file in the backup>
+//! block<TAB><dir><TAB><pool><TAB><id><TAB><genstamp><TAB><len><TAB><mode><TAB><meta len><TAB><meta mode><TAB><path below finalized/ or ->
+//! end<TAB><blocks><TAB><bytes>
+//! ```
+//!
+//! `<dir>` and `<pool>` are indexes of the `dir` and `pool` lines; modes are
+//! octal; a block's path is `-` when it is where HopsFS places it
+//! ([`super::layout::canonical_rel_path`]).
+
+use std::fmt::Write as _;
+use std::io::{BufRead, Write};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+const MAGIC: &str = "hwdr-hopsfs-inventory\t1";
+
+/// A storage folder (`dfs.datanode.data.dir` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirLine {
+    pub index: u16,
+    pub mode: u32,
+    pub path: String,
+}
+
+/// A VERSION file stored in the backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionLine {
+    pub dir: u16,
+    pub mode: u32,
+    pub size: u64,
+    pub sha256: String,
+    /// Path relative to the backup folder.
+    pub stored: String,
+}
+
+/// A block pool of a storage folder, with its VERSION file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolLine {
+    pub dir: u16,
+    pub index: u16,
+    pub id: String,
+    pub version: VersionLine,
+}
+
+/// One finalized block replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockLine {
+    pub dir: u16,
+    pub pool: u16,
+    pub id: u64,
+    pub genstamp: u64,
+    pub len: u64,
+    pub mode: u32,
+    pub meta_len: u64,
+    pub meta_mode: u32,
+    /// Path below `finalized/` when it is not the canonical one.
+    pub path: Option<String>,
+}
+
+/// One line of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Node(String),
+    Dir(DirLine),
+    Version(VersionLine),
+    Pool(PoolLine),
+    Block(BlockLine),
+    End { blocks: u64, bytes: u64 },
+}
+
+/// Writes an inventory line by line.
+pub struct Writer<W: Write> {
+    out: W,
+    blocks: u64,
+    bytes: u64,
+    line: String,
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts the inventory of `node`.
+    pub fn new(mut out: W, node: &str) -> Result<Self> {
+        writeln!(out, "{MAGIC}\nnode\t{node}")?;
+        Ok(Writer {
+            out,
+            blocks: 0,
+            bytes: 0,
+            line: String::with_capacity(128),
+        })
+    }
+
+    /// Writes one line (not `Node` or `End`, which the writer adds itself).
+    pub fn write(&mut self, line: &Line) -> Result<()> {
+        self.line.clear();
+        let l = &mut self.line;
+        match line {
+            Line::Dir(d) => write!(l, "dir\t{}\t{:o}\t{}", d.index, d.mode, clean(&d.path)?)?,
+            Line::Version(v) => write!(l, "version\t{}", version_fields(v)?)?,
+            Line::Pool(p) => {
+                write!(l, "pool\t{}\t{}\t{}\t", p.dir, p.index, clean(&p.id)?)?;
+                // The pool's VERSION fields, without the dir (already given).
+                let fields = version_fields(&p.version)?;
+                l.push_str(fields.split_once('\t').map_or("", |(_, rest)| rest));
+            }
+            Line::Block(b) => {
+                write!(
+                    l,
+                    "block\t{}\t{}\t{}\t{}\t{}\t{:o}\t{}\t{:o}\t{}",
+                    b.dir,
+                    b.pool,
+                    b.id,
+                    b.genstamp,
+                    b.len,
+                    b.mode,
+                    b.meta_len,
+                    b.meta_mode,
+                    match &b.path {
+                        Some(p) => clean(p)?,
+                        None => "-",
+                    }
+                )?;
+                self.blocks += 1;
+                self.bytes += b.len;
+            }
+            Line::Node(_) | Line::End { .. } => bail!("the writer adds node and end lines itself"),
+        }
+        l.push('\n');
+        self.out.write_all(l.as_bytes())?;
+        Ok(())
+    }
+
+    /// Writes the `end` line and returns the output with the totals.
+    pub fn finish(mut self) -> Result<(W, u64, u64)> {
+        writeln!(self.out, "end\t{}\t{}", self.blocks, self.bytes)?;
+        self.out.flush()?;
+        Ok((self.out, self.blocks, self.bytes))
+    }
+}
+
+fn version_fields(v: &VersionLine) -> Result<String> {
+    Ok(format!(
+        "{}\t{:o}\t{}\t{}\t{}",
+        v.dir,
+        v.mode,
+        v.size,
+        clean(&v.sha256)?,
+        clean(&v.stored)?
+    ))
+}
+
+/// A field must not break the line format.
+fn clean(s: &str) -> Result<&str> {
+    if s.is_empty() || s.contains(['\t', '\n', '\r']) {
+        bail!("cannot record {s:?} in an inventory (empty, or holds a tab or newline)");
+    }
+    Ok(s)
+}
+
+/// Reads an inventory line by line; the last item is the `end` line, and a
+/// file without it is an error (truncated).
+pub fn read<R: BufRead>(input: R, mut each: impl FnMut(Line) -> Result<()>) -> Result<(u64, u64)> {
+    let mut lines = input.lines();
+    let first = lines.next().transpose()?.unwrap_or_default();
+    if first != MAGIC {
+        bail!("not an hwdr HopsFS inventory (first line {first:?})");
+    }
+    let (mut blocks, mut bytes) = (0u64, 0u64);
+    for (n, text) in lines.enumerate() {
+        let text = text?;
+        let line = parse(&text).with_context(|| format!("inventory line {}: {text:?}", n + 2))?;
+        if let Line::End { blocks: b, bytes: y } = line {
+            if (b, y) != (blocks, bytes) {
+                bail!("inventory end line says {b} blocks, {y} bytes; the file lists {blocks}, {bytes}");
+            }
+            return Ok((blocks, bytes));
+        }
+        if let Line::Block(b) = &line {
+            blocks += 1;
+            bytes += b.len;
+        }
+        each(line)?;
+    }
+    bail!("inventory is truncated: it has no end line")
+}
+
+fn parse(text: &str) -> Result<Line> {
+    let f: Vec<&str> = text.split('\t').collect();
+    let num = |i: usize| -> Result<u64> {
+        f.get(i)
+            .ok_or_else(|| anyhow!("field {i} missing"))?
+            .parse()
+            .map_err(|e| anyhow!("field {i}: {e}"))
+    };
+    let small = |i: usize| -> Result<u16> { u16::try_from(num(i)?).map_err(|_| anyhow!("field {i} too large")) };
+    let mode = |i: usize| -> Result<u32> {
+        u32::from_str_radix(f.get(i).ok_or_else(|| anyhow!("field {i} missing"))?, 8)
+            .map_err(|e| anyhow!("field {i}: {e}"))
+    };
+    let text_at =
+        |i: usize| -> Result<String> { Ok(f.get(i).ok_or_else(|| anyhow!("field {i} missing"))?.to_string()) };
+    let version = |at: usize, dir: u16| -> Result<VersionLine> {
+        Ok(VersionLine {
+            dir,
+            mode: mode(at)?,
+            size: num(at + 1)?,
+            sha256: text_at(at + 2)?,
+            stored: text_at(at + 3)?,
+        })
+    };
+    let want = |n: usize| -> Result<()> {
+        if f.len() != n {
+            bail!("expected {n} fields, found {}", f.len());
+        }
+        Ok(())
+    };
+    Ok(match f[0] {
+        "node" => {
+            want(2)?;
+            Line::Node(text_at(1)?)
+        }
+        "dir" => {
+            want(4)?;
+            Line::Dir(DirLine {
+                index: small(1)?,
+                mode: mode(2)?,
+                path: text_at(3)?,
+            })
+        }
+        "version" => {
+            want(6)?;
+            Line::Version(version(2, small(1)?)?)
+        }
+        "pool" => {
+            want(8)?;
+            let dir = small(1)?;
+            Line::Pool(PoolLine {
+                dir,
+                index: small(2)?,
+                id: text_at(3)?,
+                version: version(4, dir)?,
+            })
+        }
+        "block" => {
+            want(10)?;
+            let path = f[9];
+            Line::Block(BlockLine {
+                dir: small(1)?,
+                pool: small(2)?,
+                id: num(3)?,
+                genstamp: num(4)?,
+                len: num(5)?,
+                mode: mode(6)?,
+                meta_len: num(7)?,
+                meta_mode: mode(8)?,
+                path: (path != "-").then(|| path.to_owned()),
+            })
+        }
+        "end" => {
+            want(3)?;
+            Line::End {
+                blocks: num(1)?,
+                bytes: num(2)?,
+            }
+        }
+        other => bail!("unknown record {other:?}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation() {
+        let version = VersionLine {
+            dir: 0,
+            mode: 0o644,
+            size: 10,
+            sha256: "ab".into(),
+            stored: "hopsfs/n/VERSION".into(),
+        };
+        let lines = vec![
+            Line::Dir(DirLine {
+                index: 0,
+                mode: 0o700,
+                path: "/data/dn".into(),
+            }),
+            Line::Version(version.clone()),
+            Line::Pool(PoolLine {
+                dir: 0,
+                index: 0,
+                id: "BP-1-10.0.0.1-2".into(),
+                version,
+            }),
+            Line::Block(BlockLine {
+                dir: 0,
+                pool: 0,
+                id: 1_073_741_825,
+                genstamp: 1001,
+                len: 513,
+                mode: 0o644,
+                meta_len: 15,
+                meta_mode: 0o644,
+                path: None,
+            }),
+            Line::Block(BlockLine {
+                dir: 0,
+                pool: 0,
+                id: 7,
+                genstamp: 1002,
+                len: 0,
+                mode: 0o600,
+                meta_len: 7,
+                meta_mode: 0o600,
+                path: Some("subdir0/subdir0/blk_7".into()),
+            }),
+        ];
+        let mut w = Writer::new(Vec::new(), "node1").unwrap();
+        for l in &lines {
+            w.write(l).unwrap();
+        }
+        let (bytes, blocks, total) = w.finish().unwrap();
+        assert_eq!((blocks, total), (2, 513));
+        let mut back = Vec::new();
+        let totals = read(&bytes[..], |l| {
+            back.push(l);
+            Ok(())
+        });
+        assert_eq!(totals.unwrap(), (2, 513));
+        assert_eq!(back[0], Line::Node("node1".into()));
+        assert_eq!(&back[1..], &lines[..]);
+
+        let cut = &bytes[..bytes.len() - 8];
+        assert!(read(cut, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn tabs_in_paths_are_refused() {
+        let mut w = Writer::new(Vec::new(), "n").unwrap();
+        let bad = Line::Dir(DirLine {
+            index: 0,
+            mode: 0o700,
+            path: "/a\tb".into(),
+        });
+        assert!(w.write(&bad).is_err());
+    }
+}

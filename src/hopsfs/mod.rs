@@ -1,0 +1,12 @@
+//! HopsFS data nodes: the block storage layout, its checksums, the inventory
+//! of a node, the repository's block store, the node-local backup steps, the
+//! leader's plan, and a generator of test trees.
+
+pub mod fsuser;
+pub mod gen;
+pub mod inventory;
+pub mod layout;
+pub mod meta;
+pub mod node;
+pub mod plan;
+pub mod store;

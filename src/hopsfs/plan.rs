@@ -1,0 +1,234 @@
+//! The leader's side of a HopsFS backup: merge every node's inventory into
+//! the set of distinct blocks, find which ones the repository lacks, and give
+//! each missing block to one node holding it, spreading the bytes evenly.
+//!
+//! Memory stays small: inventories are streamed, and the leader keeps one
+//! compact entry per distinct block (pool index, id, genstamp, length, a
+//! bitmask of holders).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::inventory::{self, Line};
+use super::node::{assignment_rel, inventory_rel};
+use super::store::{BlockKey, BlockStore};
+use crate::repo::fsutil::{self, FileEntry};
+
+/// The most nodes a bitmask of holders can name.
+pub const MAX_NODES: usize = 64;
+
+/// Compact identity of a block: pool index, id, genstamp.
+pub type Key = (u16, u64, u64);
+
+/// Length and holders of one distinct block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holding {
+    pub len: u64,
+    /// Bit `i` set: node `i` holds a replica.
+    pub holders: u64,
+}
+
+/// Every distinct block of the cluster.
+#[derive(Debug, Default)]
+pub struct Distinct {
+    pub pools: Vec<String>,
+    pub blocks: HashMap<Key, Holding>,
+    pub replicas: u64,
+    pub replica_bytes: u64,
+}
+
+impl Distinct {
+    /// The full identity of a compact key.
+    pub fn key(&self, k: &Key) -> BlockKey {
+        BlockKey {
+            pool: self.pools[k.0 as usize].clone(),
+            id: k.1,
+            genstamp: k.2,
+        }
+    }
+
+    /// Bytes of all distinct blocks.
+    pub fn bytes(&self) -> u64 {
+        self.blocks.values().map(|h| h.len).sum()
+    }
+}
+
+/// Reads the inventories of `nodes` (in this order: bit i is `nodes[i]`)
+/// from the backup folder.
+pub fn merge(backup_dir: &Path, nodes: &[String]) -> Result<Distinct> {
+    if nodes.len() > MAX_NODES {
+        bail!("hwdr handles at most {MAX_NODES} HopsFS nodes");
+    }
+    let mut d = Distinct::default();
+    let mut pool_ids: HashMap<String, u16> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let path = backup_dir.join(inventory_rel(node));
+        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut local: HashMap<u16, u16> = HashMap::new();
+        inventory::read(BufReader::with_capacity(1 << 20, file), |line| {
+            match line {
+                Line::Pool(p) => {
+                    let next = d.pools.len() as u16;
+                    let global = *pool_ids.entry(p.id.clone()).or_insert_with(|| {
+                        d.pools.push(p.id);
+                        next
+                    });
+                    local.insert(p.index, global);
+                }
+                Line::Block(b) => {
+                    let pool = *local.get(&b.pool).context("block of an unlisted pool")?;
+                    let h = d
+                        .blocks
+                        .entry((pool, b.id, b.genstamp))
+                        .or_insert(Holding { len: b.len, holders: 0 });
+                    if h.len != b.len {
+                        bail!(
+                            "block {}/blk_{}_{} is {} bytes on {node} but {} bytes elsewhere",
+                            d.pools[pool as usize],
+                            b.id,
+                            b.genstamp,
+                            b.len,
+                            h.len
+                        );
+                    }
+                    h.holders |= 1 << i;
+                    d.replicas += 1;
+                    d.replica_bytes += b.len;
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(d)
+}
+
+/// Which node uploads which block in one round.
+#[derive(Debug, Default)]
+pub struct Assignment {
+    /// Per node (same order as the inventories), the blocks it uploads.
+    pub per_node: Vec<Vec<Key>>,
+    /// Bytes per node.
+    pub bytes: Vec<u64>,
+}
+
+impl Assignment {
+    /// Blocks assigned in all.
+    pub fn blocks(&self) -> usize {
+        self.per_node.iter().map(Vec::len).sum()
+    }
+}
+
+/// The distinct blocks the store does not hold yet.
+pub fn missing(d: &Distinct, store: &BlockStore) -> Vec<Key> {
+    d.blocks
+        .iter()
+        .filter(|(k, h)| !store.has(&d.key(k), h.len))
+        .map(|(k, _)| *k)
+        .collect()
+}
+
+/// Gives each of `blocks` to one holder not in `tried[block]`, largest blocks
+/// first, each to the holder with the fewest bytes so far. A block with no
+/// holder left is returned in the second list.
+pub fn assign(d: &Distinct, blocks: &[Key], nodes: usize, tried: &HashMap<Key, u64>) -> (Assignment, Vec<Key>) {
+    let mut order: Vec<(u64, Key)> = blocks.iter().map(|k| (d.blocks[k].len, *k)).collect();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    let mut a = Assignment {
+        per_node: vec![Vec::new(); nodes],
+        bytes: vec![0; nodes],
+    };
+    let mut orphans = Vec::new();
+    for (len, key) in order {
+        let free = d.blocks[&key].holders & !tried.get(&key).copied().unwrap_or(0);
+        let best = (0..nodes)
+            .filter(|i| free & (1 << i) != 0)
+            .min_by_key(|i| (a.bytes[*i], *i));
+        match best {
+            Some(i) => {
+                a.per_node[i].push(key);
+                a.bytes[i] += len;
+            }
+            None => orphans.push(key),
+        }
+    }
+    (a, orphans)
+}
+
+/// Writes `node`'s part of an assignment into the backup folder.
+pub fn write_assignment(backup_dir: &Path, d: &Distinct, node: &str, round: u32, keys: &[Key]) -> Result<FileEntry> {
+    let rel = assignment_rel(node, round);
+    let path = backup_dir.join(&rel);
+    crate::repo::mkdir(path.parent().unwrap_or(backup_dir), 0o750)?;
+    let (tmp, file) = fsutil::create_temp(&path, 0o640)?;
+    let mut out = BufWriter::new(file);
+    for k in keys {
+        writeln!(out, "{}\t{}\t{}", d.pools[k.0 as usize], k.1, k.2)?;
+    }
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    fsutil::commit_temp(&tmp, file, &path)?;
+    let (size, sha256) = fsutil::hash_file(&path)?;
+    Ok(FileEntry {
+        path: rel,
+        size,
+        sha256,
+    })
+}
+
+/// Compact keys of reported replicas.
+pub fn compact(d: &Distinct, key: &BlockKey) -> Option<Key> {
+    let pool = d.pools.iter().position(|p| *p == key.pool)? as u16;
+    let k = (pool, key.id, key.genstamp);
+    d.blocks.contains_key(&k).then_some(k)
+}
+
+/// Every distinct key, for checks.
+pub fn all_keys(d: &Distinct) -> HashSet<Key> {
+    d.blocks.keys().copied().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_spreads_bytes_and_respects_holders_and_tries() {
+        let mut d = Distinct {
+            pools: vec!["BP-1".into()],
+            ..Default::default()
+        };
+        // Ten blocks of 100 bytes on nodes 0 and 1; one of 50 on node 2 only.
+        for id in 0..10 {
+            d.blocks.insert(
+                (0, id, 1),
+                Holding {
+                    len: 100,
+                    holders: 0b011,
+                },
+            );
+        }
+        d.blocks.insert(
+            (0, 99, 1),
+            Holding {
+                len: 50,
+                holders: 0b100,
+            },
+        );
+        let keys: Vec<Key> = d.blocks.keys().copied().collect();
+        let (a, orphans) = assign(&d, &keys, 3, &HashMap::new());
+        assert!(orphans.is_empty());
+        assert_eq!(a.bytes, vec![500, 500, 50]);
+        assert_eq!(a.blocks(), 11);
+
+        // Node 2's replica was bad: nobody else holds it.
+        let tried = HashMap::from([((0, 99, 1), 0b100), ((0, 3, 1), 0b001)]);
+        let (a, orphans) = assign(&d, &[(0, 99, 1), (0, 3, 1)], 3, &tried);
+        assert_eq!(orphans, vec![(0, 99, 1)]);
+        assert_eq!(a.per_node[1], vec![(0, 3, 1)]);
+    }
+}

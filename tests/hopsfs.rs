@@ -1,0 +1,257 @@
+//! Integration tests of the HopsFS part of a backup: three data nodes with
+//! replication 3 (generated trees with real `.meta` CRCs), agents on
+//! 127.0.0.x, blocks stored once in the repository's block store.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use common::cluster::Cluster;
+use common::text;
+use hwdr::hopsfs::gen::{self, GenSpec, Generated};
+use hwdr::hopsfs::meta;
+
+/// head1 (head), node1 (rondb 2 + hopsfs), node2 (rondb 3 + hopsfs), node3 (hopsfs).
+fn cluster_with_blocks(blocks: usize) -> (Cluster, Generated, GenSpec, PathBuf) {
+    let mut c = Cluster::new(
+        &[
+            ("head1", &["head"], &[]),
+            ("node1", &["rondb", "hopsfs"], &[2]),
+            ("node2", &["rondb", "hopsfs"], &[3]),
+            ("node3", &["hopsfs"], &[]),
+        ],
+        2,
+    );
+    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
+    let hadoop = uzers::get_group_by_name("hadoop").unwrap();
+    let root = c.dir.path().join("hopsfs");
+    let spec = GenSpec {
+        nodes: 3,
+        blocks,
+        block_pools: 2,
+        replication: 3,
+        min_size: 0,
+        max_size: 40_000,
+        owner: Some((hdfs.uid(), hadoop.gid())),
+        ..GenSpec::default()
+    };
+    let generated = gen::generate(&root, &spec).unwrap();
+    for (i, node) in generated.nodes.iter().enumerate() {
+        c.set_data_dirs(&format!("node{}", i + 1), &[&node.data_dir]);
+    }
+    for n in ["node1", "node2", "node3"] {
+        c.start_agent(n);
+    }
+    (c, generated, spec, root)
+}
+
+/// Every stored block file (not `.meta`) below `<repo>/blocks`.
+fn stored_blocks(repo: &Path) -> Vec<PathBuf> {
+    common::tree(&repo.join("blocks"))
+        .into_iter()
+        .filter(|p| !p.ends_with(".meta"))
+        .map(|p| repo.join("blocks").join(p))
+        .collect()
+}
+
+#[test]
+fn replicas_are_stored_once_and_a_second_backup_copies_only_new_blocks() {
+    let (c, mut generated, spec, root) = cluster_with_blocks(120);
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = c.manifest("2611231819").unwrap();
+    assert_eq!(m["status"], "complete");
+    let h = &m["hopsfs"];
+    assert_eq!(h["block_storage"], "local");
+    assert_eq!(h["distinct_blocks"], generated.blocks.len() as u64);
+    assert_eq!(h["distinct_bytes"], generated.unique_bytes);
+    assert_eq!(h["replicas"], 3 * generated.blocks.len() as u64);
+    assert_eq!(h["replica_bytes"], generated.replica_bytes);
+    assert_eq!(h["new_blocks"], generated.blocks.len() as u64);
+    assert_eq!(h["new_bytes"], generated.unique_bytes);
+
+    // Each distinct block once, with a .meta, and it verifies.
+    let stored = stored_blocks(&c.repo);
+    assert_eq!(stored.len(), generated.blocks.len());
+    let bytes: u64 = stored.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    assert_eq!(bytes, generated.unique_bytes);
+    for p in &stored {
+        let meta_path = PathBuf::from(format!("{}.meta", p.display()));
+        meta::verify_file(p, &meta_path).unwrap();
+    }
+    // Each node's inventory names exactly its finalized blocks, no rbw.
+    for (i, node) in generated.nodes.iter().enumerate() {
+        let inv = fs::read_to_string(
+            c.repo
+                .join(format!("backups/2611231819/hopsfs/node{}/inventory.tsv", i + 1)),
+        )
+        .unwrap();
+        let listed = inv.lines().filter(|l| l.starts_with("block\t")).count();
+        assert_eq!(listed, node.blocks.len(), "node{}", i + 1);
+        for rbw in &node.rbw {
+            assert!(
+                !inv.contains(&format!("\t{}\t{}\t", rbw.id, rbw.genstamp)),
+                "rbw block {} listed",
+                rbw.id
+            );
+        }
+        let version = fs::read(
+            c.repo
+                .join(format!("backups/2611231819/hopsfs/node{}/0/VERSION", i + 1)),
+        )
+        .unwrap();
+        assert_eq!(version, fs::read(node.data_dir.join("current/VERSION")).unwrap());
+    }
+
+    // 1% more blocks: the second backup copies exactly those.
+    let old_block = stored[0].clone();
+    let old_ino = fs::metadata(&old_block).unwrap().ino();
+    let before = generated.blocks.len();
+    gen::add_blocks(&root, &spec, &mut generated, 7, 99).unwrap();
+    let out = c.hwdr("head1", &["backup", "--id", "2611231820"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let h = &c.manifest("2611231820").unwrap()["hopsfs"];
+    assert_eq!(h["distinct_blocks"], (before + 7) as u64);
+    assert_eq!(h["new_blocks"], 7);
+    assert_eq!(stored_blocks(&c.repo).len(), before + 7);
+    assert_eq!(
+        fs::metadata(&old_block).unwrap().ino(),
+        old_ino,
+        "an old block was copied again"
+    );
+}
+
+/// Flips one byte in the middle of `path`.
+fn flip(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+/// A block of at least `min` bytes and the path of its replica on each node.
+#[allow(dead_code)]
+fn replicas(generated: &Generated, min: u64) -> (u64, Vec<PathBuf>) {
+    let block = generated.blocks.iter().find(|b| b.len >= min).unwrap();
+    let paths = generated
+        .nodes
+        .iter()
+        .filter(|n| n.blocks.iter().any(|i| generated.blocks[*i as usize].id == block.id))
+        .map(|n| n.data_dir.join(generated.block_rel_path(block)))
+        .collect();
+    (block.id, paths)
+}
+
+#[test]
+fn a_corrupt_replica_is_detected_and_taken_from_another_node() {
+    let (c, generated, _, _) = cluster_with_blocks(40);
+    // Every replica on node1 is corrupt, so every block the leader gives
+    // node1 fails its CRC check there and must come from node2 or node3.
+    let node1 = &generated.nodes[0];
+    let mut flipped = Vec::new();
+    for i in &node1.blocks {
+        let block = &generated.blocks[*i as usize];
+        if block.len > 0 {
+            flip(&node1.data_dir.join(generated.block_rel_path(block)));
+            flipped.push(block.id);
+        }
+    }
+    // And one replica on node2 that hdfs may not read: hwdr reads as hdfs, so
+    // it is bad too, although root could read it.
+    let node2 = &generated.nodes[1];
+    let block2 = &generated.blocks[node2.blocks[0] as usize];
+    let unreadable = node2.data_dir.join(generated.block_rel_path(block2));
+    fs::set_permissions(&unreadable, fs::Permissions::from_mode(0o000)).unwrap();
+    nix::unistd::chown(&unreadable, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = c.manifest("2611231819").unwrap();
+    assert_eq!(m["status"], "complete");
+    let bad: Vec<String> = m["hopsfs"]["bad_replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let crc: Vec<&String> = bad.iter().filter(|b| b.contains("checksum mismatch")).collect();
+    assert!(!crc.is_empty(), "no corrupt replica was detected: {bad:?}");
+    for b in &crc {
+        assert!(b.contains(" on node1: "), "{b}");
+        assert!(flipped.iter().any(|id| b.contains(&format!("blk_{id}_"))), "{b}");
+    }
+    // The unreadable replica is reported only if node2 was asked for it.
+    for b in bad.iter().filter(|b| b.contains("Permission denied")) {
+        assert!(
+            b.contains(&format!("blk_{}_", block2.id)) && b.contains(" on node2: "),
+            "{b}"
+        );
+    }
+    // Every stored block is a good replica.
+    let stored = stored_blocks(&c.repo);
+    assert_eq!(stored.len(), generated.blocks.len());
+    for p in &stored {
+        meta::verify_file(p, &PathBuf::from(format!("{}.meta", p.display()))).unwrap();
+    }
+}
+
+#[test]
+fn blocks_are_read_as_hdfs() {
+    let (c, generated, _, _) = cluster_with_blocks(12);
+    // A replica only root could read, on every node: reading as hdfs, hwdr
+    // cannot take it from anywhere.
+    let block = generated.blocks.iter().find(|b| b.len > 0).unwrap();
+    for node in &generated.nodes {
+        if node.blocks.iter().any(|i| generated.blocks[*i as usize].id == block.id) {
+            let p = node.data_dir.join(generated.block_rel_path(block));
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+            nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        }
+    }
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("blk_{}_", block.id)) && err.contains("Permission denied"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_block_bad_on_every_replica_fails_the_backup_naming_it() {
+    let (c, generated, _, _) = cluster_with_blocks(30);
+    let (id, paths) = replicas(&generated, 2000);
+    for p in &paths {
+        flip(p);
+    }
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("bad on every replica") && err.contains(&format!("blk_{id}_")),
+        "{err}"
+    );
+    let m = c.manifest("2611231819").unwrap();
+    assert_eq!(m["status"], "failed");
+    assert!(
+        m["failed_step"].as_str().unwrap().starts_with("head1/hopsfs-retry"),
+        "{}",
+        m["failed_step"]
+    );
+}
+
+#[test]
+fn cloud_block_storage_stores_no_blocks() {
+    let (c, _, _, _) = cluster_with_blocks(20);
+    c.dropin_everywhere("70-cloud.toml", "[hopsfs]\nblock_storage = \"cloud\"\n");
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = c.manifest("2611231819").unwrap();
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["hopsfs"]["block_storage"], "cloud");
+    assert_eq!(m["hopsfs"]["distinct_blocks"], 0);
+    assert!(stored_blocks(&c.repo).is_empty());
+    assert!(!c.repo.join("backups/2611231819/hopsfs").exists());
+}
