@@ -779,13 +779,7 @@ fn run_jobs(
                     let started = Utc::now();
                     let what = request.describe();
                     let result = if node.name == config.this_node {
-                        let span = tracing::Span::current();
-                        tokio::task::spawn_blocking(move || {
-                            let _entered = span.enter();
-                            jobs::execute(&config, &request, &JobControl::default())
-                        })
-                        .await
-                        .unwrap_or_else(|e| Err(anyhow!("the job panicked: {e}")))
+                        jobs::execute_async(config, request, Arc::new(JobControl::default())).await
                     } else {
                         match client {
                             Some(client) => client.run_job(&node, &request).await.and_then(|status| {

@@ -255,3 +255,124 @@ fn cloud_block_storage_stores_no_blocks() {
     assert!(stored_blocks(&c.repo).is_empty());
     assert!(!c.repo.join("backups/2611231819/hopsfs").exists());
 }
+
+/// What a restore must reproduce of a data folder: VERSION files and every
+/// finalized block and `.meta`, with content, size, owner and mode.
+fn snapshot(data_dir: &Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
+    common::tree(data_dir)
+        .into_iter()
+        .filter(|p| p == "current/VERSION" || p.ends_with("/current/VERSION") || p.contains("/current/finalized/"))
+        .map(|p| {
+            let full = data_dir.join(&p);
+            let m = fs::metadata(&full).unwrap();
+            (
+                p,
+                m.uid(),
+                m.gid(),
+                m.permissions().mode() & 0o7777,
+                fs::read(&full).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs a restore job on `node` and waits for its end; returns the job status.
+fn restore_job(c: &Cluster, node: &str, id: &str, clean: bool) -> serde_json::Value {
+    let body = format!(r#"{{"kind":"hopsfs_restore","node":"{node}","backup_id":"{id}","clean":{clean}}}"#);
+    let (status, created) = c.api(node, "POST", "/v1/jobs", Some(&body));
+    assert_eq!(status, 202, "{created}");
+    let job = created["job_id"].as_str().unwrap().to_owned();
+    let mut last = serde_json::Value::Null;
+    common::cluster::wait_until("the restore job", std::time::Duration::from_secs(60), || {
+        last = c.api(node, "GET", &format!("/v1/jobs/{job}"), None).1;
+        last["state"] != "running"
+    });
+    last
+}
+
+#[test]
+fn restore_rebuilds_every_node_byte_for_byte_with_owners_and_modes_and_is_idempotent() {
+    let (c, generated, _, _) = cluster_with_blocks(60);
+    // One block with an unusual mode, to see modes come back as they were.
+    let node1 = &generated.nodes[0];
+    let odd = node1
+        .data_dir
+        .join(generated.block_rel_path(&generated.blocks[node1.blocks[0] as usize]));
+    fs::set_permissions(&odd, fs::Permissions::from_mode(0o640)).unwrap();
+    let before: Vec<_> = generated.nodes.iter().map(|n| snapshot(&n.data_dir)).collect();
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Every node wiped, as on a freshly deployed cluster.
+    for n in &generated.nodes {
+        fs::remove_dir_all(&n.data_dir).unwrap();
+    }
+    for (i, n) in generated.nodes.iter().enumerate() {
+        let name = format!("node{}", i + 1);
+        let status = restore_job(&c, &name, "2611231819", false);
+        assert_eq!(status["state"], "succeeded", "{status}");
+        let restored = &status["result"]["hopsfs_restored"];
+        assert_eq!(restored["blocks_written"], n.blocks.len() as u64);
+        assert_eq!(snapshot(&n.data_dir), before[i], "{name}");
+        // rbw/ and tmp/ exist again, empty; in_use.lock is the data node's own.
+        assert!(n.data_dir.join("current").read_dir().unwrap().count() >= 2);
+        assert!(!n.data_dir.join("in_use.lock").exists());
+    }
+
+    // Again: nothing is copied, the tree stays the same.
+    let status = restore_job(&c, "node1", "2611231819", false);
+    assert_eq!(status["result"]["hopsfs_restored"]["blocks_written"], 0);
+    assert_eq!(
+        status["result"]["hopsfs_restored"]["blocks_kept"],
+        generated.nodes[0].blocks.len() as u64
+    );
+    assert_eq!(snapshot(&generated.nodes[0].data_dir), before[0]);
+
+    // A block the backup does not name stays, unless asked to clean; a
+    // damaged one is put back.
+    let pool_dir = node1
+        .data_dir
+        .join(generated.block_rel_path(&generated.blocks[node1.blocks[1] as usize]));
+    let damaged = pool_dir.clone();
+    flip(&damaged);
+    let stray = pool_dir.parent().unwrap().join("blk_1");
+    fs::write(&stray, b"stray").unwrap();
+    let status = restore_job(&c, "node1", "2611231819", false);
+    assert_eq!(status["result"]["hopsfs_restored"]["blocks_written"], 1);
+    assert!(stray.exists());
+    assert_eq!(snapshot(&node1.data_dir).len(), before[0].len() + 1);
+    let status = restore_job(&c, "node1", "2611231819", true);
+    assert_eq!(status["state"], "succeeded", "{status}");
+    assert!(!stray.exists());
+    assert_eq!(snapshot(&node1.data_dir), before[0]);
+}
+
+#[test]
+fn restore_refuses_an_incomplete_backup_and_a_damaged_inventory() {
+    let (c, generated, _, _) = cluster_with_blocks(10);
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inv = c.repo.join("backups/2611231819/hopsfs/node2/inventory.tsv");
+    let tampered = fs::read_to_string(&inv).unwrap() + "# tampered\n";
+    fs::write(&inv, tampered).unwrap();
+    let status = restore_job(&c, "node2", "2611231819", false);
+    assert_eq!(status["state"], "failed");
+    assert!(
+        status["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the manifest"),
+        "{status}"
+    );
+    // Nothing was touched.
+    assert!(generated.nodes[1].data_dir.join("current/VERSION").exists());
+
+    c.control("mgm-client.sh", "unreachable");
+    assert!(!c.hwdr("head1", &["backup", "--id", "2611231820"]).status.success());
+    let status = restore_job(&c, "node1", "2611231820", false);
+    assert_eq!(status["state"], "failed");
+    assert!(
+        status["error"].as_str().unwrap().contains("is failed, not complete"),
+        "{status}"
+    );
+}

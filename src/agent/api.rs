@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::backup_id::BackupId;
 use crate::config::{NodeName, Role};
 use crate::hopsfs::node::{Listed, Uploaded};
+use crate::hopsfs::restore::Restored;
 use crate::repo::fsutil::FileEntry;
 
 /// Answer of `GET /v1/health`.
@@ -50,6 +51,14 @@ pub enum JobRequest {
         backup_id: BackupId,
         round: u32,
     },
+    /// Restore this node's HopsFS storage from a complete backup: stop the
+    /// data node's unit, put back VERSION files and blocks, start it again.
+    /// With `clean`, block files the backup does not name are removed.
+    HopsfsRestore {
+        node: NodeName,
+        backup_id: BackupId,
+        clean: bool,
+    },
 }
 
 impl JobRequest {
@@ -59,7 +68,8 @@ impl JobRequest {
             JobRequest::CollectRondbParts { node, .. }
             | JobRequest::PruneLocalRondb { node }
             | JobRequest::HopsfsInventory { node, .. }
-            | JobRequest::HopsfsUpload { node, .. } => node,
+            | JobRequest::HopsfsUpload { node, .. }
+            | JobRequest::HopsfsRestore { node, .. } => node,
         }
     }
 
@@ -68,8 +78,17 @@ impl JobRequest {
         match self {
             JobRequest::CollectRondbParts { backup_id, .. }
             | JobRequest::HopsfsInventory { backup_id, .. }
-            | JobRequest::HopsfsUpload { backup_id, .. } => Some(*backup_id),
+            | JobRequest::HopsfsUpload { backup_id, .. }
+            | JobRequest::HopsfsRestore { backup_id, .. } => Some(*backup_id),
             JobRequest::PruneLocalRondb { .. } => None,
+        }
+    }
+
+    /// The backup the job adds to, which must be in progress.
+    pub fn adds_to(&self) -> Option<BackupId> {
+        match self {
+            JobRequest::HopsfsRestore { .. } => None,
+            _ => self.backup_id(),
         }
     }
 
@@ -80,6 +99,7 @@ impl JobRequest {
             JobRequest::PruneLocalRondb { .. } => "prune-local",
             JobRequest::HopsfsInventory { .. } => "hopsfs-list",
             JobRequest::HopsfsUpload { .. } => "hopsfs-upload",
+            JobRequest::HopsfsRestore { .. } => "hopsfs-restore",
         }
     }
 
@@ -87,7 +107,9 @@ impl JobRequest {
     pub fn role(&self) -> Role {
         match self {
             JobRequest::CollectRondbParts { .. } | JobRequest::PruneLocalRondb { .. } => Role::Rondb,
-            JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } => Role::Hopsfs,
+            JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } | JobRequest::HopsfsRestore { .. } => {
+                Role::Hopsfs
+            }
         }
     }
 
@@ -100,6 +122,7 @@ impl JobRequest {
             JobRequest::HopsfsUpload { backup_id, round, .. } => {
                 format!("upload HopsFS blocks for backup {backup_id} (round {round})")
             }
+            JobRequest::HopsfsRestore { backup_id, .. } => format!("restore HopsFS blocks from backup {backup_id}"),
         }
     }
 }
@@ -144,6 +167,8 @@ pub enum JobResult {
     HopsfsListed(Listed),
     /// HopsFS blocks were uploaded.
     HopsfsUploaded(Uploaded),
+    /// A node's HopsFS storage was restored.
+    HopsfsRestored(Restored),
 }
 
 /// Answer of `GET /v1/jobs/{id}`.

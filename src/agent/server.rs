@@ -167,7 +167,7 @@ fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
             format!("node '{}' has no {role} role", this.name),
         ));
     }
-    if let Some(backup_id) = request.backup_id() {
+    if let Some(backup_id) = request.adds_to() {
         Repository::new(&config.repository)
             .backup_in_progress(backup_id)
             .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
@@ -235,14 +235,7 @@ async fn start_job(
     tokio::spawn(
         async move {
             let config = task_shared.config.clone();
-            let job_control = control.clone();
-            let job_span = tracing::Span::current();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let _entered = job_span.enter();
-                super::jobs::execute(&config, &request, &job_control)
-            })
-            .await;
-            let outcome = outcome.unwrap_or_else(|e| Err(anyhow::anyhow!("the job panicked: {e}")));
+            let outcome = super::jobs::execute_async(config, request, control.clone()).await;
             finish(&task_shared, &task_id, outcome, control.is_cancelled());
         }
         .instrument(span),

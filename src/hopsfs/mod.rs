@@ -9,4 +9,5 @@ pub mod layout;
 pub mod meta;
 pub mod node;
 pub mod plan;
+pub mod restore;
 pub mod store;
