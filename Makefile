@@ -33,6 +33,7 @@ sim-test:
 
 # Real systemd in systemd-nspawn containers (see tests/e2e/README.md).
 e2e: build
+	$(CARGO) build --locked --examples
 	$(PYTHON) -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 # Debian packages the tests need (run as root on a fresh Debian 12).

@@ -136,6 +136,41 @@ pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
             ),
         ));
     }
+    let hopsfs_nodes: Vec<&NodeSpec> = config.nodes.iter().filter(|n| n.has(Role::Hopsfs)).collect();
+    if !hopsfs_nodes.is_empty() && config.hopsfs.block_storage == BlockStorage::Cloud {
+        steps.push(step(
+            "hopsfs",
+            &me,
+            "root",
+            "nothing: [hopsfs] block_storage is cloud".into(),
+        ));
+    } else if !hopsfs_nodes.is_empty() {
+        let hdfs = config.hopsfs.user.as_str();
+        let dirs: Vec<String> = config
+            .hopsfs
+            .data_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        for node in &hopsfs_nodes {
+            let action = format!(
+                "list the finalized blocks and VERSION files of {} into {}/hopsfs/{}/",
+                dirs.join(", "),
+                dir.display(),
+                node.name
+            );
+            steps.push(step("hopsfs-list", node.name.as_str(), hdfs, action));
+        }
+        let plan = "merge the inventories; give each block the repository lacks to one node holding it";
+        steps.push(step("hopsfs-plan", &me, "root", plan.into()));
+        for node in &hopsfs_nodes {
+            let action = format!(
+                "copy the assigned blocks into {}/blocks/, each checked against its .meta CRCs",
+                config.repository.display()
+            );
+            steps.push(step("hopsfs-upload", node.name.as_str(), hdfs, action));
+        }
+    }
     steps.push(step(
         "manifest",
         &me,
