@@ -25,6 +25,9 @@ pub enum Code {
     Partial = 6,
     /// This head node is not the leader; another one runs the backup.
     NotLeader = 7,
+    /// The backup cannot be restored (incomplete, damaged, or the cluster
+    /// does not match it); nothing was changed.
+    Refused = 8,
 }
 
 impl From<Code> for ExitCode {
@@ -49,6 +52,9 @@ pub enum HwdrError {
     /// A backup ended with some nodes missing.
     #[error("{0}")]
     Partial(String),
+    /// A restore was refused before it changed anything.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl HwdrError {
@@ -59,6 +65,7 @@ impl HwdrError {
             HwdrError::IdTaken(_) => Code::IdTaken,
             HwdrError::LockHeld(_) => Code::LockHeld,
             HwdrError::Partial(_) => Code::Partial,
+            HwdrError::Refused(_) => Code::Refused,
         }
     }
 }

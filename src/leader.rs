@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Local, Utc};
 use tokio::runtime::Runtime;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{error, info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn};
 
 use crate::agent::api::{JobRequest, JobResult};
 use crate::agent::client::AgentClient;
@@ -782,64 +780,16 @@ fn check_agents(client: Option<&AgentClient>, nodes: &[&NodeSpec], rt: &Runtime)
     Ok(())
 }
 
-/// What one node's job gave.
-struct Shipped {
-    node: String,
-    started: DateTime<Utc>,
-    finished: DateTime<Utc>,
-    result: Result<JobResult>,
-}
-
-/// Runs the job `request_for(node)` on every node: this node in-process, the
-/// others through their agents; at most `[backup] parallelism` at once.
+/// Runs a job on every node with the backup's parallelism.
 fn run_jobs(
     config: &Config,
     nodes: &[&NodeSpec],
     client: Option<&AgentClient>,
     rt: &Runtime,
     request_for: impl Fn(&NodeSpec) -> JobRequest,
-) -> Vec<Shipped> {
-    let config = Arc::new(config.clone());
-    let permits = Arc::new(Semaphore::new(config.backup.parallelism));
-    rt.block_on(async {
-        let mut set = JoinSet::new();
-        for node in nodes {
-            let node = (*node).clone();
-            let request = request_for(&node);
-            let (config, permits, client) = (config.clone(), permits.clone(), client.cloned());
-            let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = request.step());
-            set.spawn(
-                async move {
-                    let _permit = permits.acquire_owned().await;
-                    let started = Utc::now();
-                    let what = request.describe();
-                    let result = if node.name == config.this_node {
-                        jobs::execute_async(config, request, Arc::new(JobControl::default())).await
-                    } else {
-                        match client {
-                            Some(client) => client.run_job(&node, &request).await.and_then(|status| {
-                                status
-                                    .result
-                                    .ok_or_else(|| anyhow!("node {} sent no result", node.name))
-                            }),
-                            None => Err(anyhow!("no agent client for node {}", node.name)),
-                        }
-                    };
-                    if let Err(e) = &result {
-                        error!("node {} failed to {what}: {e:#}", node.name);
-                    }
-                    Shipped {
-                        node: node.name.to_string(),
-                        started,
-                        finished: Utc::now(),
-                        result,
-                    }
-                }
-                .instrument(span),
-            );
-        }
-        set.join_all().await
-    })
+) -> Vec<jobs::Shipped> {
+    let jobs = nodes.iter().map(|n| ((*n).clone(), request_for(n))).collect();
+    jobs::run_everywhere(config, jobs, client, rt, config.backup.parallelism)
 }
 
 /// After a complete backup: every rondb node drops old local backups. Best

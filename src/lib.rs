@@ -13,6 +13,7 @@ pub mod job;
 pub mod leader;
 pub mod logging;
 pub mod repo;
+pub mod restore;
 pub mod rondb;
 pub mod runner;
 pub mod systemd;

@@ -27,6 +27,8 @@ enum Command {
     Backup(cli::backup::Args),
     /// List the backups in the repository, newest first.
     List(cli::list::Args),
+    /// Restore the cluster from a backup, step by step (resumable).
+    Restore(cli::restore::Args),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(cli::config::Command),
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Backup(args) => cli::backup::run(&cli.config, args),
         Command::List(args) => cli::list::run(&cli.config, args),
+        Command::Restore(args) => cli::restore::run(&cli.config, args),
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),

@@ -59,6 +59,17 @@ pub enum JobRequest {
         backup_id: BackupId,
         clean: bool,
     },
+    /// Stage this node's RonDB parts of a complete backup for `ndb_restore`.
+    RestoreStage { node: NodeName, backup_id: BackupId },
+    /// `ndb_restore -r` of one data node hosted here.
+    RestoreRondbData {
+        node: NodeName,
+        backup_id: BackupId,
+        data_node: u32,
+    },
+    /// Run this node's own `[opensearch]` or `[kafka]` command: the request
+    /// names the step, never a program.
+    RestoreCommand { node: NodeName, step: CommandKind },
 }
 
 impl JobRequest {
@@ -69,7 +80,10 @@ impl JobRequest {
             | JobRequest::PruneLocalRondb { node }
             | JobRequest::HopsfsInventory { node, .. }
             | JobRequest::HopsfsUpload { node, .. }
-            | JobRequest::HopsfsRestore { node, .. } => node,
+            | JobRequest::HopsfsRestore { node, .. }
+            | JobRequest::RestoreStage { node, .. }
+            | JobRequest::RestoreRondbData { node, .. }
+            | JobRequest::RestoreCommand { node, .. } => node,
         }
     }
 
@@ -79,16 +93,20 @@ impl JobRequest {
             JobRequest::CollectRondbParts { backup_id, .. }
             | JobRequest::HopsfsInventory { backup_id, .. }
             | JobRequest::HopsfsUpload { backup_id, .. }
-            | JobRequest::HopsfsRestore { backup_id, .. } => Some(*backup_id),
-            JobRequest::PruneLocalRondb { .. } => None,
+            | JobRequest::HopsfsRestore { backup_id, .. }
+            | JobRequest::RestoreStage { backup_id, .. }
+            | JobRequest::RestoreRondbData { backup_id, .. } => Some(*backup_id),
+            JobRequest::PruneLocalRondb { .. } | JobRequest::RestoreCommand { .. } => None,
         }
     }
 
     /// The backup the job adds to, which must be in progress.
     pub fn adds_to(&self) -> Option<BackupId> {
         match self {
-            JobRequest::HopsfsRestore { .. } => None,
-            _ => self.backup_id(),
+            JobRequest::CollectRondbParts { .. }
+            | JobRequest::HopsfsInventory { .. }
+            | JobRequest::HopsfsUpload { .. } => self.backup_id(),
+            _ => None,
         }
     }
 
@@ -99,17 +117,24 @@ impl JobRequest {
             JobRequest::PruneLocalRondb { .. } => "prune-local",
             JobRequest::HopsfsInventory { .. } => "hopsfs-list",
             JobRequest::HopsfsUpload { .. } => "hopsfs-upload",
-            JobRequest::HopsfsRestore { .. } => "hopsfs-restore",
+            JobRequest::HopsfsRestore { .. } => "hopsfs",
+            JobRequest::RestoreStage { .. } => "stage",
+            JobRequest::RestoreRondbData { .. } => "rondb-data",
+            JobRequest::RestoreCommand { step, .. } => step.step(),
         }
     }
 
     /// The role a node needs to run the job.
-    pub fn role(&self) -> Role {
+    pub fn role(&self) -> Option<Role> {
         match self {
-            JobRequest::CollectRondbParts { .. } | JobRequest::PruneLocalRondb { .. } => Role::Rondb,
+            JobRequest::CollectRondbParts { .. }
+            | JobRequest::PruneLocalRondb { .. }
+            | JobRequest::RestoreStage { .. }
+            | JobRequest::RestoreRondbData { .. } => Some(Role::Rondb),
             JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } | JobRequest::HopsfsRestore { .. } => {
-                Role::Hopsfs
+                Some(Role::Hopsfs)
             }
+            JobRequest::RestoreCommand { .. } => None,
         }
     }
 
@@ -123,6 +148,33 @@ impl JobRequest {
                 format!("upload HopsFS blocks for backup {backup_id} (round {round})")
             }
             JobRequest::HopsfsRestore { backup_id, .. } => format!("restore HopsFS blocks from backup {backup_id}"),
+            JobRequest::RestoreStage { backup_id, .. } => format!("stage RonDB parts of backup {backup_id}"),
+            JobRequest::RestoreRondbData {
+                backup_id, data_node, ..
+            } => {
+                format!("restore the RonDB data of node {data_node} from backup {backup_id}")
+            }
+            JobRequest::RestoreCommand { step, .. } => format!("run the {} command", step.step()),
+        }
+    }
+}
+
+/// The restore steps that run a configured command on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// `[opensearch] reindex_command`.
+    Opensearch,
+    /// `[kafka] restore_command`.
+    Kafka,
+}
+
+impl CommandKind {
+    /// The restore step's name.
+    pub fn step(self) -> &'static str {
+        match self {
+            CommandKind::Opensearch => "opensearch",
+            CommandKind::Kafka => "kafka",
         }
     }
 }
@@ -169,6 +221,10 @@ pub enum JobResult {
     HopsfsUploaded(Uploaded),
     /// A node's HopsFS storage was restored.
     HopsfsRestored(Restored),
+    /// Files staged for ndb_restore (paths in the staging folder).
+    Staged { files: Vec<String> },
+    /// A program ran; the last lines of its output.
+    Ran { tail: Vec<String> },
 }
 
 /// Answer of `GET /v1/jobs/{id}`.

@@ -1,15 +1,27 @@
 //! The node-local jobs behind the API: one dispatcher, called by the agent for
 //! a remote leader and by the leader in-process for its own node.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
+use chrono::{DateTime, Utc};
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{error, info_span, Instrument};
 
-use super::api::{JobRequest, JobResult};
-use crate::config::Config;
+use super::api::{CommandKind, JobRequest, JobResult};
+use super::client::AgentClient;
+use crate::backup_id::BackupId;
+use crate::config::{CommandStep, Config, NodeSpec};
 use crate::hopsfs;
 use crate::job::JobControl;
+use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::Repository;
 use crate::rondb;
+use crate::rondb::restore::NdbAction;
+use crate::runner::{self, Cmd, RunAs};
 use crate::systemd;
 
 /// Runs `request` on this node.
@@ -34,6 +46,156 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
         JobRequest::HopsfsRestore { backup_id, clean, .. } => {
             JobResult::HopsfsRestored(hopsfs::restore::restore_node(config, *backup_id, *clean, control)?)
         }
+        JobRequest::RestoreStage { backup_id, .. } => {
+            let manifest = complete_manifest(config, *backup_id)?;
+            let mine: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
+            let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.intersection(&mine).copied().collect();
+            JobResult::Staged {
+                files: rondb::restore::stage_parts(config, &manifest, &ids, control)?,
+            }
+        }
+        JobRequest::RestoreRondbData {
+            backup_id, data_node, ..
+        } => {
+            let manifest = complete_manifest(config, *backup_id)?;
+            let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
+            let ndb = manifest.rondb.ndb_backup_id;
+            let outcome = runner::run(rondb::restore::ndb_restore_cmd(
+                config,
+                user,
+                ndb,
+                *data_node,
+                NdbAction::Data,
+            ))?;
+            rondb::restore::judge_ndb_restore(&outcome)?;
+            JobResult::Ran { tail: outcome.tail }
+        }
+        JobRequest::RestoreCommand { step, .. } => {
+            let command = match step {
+                CommandKind::Opensearch => &config.opensearch,
+                CommandKind::Kafka => &config.kafka,
+            };
+            JobResult::Ran {
+                tail: run_command_step(config, step.step(), command)?,
+            }
+        }
+    })
+}
+
+/// Checks a request against this node's own config before it is accepted.
+pub fn check_request(config: &Config, request: &JobRequest) -> Result<()> {
+    match request {
+        JobRequest::RestoreRondbData { data_node, .. } if !config.this().rondb_node_ids.contains(data_node) => {
+            bail!("data node {data_node} is not hosted on node {}", config.this_node)
+        }
+        JobRequest::RestoreCommand { step, .. } => {
+            let node = match step {
+                CommandKind::Opensearch => &config.opensearch.node,
+                CommandKind::Kafka => &config.kafka.node,
+            };
+            if node != &config.this_node {
+                bail!(
+                    "the {} command runs on node {node}, not on {}",
+                    step.step(),
+                    config.this_node
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The manifest of a backup that may be restored.
+pub fn complete_manifest(config: &Config, id: BackupId) -> Result<Manifest> {
+    let manifest = Repository::new(&config.repository)
+        .read_manifest(id)?
+        .ok_or_else(|| anyhow!("backup {id} has no manifest"))?;
+    if manifest.status != BackupStatus::Complete {
+        bail!(
+            "backup {id} is {}, not complete: it cannot be restored",
+            manifest.status
+        );
+    }
+    Ok(manifest)
+}
+
+/// Runs an `[opensearch]`/`[kafka]` command as its user; fails on a non-zero
+/// exit or an `ERROR` line. Returns the last lines of its output.
+pub fn run_command_step(config: &Config, step: &str, command: &CommandStep) -> Result<Vec<String>> {
+    let user = if command.user == "root" {
+        RunAs::root()
+    } else {
+        RunAs::lookup(&command.user, &config.origins.key(step, "user"))?
+    };
+    let (program, args) = command
+        .argv
+        .split_first()
+        .ok_or_else(|| anyhow!("[{step}]: no program"))?;
+    let outcome = runner::run(Cmd::new(program, user, config.restore.command_timeout).args(args))?;
+    outcome.check(program)?;
+    let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
+    if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
+        bail!("{program} exited 0 but reported: {line}");
+    }
+    Ok(outcome.tail)
+}
+
+/// What one node's job gave.
+pub struct Shipped {
+    pub node: String,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+    pub result: Result<JobResult>,
+}
+
+/// Runs every `(node, request)`: on this node in-process, on the others
+/// through their agents; at most `parallelism` at once.
+pub fn run_everywhere(
+    config: &Config,
+    jobs: Vec<(NodeSpec, JobRequest)>,
+    client: Option<&AgentClient>,
+    rt: &Runtime,
+    parallelism: usize,
+) -> Vec<Shipped> {
+    let config = Arc::new(config.clone());
+    let permits = Arc::new(Semaphore::new(parallelism.max(1)));
+    rt.block_on(async {
+        let mut set = JoinSet::new();
+        for (node, request) in jobs {
+            let (config, permits, client) = (config.clone(), permits.clone(), client.cloned());
+            let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = request.step());
+            set.spawn(
+                async move {
+                    let _permit = permits.acquire_owned().await;
+                    let started = Utc::now();
+                    let what = request.describe();
+                    let result = if node.name == config.this_node {
+                        execute_async(config, request, Arc::new(JobControl::default())).await
+                    } else {
+                        match client {
+                            Some(client) => client.run_job(&node, &request).await.and_then(|status| {
+                                status
+                                    .result
+                                    .ok_or_else(|| anyhow!("node {} sent no result", node.name))
+                            }),
+                            None => Err(anyhow!("no agent client for node {}", node.name)),
+                        }
+                    };
+                    if let Err(e) = &result {
+                        error!("node {} failed to {what}: {e:#}", node.name);
+                    }
+                    Shipped {
+                        node: node.name.to_string(),
+                        started,
+                        finished: Utc::now(),
+                        result,
+                    }
+                }
+                .instrument(span),
+            );
+        }
+        set.join_all().await
     })
 }
 
@@ -44,7 +206,12 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
 /// half-restored tree.
 pub async fn execute_async(config: Arc<Config>, request: JobRequest, control: Arc<JobControl>) -> Result<JobResult> {
     let unit = match &request {
-        JobRequest::HopsfsRestore { .. } if !config.hopsfs.datanode_unit.is_empty() => {
+        JobRequest::HopsfsRestore { backup_id, .. } if !config.hopsfs.datanode_unit.is_empty() => {
+            // Checked before the data node is stopped for nothing.
+            let (c, id) = (config.clone(), *backup_id);
+            tokio::task::spawn_blocking(move || hopsfs::restore::check(&c, id))
+                .await
+                .unwrap_or_else(|e| Err(anyhow!("the check panicked: {e}")))?;
             Some(config.hopsfs.datanode_unit.clone())
         }
         _ => None,

@@ -160,12 +160,16 @@ fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
             format!("this agent is node '{}', not '{}'", this.name, request.node()),
         ));
     }
-    let role = request.role();
-    if !this.has(role) {
-        return Err(ApiErr(
-            StatusCode::BAD_REQUEST,
-            format!("node '{}' has no {role} role", this.name),
-        ));
+    if let Some(role) = request.role() {
+        if !this.has(role) {
+            return Err(ApiErr(
+                StatusCode::BAD_REQUEST,
+                format!("node '{}' has no {role} role", this.name),
+            ));
+        }
+    }
+    if let Err(e) = super::jobs::check_request(config, request) {
+        return Err(ApiErr(StatusCode::BAD_REQUEST, format!("{e:#}")));
     }
     if let Some(backup_id) = request.adds_to() {
         Repository::new(&config.repository)
@@ -229,7 +233,8 @@ async fn start_job(
         hwdr_node = %shared.config.this_node,
         hwdr_step = request.step()
     );
-    info!(parent: &span, "job {id} started: {what}");
+    // Entered, not `parent:`: the journald layer takes fields from the current span.
+    span.in_scope(|| info!("job {id} started: {what}"));
     let task_shared = shared.clone();
     let task_id = id.clone();
     tokio::spawn(

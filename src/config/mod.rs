@@ -133,6 +133,11 @@ pub struct RondbSettings {
     pub exclude_databases: Vec<String>,
     /// How many local `BACKUP-<id>` folders a data node keeps after a backup.
     pub keep_local: usize,
+    pub ndb_restore: PathBuf,
+    /// Hopsworks' `mysql-client.sh` wrapper.
+    pub mysql_client: PathBuf,
+    /// The management server for `ndb_restore --ndb-connectstring`.
+    pub connectstring: String,
 }
 
 /// `[backup]`: limits of the backup's steps.
@@ -186,6 +191,33 @@ pub struct HopsfsSettings {
     /// systemd unit of the data node, stopped while its blocks are restored;
     /// empty: not managed by hwdr.
     pub datanode_unit: String,
+    /// The argv that asks the namenode about safe mode (run as `user`).
+    pub safemode_command: Vec<String>,
+}
+
+/// `[restore]`: how `hwdr restore` runs.
+#[derive(Debug, Clone)]
+pub struct RestoreSettings {
+    /// Where restore state is kept, per backup, step by step.
+    pub state_dir: PathBuf,
+    /// Where RonDB parts and SQL files are staged on each node for `ndb_restore`.
+    pub staging_dir: PathBuf,
+    pub ndb_restore_parallelism: usize,
+    pub restore_epoch: bool,
+    pub safemode_timeout: Duration,
+    pub safemode_poll: Duration,
+    pub ndb_restore_timeout: Duration,
+    /// Limit of the other programs (mysql-client.sh, reindex, kafka).
+    pub command_timeout: Duration,
+}
+
+/// A restore step that runs one program on one node (`[opensearch]`, `[kafka]`).
+#[derive(Debug, Clone)]
+pub struct CommandStep {
+    /// Where it runs (default: the leader, the first head node).
+    pub node: NodeName,
+    pub user: String,
+    pub argv: Vec<String>,
 }
 
 /// The validated configuration.
@@ -203,6 +235,9 @@ pub struct Config {
     pub backup: BackupSettings,
     pub agent: AgentSettings,
     pub hopsfs: HopsfsSettings,
+    pub restore: RestoreSettings,
+    pub opensearch: CommandStep,
+    pub kafka: CommandStep,
     /// Which file set which key, for later error messages.
     pub origins: Origins,
     /// The files read, main file first.
@@ -312,6 +347,58 @@ impl Validator<'_> {
         }
     }
 
+    /// An argv list: absolute program, no empty elements.
+    fn argv(&mut self, section: &str, key: &str, value: Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+        let argv = value.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
+        match argv.first() {
+            None => self.err(section, key, "must name a program"),
+            Some(p) if !Path::new(p).is_absolute() => self.err(section, key, format!("'{p}' must be an absolute path")),
+            _ => {}
+        }
+        if argv.iter().any(|a| a.is_empty() || a.contains('\0')) {
+            self.err(section, key, "arguments must not be empty");
+        }
+        argv
+    }
+
+    fn command_step(
+        &mut self,
+        section: &str,
+        raw: raw::RawCommandStep,
+        first_head: &Option<NodeName>,
+        nodes: &[NodeSpec],
+        command_key: &str,
+        default: &[&str],
+    ) -> CommandStep {
+        let (given, other) = match command_key {
+            "reindex_command" => (raw.reindex_command, raw.restore_command.map(|_| "restore_command")),
+            _ => (raw.restore_command, raw.reindex_command.map(|_| "reindex_command")),
+        };
+        if let Some(other) = other {
+            self.err(section, other, format!("not a key of [{section}] (use {command_key})"));
+        }
+        let argv = self.argv(section, command_key, given, default);
+        let node = match raw.node {
+            Some(n) => match n.parse::<NodeName>() {
+                Ok(name) if nodes.iter().any(|o| o.name == name) => Some(name),
+                Ok(_) => {
+                    self.err(section, "node", format!("'{n}' is not a [[nodes]] entry"));
+                    None
+                }
+                Err(e) => {
+                    self.err(section, "node", e);
+                    None
+                }
+            },
+            None => first_head.clone(),
+        };
+        CommandStep {
+            node: node.unwrap_or_else(|| NodeName("unknown".into())),
+            user: raw.user.unwrap_or_else(|| "root".into()),
+            argv,
+        }
+    }
+
     fn config(&mut self, raw: raw::RawConfig, path: &Path) -> Option<Config> {
         let cluster_raw = raw.cluster.unwrap_or_default();
         let cluster = self.required("cluster", "name", cluster_raw.name);
@@ -336,7 +423,7 @@ impl Validator<'_> {
         };
 
         let r = raw.rondb.unwrap_or_default();
-        let rondb = RondbSettings {
+        let mut rondb = RondbSettings {
             user: r.user.unwrap_or_else(|| "mysql".into()),
             mgm_client: self.abs_path(
                 "rondb",
@@ -361,6 +448,30 @@ impl Validator<'_> {
                 .exclude_databases
                 .unwrap_or_else(|| DEFAULT_EXCLUDE_DATABASES.map(String::from).to_vec()),
             keep_local: self.count("rondb", "keep_local", r.keep_local, 1, 0),
+            ndb_restore: self.abs_path("rondb", "ndb_restore", r.ndb_restore, "/srv/hops/mysql/bin/ndb_restore"),
+            mysql_client: self.abs_path(
+                "rondb",
+                "mysql_client",
+                r.mysql_client,
+                "/srv/hops/mysql-cluster/ndb/scripts/mysql-client.sh",
+            ),
+            connectstring: String::new(),
+        };
+        // ndb_restore talks to the management server: by default on the first
+        // head node, at RonDB's port 1186.
+        rondb.connectstring = match r.connectstring {
+            Some(cs) => {
+                if let Err(e) = check_address(&cs) {
+                    self.err("rondb", "connectstring", e);
+                }
+                cs
+            }
+            None => nodes
+                .iter()
+                .find(|n| n.has(Role::Head))
+                .and_then(|n| n.address.rsplit_once(':'))
+                .map(|(host, _)| format!("{host}:1186"))
+                .unwrap_or_default(),
         };
         if rondb.user.is_empty() {
             self.err("rondb", "user", "must not be empty");
@@ -450,13 +561,69 @@ impl Validator<'_> {
                 format!("'{datanode_unit}' is not a systemd unit name"),
             );
         }
+        let safemode_command = self.argv(
+            "hopsfs",
+            "safemode_command",
+            h.safemode_command,
+            &["/srv/hops/hadoop/bin/hdfs", "dfsadmin", "-safemode", "get"],
+        );
         let hopsfs = HopsfsSettings {
             user: h.user.unwrap_or_else(|| "hdfs".into()),
             group: h.group.unwrap_or_else(|| "hadoop".into()),
             data_dirs,
             block_storage,
             datanode_unit,
+            safemode_command,
         };
+
+        let r = raw.restore.unwrap_or_default();
+        let restore = RestoreSettings {
+            state_dir: self.abs_path("restore", "state_dir", r.state_dir, "/var/lib/hwdr"),
+            staging_dir: self.abs_path(
+                "restore",
+                "staging_dir",
+                r.staging_dir,
+                "/srv/hops/mysql-cluster/ndb/backups/hwdr-restore",
+            ),
+            ndb_restore_parallelism: self.count("restore", "ndb_restore_parallelism", r.ndb_restore_parallelism, 2, 1),
+            restore_epoch: r.restore_epoch.unwrap_or(false),
+            safemode_timeout: self.duration(
+                "restore",
+                "safemode_timeout",
+                r.safemode_timeout,
+                Duration::from_secs(3600),
+            ),
+            safemode_poll: self.duration("restore", "safemode_poll", r.safemode_poll, Duration::from_secs(10)),
+            ndb_restore_timeout: self.duration(
+                "restore",
+                "ndb_restore_timeout",
+                r.ndb_restore_timeout,
+                Duration::from_secs(6 * 3600),
+            ),
+            command_timeout: self.duration(
+                "restore",
+                "command_timeout",
+                r.command_timeout,
+                Duration::from_secs(3600),
+            ),
+        };
+        let first_head = nodes.iter().find(|n| n.has(Role::Head)).map(|n| n.name.clone());
+        let opensearch = self.command_step(
+            "opensearch",
+            raw.opensearch.unwrap_or_default(),
+            &first_head,
+            &nodes,
+            "reindex_command",
+            &["/srv/hops/epipe/bin/reindex-epipe.sh"],
+        );
+        let kafka = self.command_step(
+            "kafka",
+            raw.kafka.unwrap_or_default(),
+            &first_head,
+            &nodes,
+            "restore_command",
+            &["/srv/hops/kafka/bin/kafka-restore.sh"],
+        );
 
         let this_node = this_node?;
         Some(Config {
@@ -469,6 +636,9 @@ impl Validator<'_> {
             backup,
             agent,
             hopsfs,
+            restore,
+            opensearch,
+            kafka,
             origins: Origins::default(),
             files: vec![path.to_path_buf()],
         })

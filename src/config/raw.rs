@@ -16,6 +16,31 @@ pub struct RawConfig {
     pub backup: Option<RawBackup>,
     pub agent: Option<RawAgent>,
     pub hopsfs: Option<RawHopsfs>,
+    pub restore: Option<RawRestore>,
+    pub opensearch: Option<RawCommandStep>,
+    pub kafka: Option<RawCommandStep>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestore {
+    pub state_dir: Option<String>,
+    pub staging_dir: Option<String>,
+    pub ndb_restore_parallelism: Option<i64>,
+    pub restore_epoch: Option<bool>,
+    pub safemode_timeout: Option<String>,
+    pub safemode_poll: Option<String>,
+    pub ndb_restore_timeout: Option<String>,
+    pub command_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommandStep {
+    pub node: Option<String>,
+    pub user: Option<String>,
+    pub reindex_command: Option<Vec<String>>,
+    pub restore_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -26,6 +51,7 @@ pub struct RawHopsfs {
     pub data_dirs: Option<Vec<String>>,
     pub block_storage: Option<String>,
     pub datanode_unit: Option<String>,
+    pub safemode_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +94,9 @@ pub struct RawRondb {
     pub exclude_users: Option<Vec<String>>,
     pub exclude_databases: Option<Vec<String>>,
     pub keep_local: Option<i64>,
+    pub ndb_restore: Option<String>,
+    pub mysql_client: Option<String>,
+    pub connectstring: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

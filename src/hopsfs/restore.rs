@@ -48,8 +48,15 @@ struct Owner {
     gid: u32,
 }
 
-/// Restores this node's HopsFS storage from backup `id`.
-pub fn restore_node(config: &Config, id: BackupId, clean: bool, control: &JobControl) -> Result<Restored> {
+/// The checks a restore makes before it touches anything: the backup is
+/// complete, holds this node, and its inventory matches the manifest. Cheap,
+/// so the data node is not stopped for a restore that cannot run.
+pub fn check(config: &Config, id: BackupId) -> Result<()> {
+    prepare(config, id).map(|_| ())
+}
+
+/// Manifest, backup folder and the checked inventory path of this node.
+fn prepare(config: &Config, id: BackupId) -> Result<(crate::repo::manifest::Manifest, PathBuf, PathBuf)> {
     let node = config.this_node.as_str();
     let repo = Repository::new(&config.repository);
     let manifest = repo
@@ -69,25 +76,34 @@ pub fn restore_node(config: &Config, id: BackupId, clean: bool, control: &JobCon
         bail!("backup {id} holds no HopsFS inventory of node {node}");
     }
     let backup_dir = repo.backup_dir(id);
-    // Every file read from the backup is checked against the manifest first.
-    let expected: HashMap<&str, (u64, &str)> = manifest
+    let inventory = checked_file(&manifest, &backup_dir, &inventory_rel(node))?;
+    Ok((manifest, backup_dir, inventory))
+}
+
+/// The path of `rel` in the backup, after checking its size and SHA-256
+/// against the manifest.
+fn checked_file(manifest: &crate::repo::manifest::Manifest, backup_dir: &Path, rel: &str) -> Result<PathBuf> {
+    let entry = manifest
         .files()
-        .map(|f| (f.path.as_str(), (f.size, f.sha256.as_str())))
-        .collect();
-    let checked = |rel: &str| -> Result<PathBuf> {
-        let (size, sha) = expected
-            .get(rel)
-            .ok_or_else(|| anyhow!("{rel} is not in the manifest of backup {id}"))?;
-        let path = backup_dir.join(rel);
-        let (got_size, got_sha) = fsutil::hash_file(&path)?;
-        if got_size != *size || got_sha != *sha {
-            bail!(
-                "{} does not match the manifest (size {got_size}, expected {size}): it is damaged",
-                path.display()
-            );
-        }
-        Ok(path)
-    };
+        .find(|f| f.path == rel)
+        .ok_or_else(|| anyhow!("{rel} is not in the manifest of backup {}", manifest.backup_id))?;
+    let path = backup_dir.join(rel);
+    let (size, sha) = fsutil::hash_file(&path)?;
+    if size != entry.size || sha != entry.sha256 {
+        bail!(
+            "{} does not match the manifest (size {size}, expected {}): it is damaged",
+            path.display(),
+            entry.size
+        );
+    }
+    Ok(path)
+}
+
+/// Restores this node's HopsFS storage from backup `id`.
+pub fn restore_node(config: &Config, id: BackupId, clean: bool, control: &JobControl) -> Result<Restored> {
+    let node = config.this_node.as_str();
+    let (manifest, backup_dir, inv_path) = prepare(config, id)?;
+    let checked = |rel: &str| checked_file(&manifest, &backup_dir, rel);
 
     let hdfs = RunAs::lookup(&config.hopsfs.user, &config.origins.key("hopsfs", "user"))?;
     let group = uzers::get_group_by_name(&config.hopsfs.group).ok_or_else(|| {
@@ -103,7 +119,6 @@ pub fn restore_node(config: &Config, id: BackupId, clean: bool, control: &JobCon
     };
     let store = BlockStore::new(&config.repository);
 
-    let inv_path = checked(&inventory_rel(node))?;
     let mut dirs: HashMap<u16, PathBuf> = HashMap::new();
     let mut pools: HashMap<u16, (u16, String)> = HashMap::new();
     let mut wanted: HashSet<(u16, String)> = HashSet::new();

@@ -71,6 +71,11 @@ fn classify(name: &str, ndb_id: u32) -> Option<(Kind, u32)> {
     Some((kind, node.parse().ok()?))
 }
 
+/// The data node id whose backup file `name` is (`.ctl`, `.Data`, `.log`).
+pub fn node_of_file(name: &str, ndb_id: u32) -> Option<u32> {
+    classify(name, ndb_id).map(|(_, node)| node)
+}
+
 /// `(p, n)` of a `BACKUP-<id>-PART-<p>-OF-<n>` folder name.
 fn part_dir(name: &str, ndb_id: u32) -> Option<(u32, u32)> {
     let rest = name.strip_prefix(&format!("BACKUP-{ndb_id}-PART-"))?;

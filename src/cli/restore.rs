@@ -1,0 +1,82 @@
+//! `hwdr restore`: turn a freshly deployed cluster back into the backed-up
+//! one, following the runbook, resumable at any step.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tracing::info_span;
+
+use crate::agent::client::AgentClient;
+use crate::backup_id::BackupId;
+use crate::exit::Code;
+use crate::restore::state::RestoreState;
+use crate::restore::{Options, Restore};
+
+/// Options of `hwdr restore`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The backup to restore (yymmddHHMM).
+    id: BackupId,
+    /// Print every step: its node(s), user, exact argv and what it waits for.
+    #[arg(long, conflicts_with_all = ["status", "resume", "from", "only"])]
+    plan: bool,
+    /// Show the state of this backup's restore, step by step.
+    #[arg(long, conflicts_with_all = ["resume", "from", "only"])]
+    status: bool,
+    /// Continue after the last finished step (and part).
+    #[arg(long, conflicts_with_all = ["from", "only"])]
+    resume: bool,
+    /// Run from STEP on (for an operator who knows better).
+    #[arg(long, value_name = "STEP", conflicts_with = "only")]
+    from: Option<String>,
+    /// Run only STEP.
+    #[arg(long, value_name = "STEP")]
+    only: Option<String>,
+    /// Let the HopsFS step remove block files the backup does not name.
+    #[arg(long)]
+    clean_hopsfs: bool,
+}
+
+/// Runs `hwdr restore`.
+pub fn run(config_path: &Path, args: Args) -> Result<Code> {
+    let config = super::load_config(config_path)?;
+    if args.status {
+        let path = RestoreState::path(&config.restore.state_dir, args.id);
+        match RestoreState::load(&path)? {
+            Some(state) => print!("{}", state.render()),
+            None => println!(
+                "no restore of backup {} has run here ({} does not exist)",
+                args.id,
+                path.display()
+            ),
+        }
+        return Ok(Code::Success);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let client = if crate::leader::needs_agents(&config) {
+        Some(AgentClient::new(&config)?)
+    } else {
+        None
+    };
+    let restore = Restore::new(&config, args.id, client.as_ref(), &rt)?;
+    if args.plan {
+        print!("{}", restore.render_plan()?);
+        return Ok(Code::Success);
+    }
+    crate::cancel::install()?;
+    let _span = info_span!("restore", hwdr_backup_id = %args.id, hwdr_node = %config.this_node).entered();
+    restore.preflight()?;
+    let opts = Options {
+        resume: args.resume,
+        from: args.from,
+        only: args.only,
+        clean_hopsfs: args.clean_hopsfs,
+    };
+    let state = restore.run(&opts)?;
+    print!("{}", state.render());
+    println!("restore of backup {} finished", args.id);
+    Ok(Code::Success)
+}

@@ -1,0 +1,860 @@
+//! `hwdr restore`: the runbook's restore as a plan of steps across every
+//! node, checked before it starts, run in order, resumable at any step.
+//!
+//! Steps, in order: `stage` (each node that runs `ndb_restore` gets the part
+//! files it needs), `rondb-meta` (schemas and tables, once, on the leader),
+//! `rondb-data` (every data node id of the backup, on the node hosting it),
+//! `rondb-indexes` (once), `rondb-epoch` (with `[restore] restore_epoch`),
+//! `users` (users and grants, then the schemas file), `hopsfs` (every HopsFS
+//! node's restore job), `safemode` (wait until the namenode leaves safe
+//! mode), `opensearch` (ePipe reindex), `kafka` (topics).
+
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::BufReader;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
+use tokio::runtime::Runtime;
+use tracing::{error, info, info_span, warn};
+
+use crate::agent::api::{CommandKind, JobRequest, JobResult};
+use crate::agent::client::AgentClient;
+use crate::agent::jobs;
+use crate::backup_id::BackupId;
+use crate::config::{BlockStorage, Config, NodeSpec, Role};
+use crate::exit::HwdrError;
+use crate::hopsfs::inventory::{self, Line};
+use crate::hopsfs::node::inventory_rel;
+use crate::hopsfs::store::{BlockKey, BlockStore};
+use crate::repo::fsutil;
+use crate::repo::lock::{LockInfo, RepoLock};
+use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::Repository;
+use crate::rondb::restore::{self as rr, NdbAction};
+use crate::runner::{self, Cmd, RunAs};
+use state::{PartState, RestoreState, Status, StepState};
+
+/// Every step name, in order.
+pub const STEPS: [&str; 10] = [
+    "stage",
+    "rondb-meta",
+    "rondb-data",
+    "rondb-indexes",
+    "rondb-epoch",
+    "users",
+    "hopsfs",
+    "safemode",
+    "opensearch",
+    "kafka",
+];
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Continue after the last finished step (and part).
+    pub resume: bool,
+    /// Run from this step on, whatever the state says.
+    pub from: Option<String>,
+    /// Run only this step.
+    pub only: Option<String>,
+    /// Let the HopsFS restore remove block files the backup does not name.
+    pub clean_hopsfs: bool,
+}
+
+/// What a part of a step does.
+#[derive(Debug, Clone)]
+enum Action {
+    /// A node-local job (in-process on this node, else through its agent).
+    Job(JobRequest),
+    /// The leader stages the metadata node's parts and the SQL files.
+    StageLeader,
+    /// `ndb_restore` on the leader.
+    Ndb(NdbAction),
+    /// Replay users.sql, then schemas.sql.
+    Sql,
+    /// Wait until the namenode leaves safe mode.
+    Safemode,
+}
+
+/// One part of a step: where it runs and what it does.
+#[derive(Debug, Clone)]
+struct Part {
+    name: String,
+    node: NodeSpec,
+    action: Action,
+}
+
+/// One step of the plan.
+struct Step {
+    name: &'static str,
+    parts: Vec<Part>,
+    /// Parts run at once (jobs only).
+    parallelism: usize,
+}
+
+/// Everything a restore needs.
+pub struct Restore<'a> {
+    pub config: &'a Config,
+    pub manifest: Manifest,
+    pub client: Option<&'a AgentClient>,
+    pub rt: &'a Runtime,
+    clean_hopsfs: bool,
+}
+
+impl<'a> Restore<'a> {
+    /// A restore of backup `id`; fails if it has no manifest.
+    pub fn new(config: &'a Config, id: BackupId, client: Option<&'a AgentClient>, rt: &'a Runtime) -> Result<Self> {
+        let manifest = Repository::new(&config.repository)
+            .read_manifest(id)?
+            .ok_or_else(|| HwdrError::Refused(format!("backup {id} has no manifest: it is not a backup")))?;
+        Ok(Restore {
+            config,
+            manifest,
+            client,
+            rt,
+            clean_hopsfs: false,
+        })
+    }
+
+    fn leader(&self) -> &NodeSpec {
+        self.config.this()
+    }
+
+    fn ndb(&self) -> u32 {
+        self.manifest.rondb.ndb_backup_id
+    }
+
+    /// The data node whose files the once-only steps read: the lowest id.
+    fn meta_node_id(&self) -> u32 {
+        self.manifest.rondb.data_node_ids.iter().next().copied().unwrap_or(0)
+    }
+
+    /// The node hosting each data node id of the backup.
+    fn hosts(&self) -> BTreeMap<u32, &NodeSpec> {
+        let all = self.config.rondb_data_nodes();
+        self.manifest
+            .rondb
+            .data_node_ids
+            .iter()
+            .filter_map(|id| all.get(id).map(|n| (*id, *n)))
+            .collect()
+    }
+
+    fn hopsfs_nodes(&self) -> Vec<&NodeSpec> {
+        match &self.manifest.hopsfs {
+            Some(h) if h.block_storage == BlockStorage::Local => h
+                .nodes
+                .iter()
+                .filter_map(|n| self.config.nodes.iter().find(|c| c.name.as_str() == n))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn node_named(&self, name: &crate::config::NodeName) -> Result<&NodeSpec> {
+        self.config
+            .node(name)
+            .ok_or_else(|| anyhow!("node {name} is not in [[nodes]]"))
+    }
+
+    /// The steps of this restore with their parts.
+    fn steps(&self) -> Result<Vec<Step>> {
+        let id = self.manifest.backup_id;
+        let leader = self.leader().clone();
+        let part = |name: String, node: &NodeSpec, action| Part {
+            name,
+            node: node.clone(),
+            action,
+        };
+        let mut steps = Vec::new();
+
+        let mut stage = vec![part(leader.name.to_string(), &leader, Action::StageLeader)];
+        let mut hosting: BTreeMap<String, &NodeSpec> = BTreeMap::new();
+        for node in self.hosts().values() {
+            hosting.insert(node.name.to_string(), node);
+        }
+        for node in hosting.values() {
+            let job = JobRequest::RestoreStage {
+                node: node.name.clone(),
+                backup_id: id,
+            };
+            stage.push(part(format!("{}/parts", node.name), node, Action::Job(job)));
+        }
+        steps.push(Step {
+            name: "stage",
+            parts: stage,
+            parallelism: self.config.backup.parallelism,
+        });
+        let meta = self.meta_node_id();
+        let once = |name: &'static str, action| Step {
+            name,
+            parts: vec![part(format!("node {meta}"), &leader, action)],
+            parallelism: 1,
+        };
+        steps.push(once("rondb-meta", Action::Ndb(NdbAction::Meta)));
+        let data = self
+            .hosts()
+            .into_iter()
+            .map(|(data_node, node)| {
+                let job = JobRequest::RestoreRondbData {
+                    node: node.name.clone(),
+                    backup_id: id,
+                    data_node,
+                };
+                part(format!("node {data_node}"), node, Action::Job(job))
+            })
+            .collect();
+        steps.push(Step {
+            name: "rondb-data",
+            parts: data,
+            parallelism: self.config.restore.ndb_restore_parallelism,
+        });
+        steps.push(once("rondb-indexes", Action::Ndb(NdbAction::Indexes)));
+        if self.config.restore.restore_epoch {
+            steps.push(once("rondb-epoch", Action::Ndb(NdbAction::Epoch)));
+        }
+        steps.push(Step {
+            name: "users",
+            parts: vec![part("users.sql, schemas.sql".into(), &leader, Action::Sql)],
+            parallelism: 1,
+        });
+        let hopsfs = self
+            .hopsfs_nodes()
+            .into_iter()
+            .map(|node| {
+                let job = JobRequest::HopsfsRestore {
+                    node: node.name.clone(),
+                    backup_id: id,
+                    clean: self.clean_hopsfs,
+                };
+                part(node.name.to_string(), node, Action::Job(job))
+            })
+            .collect();
+        steps.push(Step {
+            name: "hopsfs",
+            parts: hopsfs,
+            parallelism: self.config.backup.parallelism,
+        });
+        steps.push(Step {
+            name: "safemode",
+            parts: vec![part("namenode".into(), &leader, Action::Safemode)],
+            parallelism: 1,
+        });
+        for (kind, command) in [
+            (CommandKind::Opensearch, &self.config.opensearch),
+            (CommandKind::Kafka, &self.config.kafka),
+        ] {
+            let node = self.node_named(&command.node)?;
+            let job = JobRequest::RestoreCommand {
+                node: node.name.clone(),
+                step: kind,
+            };
+            steps.push(Step {
+                name: kind.step(),
+                parts: vec![part(node.name.to_string(), node, Action::Job(job))],
+                parallelism: 1,
+            });
+        }
+        Ok(steps)
+    }
+
+    /// `--plan`: every step, where it runs, as whom, the exact argv, and what
+    /// it waits for.
+    pub fn render_plan(&self) -> Result<String> {
+        let c = self.config;
+        let ndb = self.ndb();
+        let placeholder = |name: &str| RunAs {
+            name: name.into(),
+            ..RunAs::root()
+        };
+        let mysql = c.rondb.user.as_str();
+        let staged = rr::staged_dir(c, ndb);
+        let mut out = format!(
+            "restore of backup {} (RonDB backup id {ndb}) of cluster {} from {}\n",
+            self.manifest.backup_id,
+            self.manifest.cluster,
+            c.repository.display()
+        );
+        let mut previous: Option<&str> = None;
+        for (i, step) in self.steps()?.iter().enumerate() {
+            let waits = previous
+                .map(|p| format!("after {p}"))
+                .unwrap_or_else(|| "checks passed".into());
+            let _ = writeln!(
+                out,
+                "{:>2}. {} ({waits}{})",
+                i + 1,
+                step.name,
+                if step.parts.len() > 1 {
+                    format!("; {} parts, {} at once", step.parts.len(), step.parallelism)
+                } else {
+                    String::new()
+                }
+            );
+            for p in &step.parts {
+                let (user, action) = match &p.action {
+                    Action::StageLeader => (
+                        "root".to_owned(),
+                        format!(
+                            "copy the parts of data node {} and users.sql, schemas.sql into {} (checked against the manifest, owned by {mysql})",
+                            self.meta_node_id(),
+                            staged.display()
+                        ),
+                    ),
+                    Action::Job(JobRequest::RestoreStage { .. }) => {
+                        let ids: Vec<u32> =
+                            self.hosts().iter().filter(|(_, n)| n.name == p.node.name).map(|(i, _)| *i).collect();
+                        ("root".into(), format!("copy the parts of data nodes {ids:?} into {} (checked against the manifest)", staged.display()))
+                    }
+                    Action::Ndb(action) => {
+                        (mysql.into(), rr::ndb_restore_cmd(c, placeholder(mysql), ndb, self.meta_node_id(), *action).argv_display())
+                    }
+                    Action::Job(JobRequest::RestoreRondbData { data_node, .. }) => {
+                        (mysql.into(), rr::ndb_restore_cmd(c, placeholder(mysql), ndb, *data_node, NdbAction::Data).argv_display())
+                    }
+                    Action::Sql => (
+                        mysql.into(),
+                        format!(
+                            "{} ; then {} (users.sql with CREATE USER IF NOT EXISTS)",
+                            rr::mysql_source_cmd(c, placeholder(mysql), &staged.join("users.sql")).argv_display(),
+                            rr::mysql_source_cmd(c, placeholder(mysql), &staged.join("schemas.sql")).argv_display()
+                        ),
+                    ),
+                    Action::Job(JobRequest::HopsfsRestore { .. }) => (
+                        "root".into(),
+                        format!(
+                            "stop {}, put back the node's VERSION files and blocks from {}/blocks (owned by {}:{}, CRC-checked), start it again",
+                            if c.hopsfs.datanode_unit.is_empty() { "nothing (no datanode_unit)" } else { &c.hopsfs.datanode_unit },
+                            c.repository.display(),
+                            c.hopsfs.user,
+                            c.hopsfs.group
+                        ),
+                    ),
+                    Action::Safemode => (
+                        c.hopsfs.user.clone(),
+                        format!(
+                            "{} every {}s until it prints 'Safe mode is OFF' (at most {}s)",
+                            c.hopsfs.safemode_command.iter().map(|a| runner::quote(a)).collect::<Vec<_>>().join(" "),
+                            c.restore.safemode_poll.as_secs(),
+                            c.restore.safemode_timeout.as_secs()
+                        ),
+                    ),
+                    Action::Job(JobRequest::RestoreCommand { step, .. }) => {
+                        let command = if *step == CommandKind::Kafka { &c.kafka } else { &c.opensearch };
+                        (command.user.clone(), command.argv.iter().map(|a| runner::quote(a)).collect::<Vec<_>>().join(" "))
+                    }
+                    Action::Job(other) => ("root".into(), other.describe()),
+                };
+                let _ = writeln!(out, "      on {} as {user}: {action}", p.node.name);
+            }
+            if step.parts.is_empty() {
+                let _ = writeln!(out, "      nothing to do (no HopsFS blocks in this backup)");
+            }
+            previous = Some(step.name);
+        }
+        Ok(out)
+    }
+
+    /// Refuses, naming every problem, unless the backup can be restored here:
+    /// complete, every file present with its size and checksum, every block
+    /// in the store, every data node id and HopsFS node in `[[nodes]]`, and
+    /// every agent the plan needs answering.
+    pub fn preflight(&self) -> Result<()> {
+        let m = &self.manifest;
+        let id = m.backup_id;
+        if m.status != BackupStatus::Complete {
+            return Err(HwdrError::Refused(format!(
+                "backup {id} is {}, not complete (failed at {}: {}): it cannot be restored",
+                m.status,
+                m.failed_step.as_deref().unwrap_or("?"),
+                m.error.as_deref().unwrap_or("?")
+            ))
+            .into());
+        }
+        let mut problems = Vec::new();
+        if !self.leader().has(Role::Head) {
+            problems.push(format!(
+                "node {} is not a head node: run hwdr restore on the leader head node",
+                self.leader().name
+            ));
+        }
+        let dir = Repository::new(&self.config.repository).backup_dir(id);
+        for f in m.files() {
+            match fsutil::hash_file(&dir.join(&f.path)) {
+                Ok((size, sha)) if size == f.size && sha == f.sha256 => {}
+                Ok((size, _)) if size != f.size => {
+                    problems.push(format!("{}: {size} bytes, the manifest says {}", f.path, f.size))
+                }
+                Ok(_) => problems.push(format!("{}: checksum differs from the manifest", f.path)),
+                Err(e) => problems.push(format!("{}: {e:#}", f.path)),
+            }
+        }
+        let all = self.config.rondb_data_nodes();
+        for data_node in &m.rondb.data_node_ids {
+            if !all.contains_key(data_node) {
+                problems.push(format!(
+                    "RonDB data node {data_node} of the backup is in no [[nodes]] rondb_node_ids"
+                ));
+            }
+        }
+        if let Some(h) = &m.hopsfs {
+            for node in &h.nodes {
+                if !self
+                    .config
+                    .nodes
+                    .iter()
+                    .any(|n| n.name.as_str() == node && n.has(Role::Hopsfs))
+                {
+                    problems.push(format!(
+                        "HopsFS node {node} of the backup is not a [[nodes]] entry with the hopsfs role"
+                    ));
+                }
+            }
+            if problems.is_empty() {
+                problems.extend(self.missing_blocks());
+            }
+        }
+        let mut remote: BTreeMap<String, NodeSpec> = BTreeMap::new();
+        for step in self.steps()? {
+            for p in step.parts {
+                if p.node.name != self.leader().name {
+                    remote.insert(p.node.name.to_string(), p.node);
+                }
+            }
+        }
+        if !remote.is_empty() {
+            match self.client {
+                None => problems.push("remote nodes need [agent] token_file to be readable here".into()),
+                Some(client) => {
+                    for node in remote.values() {
+                        if let Err(e) = self.rt.block_on(client.health(node)) {
+                            problems.push(format!("{e:#}"));
+                        }
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(HwdrError::Refused(format!(
+            "backup {id} cannot be restored:\n  - {}",
+            problems.join("\n  - ")
+        ))
+        .into())
+    }
+
+    /// Blocks the HopsFS inventories name that the block store lacks.
+    fn missing_blocks(&self) -> Vec<String> {
+        let store = BlockStore::new(&self.config.repository);
+        let dir = Repository::new(&self.config.repository).backup_dir(self.manifest.backup_id);
+        let mut missing = Vec::new();
+        let mut count = 0usize;
+        for node in self.manifest.hopsfs.iter().flat_map(|h| h.nodes.iter()) {
+            let path = dir.join(inventory_rel(node));
+            let mut pools: HashMap<u16, String> = HashMap::new();
+            let read = File::open(&path).map_err(anyhow::Error::from).and_then(|f| {
+                inventory::read(BufReader::new(f), |line| {
+                    match line {
+                        Line::Pool(p) => {
+                            pools.insert(p.index, p.id);
+                        }
+                        Line::Block(b) => {
+                            let pool = pools.get(&b.pool).cloned().unwrap_or_default();
+                            let key = BlockKey {
+                                pool,
+                                id: b.id,
+                                genstamp: b.genstamp,
+                            };
+                            if !store.has(&key, b.len) {
+                                count += 1;
+                                if missing.len() < 5 {
+                                    missing.push(format!("block {key} ({} bytes) is not in the block store", b.len));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                    Ok(())
+                })
+            });
+            if let Err(e) = read {
+                missing.push(format!("{}: {e:#}", path.display()));
+            }
+        }
+        if count > missing.len() {
+            missing.push(format!("... {count} blocks are missing in all"));
+        }
+        missing
+    }
+
+    /// Runs the restore (after [`Restore::preflight`]).
+    pub fn run(mut self, opts: &Options) -> Result<RestoreState> {
+        self.clean_hopsfs = opts.clean_hopsfs;
+        let id = self.manifest.backup_id;
+        let steps = self.steps()?;
+        let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+        for wanted in opts.from.iter().chain(opts.only.iter()) {
+            if !names.contains(&wanted.as_str()) {
+                bail!(
+                    "no step '{wanted}' in this restore; the steps are: {}",
+                    names.join(", ")
+                );
+            }
+        }
+        let path = RestoreState::path(&self.config.restore.state_dir, id);
+        let previous = RestoreState::load(&path)?;
+        let mut state = match (&previous, opts.resume, &opts.from, &opts.only) {
+            (Some(prev), true, None, None) => prev.clone(),
+            (None, true, _, _) => bail!(
+                "there is no restore of backup {id} to resume ({} does not exist)",
+                path.display()
+            ),
+            (Some(prev), false, None, None) if prev.steps.iter().any(|s| s.status != Status::Pending) => {
+                bail!(
+                    "a restore of backup {id} was started before ({}): continue it with --resume, or pick a step with --from or --only",
+                    path.display()
+                )
+            }
+            _ => fresh_state(id, &steps),
+        };
+        for (i, step) in steps.iter().enumerate() {
+            let selected = match (&opts.from, &opts.only) {
+                (_, Some(only)) => step.name == only,
+                (Some(from), None) => i >= names.iter().position(|n| n == from).unwrap_or(0),
+                (None, None) => true,
+            };
+            let st = state
+                .step_mut(step.name)
+                .ok_or_else(|| anyhow!("state lacks step {}", step.name))?;
+            if !selected {
+                if st.status != Status::Done {
+                    st.status = Status::Skipped;
+                }
+            } else if opts.from.is_some() || opts.only.is_some() {
+                *st = fresh_step(step);
+            }
+        }
+        state.save(&path)?;
+
+        let repo = Repository::new(&self.config.repository);
+        let _lock = RepoLock::acquire(
+            &repo.lock_path(),
+            LockInfo::for_this_process("restore", Some(id.to_string()), Utc::now()),
+        )?;
+        for step in &steps {
+            let st = state
+                .step_mut(step.name)
+                .ok_or_else(|| anyhow!("state lacks step {}", step.name))?;
+            if matches!(st.status, Status::Done | Status::Skipped) {
+                info!("step {} is {}: not run", step.name, st.status);
+                continue;
+            }
+            let span = info_span!("step", hwdr_step = step.name);
+            let _entered = span.enter();
+            st.status = Status::Running;
+            st.started_at = Some(Utc::now());
+            st.error = None;
+            state.save(&path)?;
+            info!("step {} started", step.name);
+            let result = self.run_step(step, &mut state, &path);
+            let st = state
+                .step_mut(step.name)
+                .ok_or_else(|| anyhow!("state lacks step {}", step.name))?;
+            st.finished_at = Some(Utc::now());
+            match result {
+                Ok(()) => {
+                    st.status = Status::Done;
+                    state.save(&path)?;
+                    info!("step {} done", step.name);
+                }
+                Err(e) => {
+                    st.status = Status::Failed;
+                    st.error = Some(format!("{e:#}"));
+                    let tail: Vec<String> = st
+                        .parts
+                        .iter()
+                        .filter(|p| p.status == Status::Failed)
+                        .flat_map(|p| p.output_tail.iter().map(move |l| format!("{}: {l}", p.node)))
+                        .collect();
+                    state.save(&path)?;
+                    error!("step {} failed: {e:#}", step.name);
+                    for line in &tail {
+                        error!("  | {line}");
+                    }
+                    return Err(e.context(format!(
+                        "restore of backup {id} stopped at step {}; fix the cause, then run hwdr restore {id} --resume",
+                        step.name
+                    )));
+                }
+            }
+        }
+        if opts.only.is_none() {
+            // The staged RonDB copies are no longer needed.
+            let staged = rr::staged_dir(self.config, self.ndb());
+            if let Err(e) = std::fs::remove_dir_all(&staged) {
+                warn!("could not remove {}: {e}", staged.display());
+            }
+        }
+        info!("restore of backup {id} finished");
+        Ok(state)
+    }
+
+    /// Runs the pending parts of a step: jobs at once (up to the step's
+    /// parallelism), the leader's own actions in order.
+    fn run_step(&self, step: &Step, state: &mut RestoreState, path: &std::path::Path) -> Result<()> {
+        let pending: Vec<&Part> = {
+            let st = state.step_mut(step.name).ok_or_else(|| anyhow!("no state"))?;
+            step.parts
+                .iter()
+                .filter(|p| {
+                    st.parts
+                        .iter()
+                        .find(|s| s.name == p.name)
+                        .is_none_or(|s| s.status != Status::Done)
+                })
+                .collect()
+        };
+        let mut jobs_to_run = Vec::new();
+        let mut failures = Vec::new();
+        for part in &pending {
+            set_part(state, step.name, &part.name, Status::Running, None, Vec::new());
+            match &part.action {
+                Action::Job(request) => jobs_to_run.push((part.node.clone(), request.clone())),
+                local => {
+                    state.save(path)?;
+                    let outcome = self.run_local(local);
+                    let (status, err, tail) = match outcome {
+                        Ok(tail) => (Status::Done, None, tail),
+                        Err((e, tail)) => {
+                            failures.push(format!("{}: {e:#}", part.name));
+                            (Status::Failed, Some(format!("{e:#}")), tail)
+                        }
+                    };
+                    set_part(state, step.name, &part.name, status, err, tail);
+                    state.save(path)?;
+                    if !failures.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        if !jobs_to_run.is_empty() && failures.is_empty() {
+            state.save(path)?;
+            let names: HashMap<(String, String), String> = pending
+                .iter()
+                .filter_map(|p| match &p.action {
+                    Action::Job(r) => Some(((p.node.name.to_string(), r.describe()), p.name.clone())),
+                    _ => None,
+                })
+                .collect();
+            let describe: Vec<String> = jobs_to_run.iter().map(|(_, r)| r.describe()).collect();
+            let shipped = jobs::run_everywhere(self.config, jobs_to_run, self.client, self.rt, step.parallelism);
+            for (s, what) in shipped.into_iter().zip(describe) {
+                let part_name = names.get(&(s.node.clone(), what)).cloned().unwrap_or(s.node.clone());
+                match s.result {
+                    Ok(result) => {
+                        let tail = match result {
+                            JobResult::Ran { tail } => tail,
+                            other => vec![summary(&other)],
+                        };
+                        set_part(state, step.name, &part_name, Status::Done, None, tail);
+                    }
+                    Err(e) => {
+                        failures.push(format!("{}: {e:#}", s.node));
+                        let tail = error_tail(&e);
+                        set_part(
+                            state,
+                            step.name,
+                            &part_name,
+                            Status::Failed,
+                            Some(format!("{e:#}")),
+                            tail,
+                        );
+                    }
+                }
+                state.save(path)?;
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", failures.join("; "))
+        }
+    }
+
+    /// Runs one of the leader's own actions; on failure, the error with the
+    /// program's last output lines.
+    fn run_local(&self, action: &Action) -> std::result::Result<Vec<String>, (anyhow::Error, Vec<String>)> {
+        let c = self.config;
+        let fail = |e: anyhow::Error| {
+            let tail = error_tail(&e);
+            (e, tail)
+        };
+        let mysql = || RunAs::lookup(&c.rondb.user, &c.origins.key("rondb", "user"));
+        match action {
+            Action::StageLeader => {
+                let ids = BTreeSet::from([self.meta_node_id()]);
+                let staged = rr::stage_parts(c, &self.manifest, &ids, &Default::default()).map_err(fail)?;
+                rr::stage_sql(c, &self.manifest).map_err(fail)?;
+                Ok(vec![format!("staged {} part files and the SQL files", staged.len())])
+            }
+            Action::Ndb(ndb_action) => {
+                let user = mysql().map_err(fail)?;
+                let cmd = rr::ndb_restore_cmd(c, user, self.ndb(), self.meta_node_id(), *ndb_action);
+                let outcome = runner::run(cmd).map_err(fail)?;
+                rr::judge_ndb_restore(&outcome).map_err(|e| (e, outcome.tail.clone()))?;
+                Ok(outcome.tail)
+            }
+            Action::Sql => {
+                let user = mysql().map_err(fail)?;
+                let staged = rr::staged_dir(c, self.ndb());
+                let mut tail = Vec::new();
+                for file in ["users.sql", "schemas.sql"] {
+                    let outcome =
+                        runner::run(rr::mysql_source_cmd(c, user.clone(), &staged.join(file))).map_err(fail)?;
+                    rr::judge_mysql(&outcome)
+                        .map_err(|e| (e.context(format!("replaying {file}")), outcome.tail.clone()))?;
+                    tail.extend(outcome.tail);
+                }
+                Ok(tail)
+            }
+            Action::Safemode => self.wait_safemode().map_err(fail),
+            Action::Job(_) => Err(fail(anyhow!("a job is not a local action"))),
+        }
+    }
+
+    /// Runs `[hopsfs] safemode_command` as `[hopsfs] user` until it prints
+    /// `Safe mode is OFF`, logging progress, failing after
+    /// `[restore] safemode_timeout`.
+    fn wait_safemode(&self) -> Result<Vec<String>> {
+        let c = self.config;
+        let user = RunAs::lookup(&c.hopsfs.user, &c.origins.key("hopsfs", "user"))?;
+        let (program, args) = c
+            .hopsfs
+            .safemode_command
+            .split_first()
+            .context("[hopsfs] safemode_command is empty")?;
+        let start = Instant::now();
+        loop {
+            crate::cancel::check()?;
+            let outcome = runner::run(Cmd::new(program, user.clone(), c.restore.command_timeout).args(args))?;
+            outcome.check(program)?;
+            if outcome.stdout.contains("Safe mode is OFF") {
+                info!("the namenode left safe mode after {}s", start.elapsed().as_secs());
+                return Ok(outcome.tail);
+            }
+            let said = outcome.stdout.lines().last().unwrap_or("").to_owned();
+            if start.elapsed() >= c.restore.safemode_timeout {
+                bail!(
+                    "the namenode is still in safe mode after {}s ({said}): are all data nodes restored and running?",
+                    c.restore.safemode_timeout.as_secs()
+                );
+            }
+            info!(
+                "waiting for the namenode to leave safe mode ({}s so far): {said}",
+                start.elapsed().as_secs()
+            );
+            std::thread::sleep(c.restore.safemode_poll);
+        }
+    }
+}
+
+fn summary(result: &JobResult) -> String {
+    match result {
+        JobResult::Staged { files } => format!("staged {} files", files.len()),
+        JobResult::HopsfsRestored(r) => format!(
+            "{} blocks written ({} bytes), {} kept, {} removed",
+            r.blocks_written,
+            r.bytes_written,
+            r.blocks_kept,
+            r.removed.len()
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The program output an error carries (the runner's "last output:" lines).
+fn error_tail(e: &anyhow::Error) -> Vec<String> {
+    let text = format!("{e:#}");
+    match text.split_once("last output:") {
+        Some((_, rest)) => rest
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn set_part(
+    state: &mut RestoreState,
+    step: &str,
+    part: &str,
+    status: Status,
+    error: Option<String>,
+    tail: Vec<String>,
+) {
+    let Some(st) = state.step_mut(step) else { return };
+    let Some(p) = st.parts.iter_mut().find(|p| p.name == part) else {
+        return;
+    };
+    p.status = status;
+    match status {
+        Status::Running => {
+            p.started_at = Some(Utc::now());
+            p.finished_at = None;
+            p.error = None;
+        }
+        _ => {
+            p.finished_at = Some(Utc::now());
+            p.error = error;
+            p.output_tail = tail
+                .into_iter()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+        }
+    }
+}
+
+fn fresh_step(step: &Step) -> StepState {
+    StepState {
+        name: step.name.into(),
+        status: Status::Pending,
+        started_at: None,
+        finished_at: None,
+        error: None,
+        parts: step
+            .parts
+            .iter()
+            .map(|p| PartState {
+                name: p.name.clone(),
+                node: p.node.name.to_string(),
+                status: Status::Pending,
+                started_at: None,
+                finished_at: None,
+                error: None,
+                output_tail: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+fn fresh_state(id: BackupId, steps: &[Step]) -> RestoreState {
+    RestoreState {
+        backup_id: id,
+        started_at: Utc::now(),
+        updated_at: Utc::now(),
+        steps: steps.iter().map(fresh_step).collect(),
+    }
+}

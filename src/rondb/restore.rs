@@ -1,0 +1,319 @@
+//! The RonDB side of a restore, as the runbook orders it: staging a node's
+//! parts from the repository, `ndb_restore` for schemas, data, indexes and
+//! the epoch, and replaying users and schemas through `mysql-client.sh`.
+//! Every program's output is read for errors too: `ndb_restore` has exited 0
+//! after failing (RONDB-428).
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::fchown;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use super::dump::{SCHEMAS_FILE, USERS_FILE};
+use super::parts;
+use crate::config::Config;
+use crate::job::JobControl;
+use crate::repo::fsutil::{self, FileEntry};
+use crate::repo::manifest::Manifest;
+use crate::repo::{mkdir, Repository};
+use crate::runner::{Cmd, Outcome, RunAs};
+
+/// What `ndb_restore` is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NdbAction {
+    /// `-m --disable-indexes`: schemas and tables, once.
+    Meta,
+    /// `-r`: the data of one data node.
+    Data,
+    /// `--rebuild-indexes`, once, after every node's data.
+    Indexes,
+    /// `--restore-epoch`, once.
+    Epoch,
+}
+
+/// The staging folder of backup `ndb` on this node: what `--backup_path` names.
+pub fn staged_dir(config: &Config, ndb: u32) -> PathBuf {
+    config.restore.staging_dir.join(format!("BACKUP-{ndb}"))
+}
+
+/// The `ndb_restore` command for `action` reading data node `node_id`'s files.
+pub fn ndb_restore_cmd(config: &Config, user: RunAs, ndb: u32, node_id: u32, action: NdbAction) -> Cmd {
+    let cmd = Cmd::new(&config.rondb.ndb_restore, user, config.restore.ndb_restore_timeout)
+        .arg("-n")
+        .arg(node_id.to_string())
+        .arg("-b")
+        .arg(ndb.to_string());
+    let cmd = match action {
+        NdbAction::Meta => cmd.args(["-m", "--disable-indexes"]),
+        NdbAction::Data => cmd.arg("-r"),
+        NdbAction::Indexes => cmd.arg("--rebuild-indexes"),
+        NdbAction::Epoch => cmd.arg("--restore-epoch"),
+    };
+    cmd.arg(format!("--ndb-connectstring={}", config.rondb.connectstring))
+        .arg(format!("--backup_path={}", staged_dir(config, ndb).display()))
+}
+
+/// Fails unless `ndb_restore` exited 0 AND its output shows no error.
+pub fn judge_ndb_restore(outcome: &Outcome) -> Result<()> {
+    outcome.check("ndb_restore")?;
+    let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
+    let failed = text.lines().map(str::trim).find(|l| {
+        l.starts_with("NDBT_ProgramExit: 1")
+            || l.contains("Failed to")
+            || l.contains("Unable to")
+            || l.contains("An error occurred")
+            || l.contains("failed:")
+            || l.starts_with("Error ")
+            || l.contains(" error : ")
+            || l.contains("Temporary error")
+            || l.contains("Could not connect")
+    });
+    match failed {
+        Some(line) => bail!(
+            "ndb_restore exited 0 but reported a failure: {line}; last output:{}",
+            outcome.tail_text()
+        ),
+        None => Ok(()),
+    }
+}
+
+/// `mysql-client.sh -e "SOURCE <absolute path>"` (the runbook's `source
+/// users.sql` form does not work: the wrapper drops its first argument).
+pub fn mysql_source_cmd(config: &Config, user: RunAs, file: &Path) -> Cmd {
+    Cmd::new(&config.rondb.mysql_client, user, config.restore.command_timeout)
+        .arg("-e")
+        .arg(format!("SOURCE {}", file.display()))
+}
+
+/// Fails unless the client exited 0 and printed no `ERROR`.
+pub fn judge_mysql(outcome: &Outcome) -> Result<()> {
+    outcome.check("mysql-client.sh")?;
+    let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
+    if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
+        bail!("mysql-client.sh exited 0 but reported: {line}");
+    }
+    Ok(())
+}
+
+/// Copies the RonDB files of data nodes `node_ids` of the backup from the
+/// repository into this node's staging folder, each checked against the
+/// manifest, readable by the RonDB user. Files already staged with the
+/// right checksum are kept.
+pub fn stage_parts(
+    config: &Config,
+    manifest: &Manifest,
+    node_ids: &BTreeSet<u32>,
+    control: &JobControl,
+) -> Result<Vec<String>> {
+    let ndb = manifest.rondb.ndb_backup_id;
+    let prefix = format!("{}/", parts::repo_rel_dir(ndb));
+    let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
+    let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
+    let target = staged_dir(config, ndb);
+    make_owned_dir(&config.restore.staging_dir, &user)?;
+    make_owned_dir(&target, &user)?;
+    let mut staged = Vec::new();
+    for f in manifest.files().filter(|f| f.path.starts_with(&prefix)) {
+        let rel = &f.path[prefix.len()..];
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if !parts::node_of_file(name, ndb).is_some_and(|n| node_ids.contains(&n)) {
+            continue;
+        }
+        control.check()?;
+        let dst = target.join(rel);
+        if let Some(parent) = dst.parent() {
+            make_owned_dir(parent, &user)?;
+        }
+        if fsutil::hash_file(&dst).is_ok_and(|(size, sha)| size == f.size && sha == f.sha256) {
+            staged.push(rel.to_owned());
+            continue;
+        }
+        copy_checked(&backup_dir.join(&f.path), &dst, f, &user, None)?;
+        control.file_done(f.size);
+        staged.push(rel.to_owned());
+    }
+    let missing: Vec<_> = node_ids
+        .iter()
+        .filter(|n| !staged.iter().any(|s| s.contains(&format!(".{n}."))))
+        .collect();
+    if !missing.is_empty() {
+        bail!("the backup holds no files of data node(s) {missing:?}");
+    }
+    info!(
+        files = staged.len(),
+        "staged the RonDB parts of data nodes {node_ids:?} in {}",
+        target.display()
+    );
+    Ok(staged)
+}
+
+/// Stages `users.sql` (with `CREATE USER ` made `CREATE USER IF NOT EXISTS `,
+/// so the step can be repeated, as Hopsworks' restore does) and
+/// `schemas.sql`; returns their staged paths.
+pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathBuf)> {
+    let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
+    let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
+    let target = staged_dir(config, manifest.rondb.ndb_backup_id);
+    make_owned_dir(&config.restore.staging_dir, &user)?;
+    make_owned_dir(&target, &user)?;
+    let entry = |rel: &str| -> Result<&FileEntry> {
+        manifest
+            .files()
+            .find(|f| f.path == rel)
+            .with_context(|| format!("the backup has no {rel}"))
+    };
+    let users = target.join("users.sql");
+    copy_checked(
+        &backup_dir.join(USERS_FILE),
+        &users,
+        entry(USERS_FILE)?,
+        &user,
+        Some(rewrite_create_user),
+    )?;
+    let schemas = target.join("schemas.sql");
+    copy_checked(
+        &backup_dir.join(SCHEMAS_FILE),
+        &schemas,
+        entry(SCHEMAS_FILE)?,
+        &user,
+        None,
+    )?;
+    Ok((users, schemas))
+}
+
+fn rewrite_create_user(line: &[u8], out: &mut dyn Write) -> std::io::Result<()> {
+    match line.strip_prefix(b"CREATE USER ") {
+        Some(rest) if !rest.starts_with(b"IF NOT EXISTS ") => {
+            out.write_all(b"CREATE USER IF NOT EXISTS ")?;
+            out.write_all(rest)
+        }
+        _ => out.write_all(line),
+    }
+}
+
+type Rewrite = fn(&[u8], &mut dyn Write) -> std::io::Result<()>;
+
+/// Copies `src` to `dst` (mode 0600 for SQL with a rewrite, 0640 else, owned
+/// by `user`), checking the source's size and SHA-256 against `entry` while
+/// reading; `rewrite` transforms it line by line.
+fn copy_checked(src: &Path, dst: &Path, entry: &FileEntry, user: &RunAs, rewrite: Option<Rewrite>) -> Result<()> {
+    let mode = if rewrite.is_some() || entry.path.ends_with(".sql") {
+        0o600
+    } else {
+        0o640
+    };
+    let (tmp, file) = fsutil::create_temp(dst, mode)?;
+    let result = (|| -> Result<()> {
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut out = BufWriter::new(&file);
+        let mut input = BufReader::with_capacity(
+            1 << 20,
+            File::open(src).with_context(|| format!("opening {}", src.display()))?,
+        );
+        match rewrite {
+            None => loop {
+                let buf = input.fill_buf()?;
+                if buf.is_empty() {
+                    break;
+                }
+                hasher.update(buf);
+                out.write_all(buf)?;
+                size += buf.len() as u64;
+                let n = buf.len();
+                input.consume(n);
+            },
+            Some(rewrite) => {
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if input.read_until(b'\n', &mut line)? == 0 {
+                        break;
+                    }
+                    hasher.update(&line);
+                    size += line.len() as u64;
+                    rewrite(&line, &mut out)?;
+                }
+            }
+        }
+        out.flush()?;
+        drop(out);
+        let sha = hex::encode(hasher.finalize());
+        if size != entry.size || sha != entry.sha256 {
+            bail!(
+                "{} does not match the manifest (size {size}, expected {}): it is damaged",
+                src.display(),
+                entry.size
+            );
+        }
+        fchown(&file, Some(user.uid.as_raw()), Some(user.gid.as_raw())).context("chown")?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsutil::commit_temp(&tmp, file, dst)
+}
+
+fn make_owned_dir(path: &Path, user: &RunAs) -> Result<()> {
+    mkdir(path, 0o750)?;
+    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .with_context(|| format!("chown {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn outcome(code: i32, text: &str) -> Outcome {
+        Outcome {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: text.into(),
+            tail: text.lines().map(String::from).collect(),
+        }
+    }
+
+    #[test]
+    fn ndb_restore_output_is_read_for_errors_even_with_exit_0() {
+        assert!(judge_ndb_restore(&outcome(
+            0,
+            "Restored 10 tuples and 0 log entries\n\nNDBT_ProgramExit: 0 - OK\n"
+        ))
+        .is_ok());
+        let rondb_428 =
+            "Temporary error: 4010: Node failure caused abort of transaction\n\nNDBT_ProgramExit: 1 - Failed\n";
+        let err = judge_ndb_restore(&outcome(0, rondb_428)).unwrap_err().to_string();
+        assert!(err.contains("exited 0 but reported a failure"), "{err}");
+        assert!(judge_ndb_restore(&outcome(1, "Failed to find backup")).is_err());
+        assert!(judge_ndb_restore(&outcome(0, "Unable to find table: `a/def/b` error : 723")).is_err());
+    }
+
+    #[test]
+    fn mysql_errors_are_caught() {
+        assert!(judge_mysql(&outcome(0, "Using socket: /s\n")).is_ok());
+        assert!(judge_mysql(&outcome(
+            0,
+            "Using socket: /s\nERROR 1396 (HY000) at line 3: Operation CREATE USER failed"
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn create_user_becomes_repeatable() {
+        let mut out = Vec::new();
+        rewrite_create_user(b"CREATE USER 'a'@'%' IDENTIFIED WITH x;\n", &mut out).unwrap();
+        rewrite_create_user(b"CREATE USER IF NOT EXISTS 'b'@'%';\n", &mut out).unwrap();
+        rewrite_create_user(b"GRANT ALL ON *.* TO 'a'@'%';\n", &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "CREATE USER IF NOT EXISTS 'a'@'%' IDENTIFIED WITH x;\nCREATE USER IF NOT EXISTS 'b'@'%';\nGRANT ALL ON *.* TO 'a'@'%';\n"
+        );
+    }
+}
