@@ -143,6 +143,8 @@ pub fn run_command_step(config: &Config, step: &str, command: &CommandStep) -> R
 
 /// What one node's job gave.
 pub struct Shipped {
+    /// The job's place in the list given to [`run_everywhere`].
+    pub index: usize,
     pub node: String,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
@@ -150,7 +152,8 @@ pub struct Shipped {
 }
 
 /// Runs every `(node, request)`: on this node in-process, on the others
-/// through their agents; at most `parallelism` at once.
+/// through their agents; at most `parallelism` at once. The results come
+/// back in the order of `jobs`.
 pub fn run_everywhere(
     config: &Config,
     jobs: Vec<(NodeSpec, JobRequest)>,
@@ -162,7 +165,7 @@ pub fn run_everywhere(
     let permits = Arc::new(Semaphore::new(parallelism.max(1)));
     rt.block_on(async {
         let mut set = JoinSet::new();
-        for (node, request) in jobs {
+        for (index, (node, request)) in jobs.into_iter().enumerate() {
             let (config, permits, client) = (config.clone(), permits.clone(), client.cloned());
             let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = request.step());
             set.spawn(
@@ -186,6 +189,7 @@ pub fn run_everywhere(
                         error!("node {} failed to {what}: {e:#}", node.name);
                     }
                     Shipped {
+                        index,
                         node: node.name.to_string(),
                         started,
                         finished: Utc::now(),
@@ -195,7 +199,10 @@ pub fn run_everywhere(
                 .instrument(span),
             );
         }
-        set.join_all().await
+        // join_all yields jobs as they finish; callers get them in their order.
+        let mut shipped = set.join_all().await;
+        shipped.sort_by_key(|s| s.index);
+        shipped
     })
 }
 

@@ -509,19 +509,17 @@ impl<'a> Restore<'a> {
         }
         let path = RestoreState::path(&self.config.restore.state_dir, id);
         let previous = RestoreState::load(&path)?;
-        let mut state = match (&previous, opts.resume, &opts.from, &opts.only) {
-            (Some(prev), true, None, None) => prev.clone(),
-            (None, true, _, _) => bail!(
-                "there is no restore of backup {id} to resume ({} does not exist)",
+        let picked = opts.from.is_some() || opts.only.is_some();
+        let mut state = match previous {
+            None if opts.resume => {
+                bail!("there is no restore of backup {id} to resume ({} does not exist)", path.display())
+            }
+            Some(prev) if !opts.resume && !picked && prev.steps.iter().any(|s| s.status != Status::Pending) => bail!(
+                "a restore of backup {id} was started before ({}): continue it with --resume, or pick a step with --from or --only",
                 path.display()
             ),
-            (Some(prev), false, None, None) if prev.steps.iter().any(|s| s.status != Status::Pending) => {
-                bail!(
-                    "a restore of backup {id} was started before ({}): continue it with --resume, or pick a step with --from or --only",
-                    path.display()
-                )
-            }
-            _ => fresh_state(id, &steps),
+            Some(prev) => merge_state(prev, &steps),
+            None => fresh_state(id, &steps),
         };
         for (i, step) in steps.iter().enumerate() {
             let selected = match (&opts.from, &opts.only) {
@@ -532,12 +530,10 @@ impl<'a> Restore<'a> {
             let st = state
                 .step_mut(step.name)
                 .ok_or_else(|| anyhow!("state lacks step {}", step.name))?;
-            if !selected {
-                if st.status != Status::Done {
-                    st.status = Status::Skipped;
-                }
-            } else if opts.from.is_some() || opts.only.is_some() {
+            if picked && selected {
                 *st = fresh_step(step);
+            } else if picked && st.status != Status::Done {
+                st.status = Status::Skipped;
             }
         }
         state.save(&path)?;
@@ -551,7 +547,8 @@ impl<'a> Restore<'a> {
             let st = state
                 .step_mut(step.name)
                 .ok_or_else(|| anyhow!("state lacks step {}", step.name))?;
-            if matches!(st.status, Status::Done | Status::Skipped) {
+            // --resume runs every step not done, also those --from/--only left out.
+            if st.status == Status::Done || (st.status == Status::Skipped && !opts.resume) {
                 info!("step {} is {}: not run", step.name, st.status);
                 continue;
             }
@@ -646,17 +643,14 @@ impl<'a> Restore<'a> {
         }
         if !jobs_to_run.is_empty() && failures.is_empty() {
             state.save(path)?;
-            let names: HashMap<(String, String), String> = pending
+            let job_parts: Vec<&str> = pending
                 .iter()
-                .filter_map(|p| match &p.action {
-                    Action::Job(r) => Some(((p.node.name.to_string(), r.describe()), p.name.clone())),
-                    _ => None,
-                })
+                .filter(|p| matches!(p.action, Action::Job(_)))
+                .map(|p| p.name.as_str())
                 .collect();
-            let describe: Vec<String> = jobs_to_run.iter().map(|(_, r)| r.describe()).collect();
             let shipped = jobs::run_everywhere(self.config, jobs_to_run, self.client, self.rt, step.parallelism);
-            for (s, what) in shipped.into_iter().zip(describe) {
-                let part_name = names.get(&(s.node.clone(), what)).cloned().unwrap_or(s.node.clone());
+            for s in shipped {
+                let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
                 match s.result {
                     Ok(result) => {
                         let tail = match result {
@@ -848,6 +842,27 @@ fn fresh_step(step: &Step) -> StepState {
             })
             .collect(),
     }
+}
+
+/// A saved state matched to the current plan: steps and parts it knows keep
+/// their state, new ones start pending.
+fn merge_state(prev: RestoreState, steps: &[Step]) -> RestoreState {
+    let mut merged = fresh_state(prev.backup_id, steps);
+    merged.started_at = prev.started_at;
+    for st in &mut merged.steps {
+        let Some(old) = prev.steps.iter().find(|o| o.name == st.name) else {
+            continue;
+        };
+        let same_parts = old.parts.len() == st.parts.len()
+            && old
+                .parts
+                .iter()
+                .all(|p| st.parts.iter().any(|q| q.name == p.name && q.node == p.node));
+        if same_parts {
+            *st = old.clone();
+        }
+    }
+    merged
 }
 
 fn fresh_state(id: BackupId, steps: &[Step]) -> RestoreState {

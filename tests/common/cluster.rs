@@ -95,7 +95,22 @@ mgm_client = "{bin}/mgm-client.sh"
 mysqlpump = "{bin}/mysqlpump"
 mysqldump = "{bin}/mysqldump"
 mysql = "{bin}/mysql"
+ndb_restore = "{bin}/ndb_restore"
+mysql_client = "{bin}/mysql-client.sh"
+connectstring = "127.0.0.1:1186"
 socket = "{socket}"
+
+[restore]
+safemode_poll = "1s"
+safemode_timeout = "20s"
+ndb_restore_timeout = "60s"
+command_timeout = "60s"
+
+[opensearch]
+reindex_command = ["{bin}/reindex-epipe.sh"]
+
+[kafka]
+restore_command = ["{bin}/kafka-restore.sh"]
 
 [agent]
 token_file = "{token_file}"
@@ -103,6 +118,7 @@ request_timeout = "3s"
 
 [hopsfs]
 datanode_unit = ""
+safemode_command = ["{bin}/hdfs", "dfsadmin", "-safemode", "get"]
 
 [backup]
 ndb_backup_timeout = "60s"
@@ -123,7 +139,12 @@ parallelism = 2
             let config = etc.join("hwdr.toml");
             fs::write(&config, &common).unwrap();
             // What differs per host: its name and its RonDB BackupDataDir.
-            let mut local = format!("[node]\nname = \"{name}\"\n");
+            // Each host has its own state and staging folders.
+            let mut local = format!(
+                "[node]\nname = \"{name}\"\n[restore]\nstate_dir = \"{}\"\nstaging_dir = \"{}\"\n",
+                dir.path().join(format!("state-{name}")).display(),
+                dir.path().join(format!("staging-{name}")).display()
+            );
             let backup_dir = ids.first().map(|id| {
                 let dir = sim_conf["data_nodes"][id.to_string()]["backup_dir"].as_str().unwrap();
                 PathBuf::from(dir)

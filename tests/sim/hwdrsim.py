@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -28,6 +29,8 @@ DEFAULT_SOCKET = "/tmp/mysql.sock"
 DEFAULT_MGM_PORT = 1186
 HANG_SECONDS = 3600
 BACKUP_MAGIC = b"NDBBCKUP"
+KAFKA_TOPICS_FILE = "kafka_topics.json"  # in state_dir, written by kafka-restore.sh
+REINDEX_LOG_FILE = "reindex.jsonl"  # in state_dir, appended by reindex-epipe.sh
 
 ControlMode = collections.namedtuple("ControlMode", "name arg")
 NO_MODE = ControlMode(None, None)
@@ -162,6 +165,16 @@ class Sim:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def locked_state(self):
+        """Holds the exclusive lock on state_dir/lock (for files beside cluster.json)."""
+        with self._flock(fcntl.LOCK_EX):
+            yield
+
+    def state_file(self, name):
+        """Path of a file in the state dir, e.g. kafka_topics.json."""
+        return os.path.join(self.state_dir, name)
+
     def read_cluster(self):
         """The simulated cluster, read under a shared lock."""
         with self._flock(fcntl.LOCK_SH):
@@ -262,6 +275,58 @@ def ndb_tables(cluster):
             if db_name not in SYSTEM_DATABASES
             for name, table in sorted(db["tables"].items())
             if table["engine"] == "ndbcluster"]
+
+
+def find_table(cluster, database, table):
+    """The table `database`.`table` of the cluster, or None if it or its database is missing."""
+    return cluster["databases"].get(database, {}).get("tables", {}).get(table)
+
+
+def rows_as_dicts(table):
+    """The rows of `table` as {column name: value}, sorted by primary key."""
+    names = [column["name"] for column in table["columns"]]
+    rows = sorted(table["rows"], key=lambda row: json.dumps(primary_key(table, row)))
+    return [dict(zip(names, row)) for row in rows]
+
+
+# ------------------------------------------------------------ HopsFS data nodes
+
+META_FILE = re.compile(r"blk_(\d+)_(\d+)\.meta")
+
+
+def finalized_blocks(data_dirs):
+    """{(block id, genstamp): {lengths}} of the finalized blocks in HopsFS data dirs.
+
+    A block is there when `blk_<id>` and `blk_<id>_<genstamp>.meta` sit in the
+    same folder below `<dir>/current/<pool>/current/finalized/`; its length is the
+    size of `blk_<id>`.  Missing or unreadable folders hold no blocks.
+    """
+    found = {}
+    for data_dir in data_dirs:
+        current = os.path.join(data_dir, "current")
+        try:
+            pools = sorted(os.listdir(current))
+        except OSError:
+            continue
+        for pool in pools:
+            finalized = os.path.join(current, pool, "current", "finalized")
+            for directory, _, names in os.walk(finalized):
+                _add_block_pairs(directory, names, found)
+    return found
+
+
+def _add_block_pairs(directory, names, found):
+    present = set(names)
+    for name in names:
+        match = META_FILE.fullmatch(name)
+        if not match or f"blk_{match.group(1)}" not in present:
+            continue
+        try:
+            length = os.stat(os.path.join(directory, f"blk_{match.group(1)}")).st_size
+        except OSError:
+            continue
+        key = (int(match.group(1)), int(match.group(2)))
+        found.setdefault(key, set()).add(length)
 
 
 # ------------------------------------------------------------ NDB backup files

@@ -1,7 +1,9 @@
 """Tests of the simulators in tests/sim (run as root: python3 -m unittest discover -s tests/sim).
 
 Each test builds a cluster with `simctl init` in a temp dir and runs the
-installed simulators as user `mysql` with the clean environment hwdr uses.
+installed simulators with the clean environment hwdr uses, as the user hwdr
+runs them as: `mysql` for RonDB's programs, `hdfs` for hdfs, root for
+kafka-restore.sh.
 """
 
 import glob
@@ -13,6 +15,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 import zlib
 
@@ -27,13 +30,24 @@ USER_DATABASES = ["hopsworks", "hops", "metastore", "demo_fs_1"]
 ALREADY_EXISTS = ("Backup failed\n*  3001: Could not start backup\n*        Backup failed: "
                   "file already exists (use 'START BACKUP <backup id>'): Temporary error: "
                   "Temporary Resource error\n")
+POOL = "BP-1-127.0.0.1-1704844800000"
+FIRST_BLOCK_ID = 1073741825  # HDFS' first block id
+CONNECTION_REFUSED = (r"^safemode: Call From [^ ]+/127\.0\.0\.1 to "
+                      r"rpc\.namenode\.service\.consul:8020 failed on connection exception: "
+                      r"java\.net\.ConnectException: Connection refused; For more details see:  "
+                      r"http://wiki\.apache\.org/hadoop/ConnectionRefused\n$")
+NO_TOPICS_TABLE = "ERROR 1146 (42S02) at line 1: Table 'hopsworks.project_topics' doesn't exist\n"
 
 
 def setUpModule():
-    """Creates the mysql system user if this machine has none."""
+    """Creates the mysql and hdfs system users (hdfs in group hadoop) if missing."""
     subprocess.run(["flock", "/tmp/hwdr-test-users.lock", "sh", "-c",
                     "getent passwd mysql >/dev/null || "
-                    "useradd --system --user-group --no-create-home mysql"], check=True)
+                    "useradd --system --user-group --no-create-home mysql; "
+                    "getent group hadoop >/dev/null || groupadd --system hadoop; "
+                    "getent passwd hdfs >/dev/null || useradd --system --user-group "
+                    "--no-create-home --shell /usr/sbin/nologin --groups hadoop hdfs"],
+                   check=True)
 
 
 class SimTestCase(unittest.TestCase):
@@ -60,18 +74,23 @@ class SimTestCase(unittest.TestCase):
         return subprocess.run([os.path.join(SIM_DIR, "simctl"), *args], capture_output=True,
                               text=True, check=check)
 
-    def run_sim(self, program, *args, timeout=30, check=None):
-        """Runs an installed simulator as mysql with hwdr's clean environment.
+    def sim_command(self, program, *args, user="mysql"):
+        """(argv, env) running an installed simulator as `user` with hwdr's clean environment."""
+        entry = pwd.getpwnam(user)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
+               "HOME": entry.pw_dir, "USER": user}
+        switch = [] if entry.pw_uid == 0 else [
+            "setpriv", f"--reuid={user}", f"--regid={entry.pw_gid}", "--init-groups"]
+        return switch + [os.path.join(self.bin, program), *args], env
+
+    def run_sim(self, program, *args, timeout=30, check=None, user="mysql"):
+        """Runs an installed simulator as `user` (mysql) with hwdr's clean environment.
 
         `check` is the exit status expected (None: do not check).
         """
-        mysql = pwd.getpwnam("mysql")
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
-               "HOME": mysql.pw_dir, "USER": "mysql"}
-        result = subprocess.run(
-            ["setpriv", "--reuid=mysql", "--regid=mysql", "--init-groups",
-             os.path.join(self.bin, program), *args],
-            env=env, cwd=self.work, capture_output=True, text=True, timeout=timeout)
+        argv, env = self.sim_command(program, *args, user=user)
+        result = subprocess.run(argv, env=env, cwd=self.work, capture_output=True, text=True,
+                                timeout=timeout)
         if check is not None:
             self.assertEqual(result.returncode, check, result.stdout + result.stderr)
         return result
@@ -133,7 +152,7 @@ class InitTest(SimTestCase):
 
     def test_installs_simulators_config_and_state(self):
         for name in ("mgm-client.sh", "mysql", "mysql-client.sh", "mysqldump", "mysqlpump",
-                     "ndb_restore", "hwdrsim.py"):
+                     "ndb_restore", "hdfs", "reindex-epipe.sh", "kafka-restore.sh", "hwdrsim.py"):
             self.assertEqual(stat.S_IMODE(os.stat(os.path.join(self.bin, name)).st_mode), 0o755)
         config = hwdrsim.load_json(os.path.join(self.root, "hwdr-sim.json"))
         self.assertEqual(sorted(config), ["data_nodes", "mgm", "socket", "state_dir"])
@@ -144,6 +163,11 @@ class InitTest(SimTestCase):
         self.assertEqual(stat.S_IMODE(invocations.st_mode), 0o666)
         backups = os.stat(os.path.join(self.root, "ndb2", "backups"))
         self.assertEqual((backups.st_uid, stat.S_IMODE(backups.st_mode)), (mysql_uid, 0o750))
+        self.assertEqual(self.simctl("topics", self.root).stdout, "{}\n")
+        self.assertEqual(self.simctl("reindexes", self.root).stdout, "0\n")
+        reindex_log = os.stat(os.path.join(self.state, "reindex.jsonl"))
+        self.assertEqual((reindex_log.st_uid, stat.S_IMODE(reindex_log.st_mode)),
+                         (mysql_uid, 0o666))
 
     def test_sample_content(self):
         content = self.dump()
@@ -171,7 +195,12 @@ class InitTest(SimTestCase):
         self.assertIn("user 'mysql' cannot reach", result.stderr)
 
     def test_wipe_leaves_a_fresh_cluster(self):
+        self.run_sim("kafka-restore.sh", user="root", check=0)
+        self.run_sim("reindex-epipe.sh", check=0)
+        self.assertNotEqual(self.simctl("topics", self.root).stdout, "{}\n")
         self.simctl("wipe", self.root)
+        self.assertEqual(self.simctl("topics", self.root).stdout, "{}\n")
+        self.assertEqual(self.simctl("reindexes", self.root).stdout, "0\n")
         content = self.dump()
         self.assertEqual(sorted(content["databases"]), ["glassfish_timers"])
         self.assertEqual(sorted(content["users"]), [
@@ -590,6 +619,353 @@ class RestoreTest(SimTestCase):
                               "--backup-path", self.backup_path(2, 1), check=1)
         self.assertIn("Unable to connect with connect string: nodeid=0,head9:1186\n"
                       "Could not connect to management server\n", result.stderr)
+
+
+class HopsfsTestCase(SimTestCase):
+    """A simulated cluster plus HopsFS data node folders written by the test."""
+
+    rows = 40
+
+    def setUp(self):
+        super().setUp()
+        self.data_dirs = [os.path.join(self.tmp, f"node{i}", "dn") for i in (1, 2)]
+
+    @staticmethod
+    def block(index):
+        """(id, genstamp, length) of the index-th test block."""
+        return FIRST_BLOCK_ID + index * 37, 1001 + index, (index * 131) % 1500
+
+    def block_paths(self, data_dir, block):
+        """(blk_<id>, blk_<id>_<gs>.meta) of `block` in `data_dir`, laid out as HopsFS does."""
+        block_id, genstamp, _ = block
+        folder = os.path.join(data_dir, "current", POOL, "current", "finalized",
+                              f"subdir{(block_id >> 16) & 0xff}", f"subdir{(block_id >> 8) & 0xff}")
+        return (os.path.join(folder, f"blk_{block_id}"),
+                os.path.join(folder, f"blk_{block_id}_{genstamp}.meta"))
+
+    def write_block(self, data_dir, block):
+        """Writes a finalized replica of `block` (and its .meta) into `data_dir`."""
+        data, meta = self.block_paths(data_dir, block)
+        os.makedirs(os.path.dirname(data), exist_ok=True)
+        with open(data, "wb") as f:
+            f.write(b"x" * block[2])
+        with open(meta, "wb") as f:
+            f.write(b"\x00\x01\x02\x00\x00\x02\x00")
+
+    def write_blocks(self, count):
+        """Blocks 0..count-1: even ones on node1, odd ones on node2, every tenth on both."""
+        blocks = [self.block(i) for i in range(count)]
+        for i, block in enumerate(blocks):
+            self.write_block(self.data_dirs[i % 2], block)
+            if i % 10 == 0:
+                self.write_block(self.data_dirs[1 - i % 2], block)
+        return blocks
+
+    def name_blocks(self, dirs=None):
+        """simctl blocks ROOT --data-dirs <the test's data dirs>."""
+        return self.simctl("blocks", self.root, "--data-dirs", ",".join(dirs or self.data_dirs))
+
+    def safemode(self, action="get", check=0, timeout=30):
+        """hdfs dfsadmin -safemode <action>, as hdfs."""
+        return self.run_sim("hdfs", "dfsadmin", "-safemode", action, user="hdfs", check=check,
+                            timeout=timeout)
+
+    def assert_safe_mode(self, state):
+        """Checks what -safemode get prints."""
+        self.assertEqual(self.safemode().stdout, f"Safe mode is {state}\n")
+
+
+class HdfsSafeModeTest(HopsfsTestCase):
+    """hdfs dfsadmin -safemode and simctl blocks."""
+
+    def test_blocks_fills_the_metadata_and_the_data_dirs(self):
+        blocks = self.write_blocks(30)
+        self.assertEqual(self.name_blocks().stdout, "30 blocks\n")
+        table = self.dump()["databases"]["hops"]["tables"]["hdfs_block_infos"]
+        self.assertEqual(sorted(row[1:] for row in table["rows"]),
+                         sorted([block_id, 0, length, genstamp]
+                                for block_id, genstamp, length in blocks))
+        self.assertEqual(sorted(row[0] for row in table["rows"]), list(range(1, 31)))
+        config = hwdrsim.load_json(os.path.join(self.root, "hwdr-sim.json"))
+        self.assertEqual(config["hopsfs_data_dirs"], self.data_dirs)
+        self.assertEqual(config["socket"], SOCKET)
+        self.assert_safe_mode("OFF")
+
+    def test_threshold_is_99_9_percent_of_named_blocks(self):
+        blocks = self.write_blocks(1000)
+        self.name_blocks()
+        self.assert_safe_mode("OFF")
+        gone_data = self.block_paths(self.data_dirs[1], blocks[3])[0]
+        gone_meta = self.block_paths(self.data_dirs[1], blocks[5])[1]
+        os.unlink(gone_data)
+        os.unlink(gone_meta)
+        self.assert_safe_mode("ON")  # 998 of 1000: 99.8%
+        self.write_block(self.data_dirs[0], blocks[3])  # back on another node
+        self.assert_safe_mode("OFF")  # 999 of 1000: 99.9%
+        self.write_block(self.data_dirs[1], blocks[5])
+        self.assert_safe_mode("OFF")
+
+    def test_small_trees_leave_safe_mode_with_one_block_missing(self):
+        blocks = self.write_blocks(10)
+        self.name_blocks()
+        os.unlink(self.block_paths(self.data_dirs[1], blocks[1])[0])
+        self.assert_safe_mode("OFF")  # 9 of 10: HopsFS needs (int) (10 * 0.999) = 9
+        os.unlink(self.block_paths(self.data_dirs[1], blocks[3])[0])
+        self.assert_safe_mode("ON")
+
+    def test_only_finalized_blocks_with_the_named_genstamp_count(self):
+        blocks = [self.block(i) for i in range(3)]  # 2 of 3 needed
+        for block in blocks:
+            self.write_block(self.data_dirs[0], block)
+        os.makedirs(self.data_dirs[1])
+        self.name_blocks()
+        data, meta = self.block_paths(self.data_dirs[0], blocks[0])
+        os.rename(meta, meta.replace(f"_{blocks[0][1]}.meta", f"_{blocks[0][1] + 1}.meta"))
+        os.rename(data, data + ".moved")
+        self.assert_safe_mode("OFF")
+        os.rename(data + ".moved", data)  # block 0 is back, but with another genstamp
+        for path in self.block_paths(self.data_dirs[0], blocks[1]):
+            os.unlink(path)
+        self.assert_safe_mode("ON")
+        self.write_block(self.data_dirs[1], blocks[1])
+        self.assert_safe_mode("OFF")
+        rbw = os.path.join(self.data_dirs[1], "current", POOL, "current", "rbw")
+        os.makedirs(rbw)
+        for path in self.block_paths(self.data_dirs[1], blocks[1]):
+            os.rename(path, os.path.join(rbw, os.path.basename(path)))
+        self.assert_safe_mode("ON")  # a replica being written is not reported as finalized
+
+    def test_no_named_blocks_is_off_and_named_blocks_without_data_dirs_are_on(self):
+        self.assert_safe_mode("ON")  # the sample's block rows, no hopsfs_data_dirs
+        os.makedirs(self.data_dirs[0])
+        self.assertEqual(self.name_blocks(self.data_dirs[:1]).stdout, "0 blocks\n")
+        self.assert_safe_mode("OFF")
+        self.write_blocks(4)
+        self.name_blocks()
+        self.simctl("datadirs", self.root, os.path.join(self.tmp, "elsewhere"))
+        self.assert_safe_mode("ON")
+        self.simctl("datadirs", self.root, ",".join(self.data_dirs))
+        self.assert_safe_mode("OFF")
+
+    def test_wait_returns_once_the_blocks_are_back(self):
+        blocks = self.write_blocks(20)
+        self.name_blocks()
+        self.assertEqual(self.safemode("wait").stdout, "Safe mode is OFF\n")
+        for index in (2, 4):
+            for path in self.block_paths(self.data_dirs[0], blocks[index]):
+                os.unlink(path)
+        argv, env = self.sim_command("hdfs", "dfsadmin", "-safemode", "wait", user="hdfs")
+        waiter = subprocess.Popen(argv, env=env, cwd=self.work, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        self.addCleanup(waiter.kill)
+        time.sleep(1)
+        self.assertIsNone(waiter.poll())
+        started = time.monotonic()
+        self.write_block(self.data_dirs[1], blocks[2])
+        stdout, stderr = waiter.communicate(timeout=10)
+        self.assertLess(time.monotonic() - started, 2)
+        self.assertEqual((waiter.returncode, stdout, stderr), (0, "Safe mode is OFF\n", ""))
+
+    def test_metadata_of_blocks_survives_backup_and_restore(self):
+        blocks = self.write_blocks(10)
+        self.name_blocks()
+        self.start_backup(1)
+        self.simctl("wipe", self.root)
+        self.assertRegex(self.safemode(check=255).stderr, CONNECTION_REFUSED)
+        self.ndb_restore(2, 1, "-m")
+        self.assert_safe_mode("OFF")  # tables back, rows not yet: nothing named
+        self.ndb_restore(2, 1, "-r")
+        self.ndb_restore(3, 1, "-r")
+        self.assert_safe_mode("OFF")
+        for index in (4, 6):
+            for path in self.block_paths(self.data_dirs[0], blocks[index]):
+                os.unlink(path)
+        self.assert_safe_mode("ON")
+
+    def test_failure_modes(self):
+        self.write_blocks(5)
+        self.name_blocks()
+        self.control("hdfs", "fail")
+        for action in ("get", "wait"):
+            result = self.safemode(action, check=255)
+            self.assertEqual(result.stdout, "")
+            self.assertRegex(result.stderr, CONNECTION_REFUSED)
+        self.control("hdfs", "stuck-on")
+        self.assert_safe_mode("ON")
+        with self.assertRaises(subprocess.TimeoutExpired):
+            self.safemode("wait", timeout=1.5)
+        self.control("hdfs", "hang")
+        with self.assertRaises(subprocess.TimeoutExpired):
+            self.safemode("get", timeout=1.5)
+        self.simctl("control", self.root, "hdfs", "--clear")
+        self.assert_safe_mode("OFF")
+
+    def test_command_line(self):
+        result = self.run_sim("hdfs", user="hdfs", check=1)
+        self.assertTrue(result.stdout.startswith("Usage: hdfs [OPTIONS] SUBCOMMAND "))
+        result = self.run_sim("hdfs", "dfsadmn", "-safemode", "get", user="hdfs", check=1)
+        self.assertEqual(result.stderr,
+                         "ERROR: dfsadmn is not COMMAND nor fully qualified CLASSNAME.\n")
+        self.assertIn("dfsadmin             run a DFS admin client\n", result.stdout)
+        result = self.run_sim("hdfs", "dfsadmin", "-safemod", "get", user="hdfs", check=255)
+        self.assertTrue(result.stderr.startswith(
+            "safemod: Unknown command\nUsage: hdfs dfsadmin\n"))
+        for args in (["-safemode"], ["-safemode", "off"], ["-safemode", "get", "now"]):
+            result = self.run_sim("hdfs", "dfsadmin", *args, user="hdfs", check=255)
+            self.assertEqual(result.stderr, "Usage: hdfs dfsadmin [-safemode enter | leave | get "
+                                            "| wait | forceExit]\n")
+        self.run_sim("hdfs", "dfsadmin", "-safemode", "leave", user="hdfs", check=2)
+        result = self.run_sim("hdfs", "--config", "/srv/hops/hadoop/etc/hadoop", "dfsadmin",
+                              "-D", "ipc.client.connect.max.retries=1", "-safemode", "GET",
+                              user="hdfs", check=0)
+        self.assertEqual(result.stdout, "Safe mode is ON\n")
+        with open(os.path.join(self.state, "invocations.jsonl"), encoding="utf-8") as f:
+            record = json.loads(f.readlines()[-1])
+        self.assertEqual((record["program"], record["uid"]), ("hdfs", pwd.getpwnam("hdfs").pw_uid))
+
+    def test_simctl_blocks_errors(self):
+        missing = os.path.join(self.tmp, "nowhere")
+        result = self.simctl("blocks", self.root, "--data-dirs", missing, check=False)
+        self.assertEqual((result.returncode, result.stderr),
+                         (1, f"simctl: no such data dir: {missing}\n"))
+        os.makedirs(self.data_dirs[0])
+        self.simctl("wipe", self.root)
+        result = self.simctl("blocks", self.root, "--data-dirs", self.data_dirs[0], check=False)
+        self.assertEqual((result.returncode, result.stderr),
+                         (1, "simctl: the cluster has no table hops.hdfs_block_infos\n"))
+
+
+class ReindexTest(SimTestCase):
+    """reindex-epipe.sh."""
+
+    def counts(self):
+        """Rows of the tables the reindex reads."""
+        databases = self.cluster()["databases"]
+        return (len(databases["hopsworks"]["tables"]["project"]["rows"]),
+                len(databases["hopsworks"]["tables"]["feature_group"]["rows"]),
+                len(databases["hops"]["tables"]["hdfs_inodes"]["rows"]))
+
+    def test_reindex_prints_and_records_its_counts(self):
+        projects, groups, inodes = self.counts()
+        before = time.time()
+        result = self.run_sim("reindex-epipe.sh", check=0)
+        self.assertEqual(result.stdout, (
+            f"Reindexing hopsworks.project: {projects} projects\n"
+            f"Reindexing hopsworks.feature_group: {groups} feature groups\n"
+            f"Reindexing hops.hdfs_inodes: {inodes} inodes\n"
+            f"Reindex done: {projects} projects, {groups} feature groups, {inodes} inodes\n"))
+        self.run_sim("reindex-epipe.sh", user="root", check=0)
+        self.assertEqual(self.simctl("reindexes", self.root).stdout, "2\n")
+        with open(os.path.join(self.state, "reindex.jsonl"), encoding="utf-8") as f:
+            records = [json.loads(line) for line in f]
+        self.assertEqual([r["uid"] for r in records], [pwd.getpwnam("mysql").pw_uid, 0])
+        self.assertEqual((records[0]["projects"], records[0]["feature_groups"],
+                          records[0]["inodes"]), (projects, groups, inodes))
+        self.assertLessEqual(before - 1, records[0]["time"])
+        self.assertLessEqual(records[0]["time"], records[1]["time"])
+        self.assertEqual(os.stat(os.path.join(self.state, "reindex.jsonl")).st_uid,
+                         pwd.getpwnam("mysql").pw_uid)
+
+    def test_epipe_running(self):
+        self.control("reindex-epipe.sh", "epipe-running")
+        result = self.run_sim("reindex-epipe.sh", user="root", check=1)
+        self.assertEqual((result.stdout, result.stderr),
+                         ("A Epipe server is already running. Kill it first.\n", ""))
+        self.assertEqual(self.simctl("reindexes", self.root).stdout, "0\n")
+
+    def test_fail_hang_and_wiped_cluster(self):
+        self.control("reindex-epipe.sh", "fail")
+        self.assertIn("Connection refused", self.run_sim("reindex-epipe.sh", check=1).stderr)
+        self.control("reindex-epipe.sh", "hang")
+        with self.assertRaises(subprocess.TimeoutExpired):
+            self.run_sim("reindex-epipe.sh", timeout=1.5)
+        self.simctl("control", self.root, "reindex-epipe.sh", "--clear")
+        self.simctl("wipe", self.root)
+        result = self.run_sim("reindex-epipe.sh", check=1)
+        self.assertEqual(result.stderr, "[error] Failed to get table hopsworks.project: "
+                                        "723: No such table existed\n")
+        self.assertEqual(self.simctl("reindexes", self.root).stdout, "0\n")
+
+
+class KafkaRestoreTest(SimTestCase):
+    """kafka-restore.sh."""
+
+    def topic_rows(self):
+        """(name, partitions, replicas) of hopsworks.project_topics, by id."""
+        table = self.cluster()["databases"]["hopsworks"]["tables"]["project_topics"]
+        return [(row["topic_name"], row["num_partitions"], row["num_replicas"])
+                for row in hwdrsim.rows_as_dicts(table)]
+
+    def restore(self, check=0):
+        """kafka-restore.sh as root."""
+        return self.run_sim("kafka-restore.sh", user="root", check=check)
+
+    def topics(self):
+        """simctl topics as a document."""
+        return json.loads(self.simctl("topics", self.root).stdout)
+
+    def test_topics_created_once(self):
+        rows = self.topic_rows()
+        self.assertGreater(len(rows), 5)
+        with_config = [row for row in rows if None not in row[1:]]
+        self.assertLess(len(with_config), len(rows))  # the sample has a NULL configuration
+        expected_lines = []
+        for name, partitions, replicas in rows:
+            if partitions is None or replicas is None:
+                expected_lines.append(f"Skipping creating topic: {name} as configuration is NULL")
+            else:
+                expected_lines += [f"Creating topic: {name}", f"Created topic {name}."]
+        result = self.restore()
+        self.assertEqual(result.stdout.splitlines(), expected_lines)
+        self.assertEqual(self.topics(), {name: {"partitions": p, "replicas": r}
+                                         for name, p, r in with_config})
+        path = os.path.join(self.state, "kafka_topics.json")
+        self.assertEqual(os.stat(path).st_uid, pwd.getpwnam("mysql").pw_uid)
+        with open(path, encoding="utf-8") as f:
+            self.assertEqual(f.read(), self.simctl("topics", self.root).stdout)
+        again = self.restore()
+        self.assertNotIn("Created topic", again.stdout)
+        self.assertEqual(len(again.stdout.splitlines()), len(rows))
+        self.assertEqual(self.topics(), {name: {"partitions": p, "replicas": r}
+                                         for name, p, r in with_config})
+
+    def test_existing_topic_is_left_alone(self):
+        name = self.topic_rows()[0][0]
+        self.restore()
+        with open(os.path.join(self.state, "kafka_topics.json"), "w", encoding="utf-8") as f:
+            json.dump({name: {"partitions": 1, "replicas": 1}}, f)
+        result = self.restore()
+        self.assertNotIn(f"Created topic {name}.", result.stdout)
+        self.assertEqual(result.stdout.count("Created topic "), len(self.topics()) - 1)
+        self.assertEqual(self.topics()[name], {"partitions": 1, "replicas": 1})
+
+    def test_wiped_cluster_fails_like_mysql(self):
+        self.restore()
+        self.simctl("wipe", self.root)
+        self.assertEqual(self.topics(), {})
+        result = self.restore(check=1)
+        self.assertEqual((result.stdout, result.stderr), ("", NO_TOPICS_TABLE))
+        self.control("kafka-restore.sh", "no-pipefail")
+        result = self.restore(check=0)
+        self.assertEqual((result.stdout, result.stderr), ("", NO_TOPICS_TABLE))
+        self.assertEqual(self.topics(), {})
+
+    def test_fail_hang_and_non_root(self):
+        first = self.topic_rows()[0][0]
+        self.control("kafka-restore.sh", "fail")
+        result = self.restore(check=1)
+        self.assertEqual(result.stdout, f"Creating topic: {first}\n")
+        self.assertTrue(result.stderr.startswith(
+            "Error while executing topic command : Timed out waiting for a node assignment. "
+            "Call: createTopics\n"))
+        self.assertEqual(self.topics(), {})
+        self.control("kafka-restore.sh", "hang")
+        with self.assertRaises(subprocess.TimeoutExpired):
+            self.run_sim("kafka-restore.sh", user="root", timeout=1.5)
+        self.simctl("control", self.root, "kafka-restore.sh", "--clear")
+        result = self.run_sim("kafka-restore.sh", check=1)
+        self.assertIn("must run as root", result.stderr)
+        self.assertEqual(self.topics(), {})
 
 
 if __name__ == "__main__":

@@ -1,0 +1,436 @@
+//! Integration tests of `hwdr restore`: back up a simulated five-node
+//! cluster (RonDB with real rows, HopsFS trees with real CRCs), wipe every
+//! node, restore, and compare with what was backed up.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use common::cluster::Cluster;
+use common::{run_ok, sim_src, text};
+use hwdr::hopsfs::gen::{self, GenSpec, Generated};
+
+const ID: &str = "2611231819";
+
+struct Setup {
+    c: Cluster,
+    generated: Generated,
+    /// `simctl dump` before the backup: the RonDB content to get back.
+    rondb: String,
+    /// Each data folder as it was.
+    trees: Vec<Vec<(String, u32, u32, u32, Vec<u8>)>>,
+}
+
+fn simctl(c: &Cluster, args: &[&str]) -> String {
+    let out = run_ok(
+        Command::new(sim_src().join("simctl"))
+            .arg(args[0])
+            .arg(&c.sim)
+            .args(&args[1..]),
+    );
+    text(&out.stdout)
+}
+
+/// VERSION files and finalized blocks with owner, mode and content.
+fn snapshot(data_dir: &Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
+    common::tree(data_dir)
+        .into_iter()
+        .filter(|p| p == "current/VERSION" || p.ends_with("/current/VERSION") || p.contains("/current/finalized/"))
+        .map(|p| {
+            let full = data_dir.join(&p);
+            let m = fs::metadata(&full).unwrap();
+            (
+                p,
+                m.uid(),
+                m.gid(),
+                m.permissions().mode() & 0o7777,
+                fs::read(&full).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// head1 (head), node1 (rondb 2 + hopsfs), node2 (rondb 3 + hopsfs), node3
+/// (hopsfs); the metadata names the generated blocks; one complete backup.
+fn backed_up() -> Setup {
+    let mut c = Cluster::new(
+        &[
+            ("head1", &["head"], &[]),
+            ("node1", &["rondb", "hopsfs"], &[2]),
+            ("node2", &["rondb", "hopsfs"], &[3]),
+            ("node3", &["hopsfs"], &[]),
+        ],
+        2,
+    );
+    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
+    let hadoop = uzers::get_group_by_name("hadoop").unwrap();
+    let spec = GenSpec {
+        nodes: 3,
+        blocks: 80,
+        block_pools: 2,
+        replication: 3,
+        max_size: 30_000,
+        owner: Some((hdfs.uid(), hadoop.gid())),
+        ..GenSpec::default()
+    };
+    let generated = gen::generate(&c.dir.path().join("hopsfs"), &spec).unwrap();
+    let dirs: Vec<String> = generated
+        .nodes
+        .iter()
+        .map(|n| n.data_dir.display().to_string())
+        .collect();
+    for (i, n) in generated.nodes.iter().enumerate() {
+        c.set_data_dirs(&format!("node{}", i + 1), &[&n.data_dir]);
+    }
+    simctl(&c, &["blocks", "--data-dirs", &dirs.join(",")]);
+    for n in ["node1", "node2", "node3"] {
+        c.start_agent(n);
+    }
+    let out = c.hwdr("head1", &["backup", "--id", ID]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rondb = simctl(&c, &["dump"]);
+    let trees = generated.nodes.iter().map(|n| snapshot(&n.data_dir)).collect();
+    Setup {
+        c,
+        generated,
+        rondb,
+        trees,
+    }
+}
+
+/// Every node as after a redeploy: an empty RonDB, no data node folders, no
+/// local RonDB backups, no restore state, no staged files.
+fn wipe(s: &Setup) {
+    simctl(&s.c, &["wipe"]);
+    for n in &s.generated.nodes {
+        let _ = fs::remove_dir_all(&n.data_dir);
+    }
+    for entry in fs::read_dir(s.c.sim.clone()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("ndb") {
+            let _ = fs::remove_dir_all(entry.path().join("backups/BACKUP"));
+        }
+    }
+    for entry in fs::read_dir(s.c.dir.path()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("state-") || name.starts_with("staging-") {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn assert_restored(s: &Setup) {
+    assert_eq!(
+        simctl(&s.c, &["dump"]),
+        s.rondb,
+        "RonDB content differs from the backup"
+    );
+    for (i, n) in s.generated.nodes.iter().enumerate() {
+        assert_eq!(snapshot(&n.data_dir), s.trees[i], "node{} data folder differs", i + 1);
+    }
+    assert!(simctl(&s.c, &["topics"]).contains("num_partitions") || !simctl(&s.c, &["topics"]).trim().is_empty());
+}
+
+fn runs_of(c: &Cluster, program: &str) -> Vec<serde_json::Value> {
+    fs::read_to_string(c.sim.join("state/invocations.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["program"] == program)
+        .collect()
+}
+
+#[test]
+fn backup_wipe_restore_gives_back_rows_users_schemas_and_every_block_tree() {
+    let s = backed_up();
+    wipe(&s);
+    assert_ne!(simctl(&s.c, &["dump"]), s.rondb);
+    let out = s.c.hwdr("head1", &["restore", ID]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("restore of backup {ID} finished")));
+    assert_restored(&s);
+
+    // The runbook's order, users and argv: -m once on the leader, -r per
+    // data node, indexes once; all as mysql; hdfs as hdfs; kafka as root.
+    let mysql = uzers::get_user_by_name("mysql").unwrap().uid();
+    let ndb: Vec<Vec<String>> = runs_of(&s.c, "ndb_restore")
+        .iter()
+        .map(|r| {
+            assert_eq!(r["uid"], mysql, "{r}");
+            r["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect();
+    assert_eq!(ndb.len(), 4, "{ndb:?}");
+    assert!(ndb[0].contains(&"-m".to_owned()) && ndb[0].contains(&"--disable-indexes".to_owned()));
+    assert!(ndb[1].contains(&"-r".to_owned()) && ndb[2].contains(&"-r".to_owned()));
+    assert!(ndb[3].contains(&"--rebuild-indexes".to_owned()));
+    assert_eq!(&ndb[0][..4], ["-n", "2", "-b", "263271819"]);
+    assert!(ndb[0].iter().any(|a| a == "--ndb-connectstring=127.0.0.1:1186"));
+    let data_nodes: Vec<&str> = ndb[1..3].iter().map(|a| a[1].as_str()).collect();
+    assert!(data_nodes.contains(&"2") && data_nodes.contains(&"3"), "{data_nodes:?}");
+    let client = runs_of(&s.c, "mysql-client.sh");
+    assert_eq!(client.len(), 2);
+    assert_eq!(client[0]["argv"][0], "-e");
+    assert!(
+        client[0]["argv"][1].as_str().unwrap().starts_with("SOURCE /"),
+        "{}",
+        client[0]
+    );
+    let hdfs = uzers::get_user_by_name("hdfs").unwrap().uid();
+    assert!(runs_of(&s.c, "hdfs").iter().all(|r| r["uid"] == hdfs));
+    assert!(runs_of(&s.c, "kafka-restore.sh").iter().all(|r| r["uid"] == 0));
+    assert_eq!(simctl(&s.c, &["reindexes"]).trim(), "1");
+
+    // --status shows every step done.
+    let status = text(&s.c.hwdr("head1", &["restore", ID, "--status"]).stdout);
+    for step in [
+        "stage",
+        "rondb-meta",
+        "rondb-data",
+        "rondb-indexes",
+        "users",
+        "hopsfs",
+        "safemode",
+        "opensearch",
+        "kafka",
+    ] {
+        assert!(
+            status.lines().any(|l| l.starts_with(step) && l.contains("done")),
+            "{step}:\n{status}"
+        );
+    }
+    // Running it again is refused: it was started before.
+    let again = s.c.hwdr("head1", &["restore", ID]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again.stderr).contains("--resume"), "{}", text(&again.stderr));
+}
+
+#[test]
+fn plan_prints_every_step_with_node_user_argv_and_what_it_waits_for() {
+    let s = backed_up();
+    let out = s.c.hwdr("head1", &["restore", ID, "--plan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    let bin = s.c.sim.join("bin").display().to_string();
+    let staging =
+        s.c.dir
+            .path()
+            .join("staging-head1/BACKUP-263271819")
+            .display()
+            .to_string();
+    let staging2 = s.c.dir.path().join("staging-head1").display().to_string();
+    for expected in [
+        format!("restore of backup {ID} (RonDB backup id 263271819)"),
+        " 1. stage (checks passed; 3 parts".into(),
+        " 2. rondb-meta (after stage)".into(),
+        format!("on head1 as mysql: {bin}/ndb_restore -n 2 -b 263271819 -m --disable-indexes --ndb-connectstring=127.0.0.1:1186 --backup_path={staging}"),
+        " 3. rondb-data (after rondb-meta; 2 parts, 2 at once)".into(),
+        format!("on node2 as mysql: {bin}/ndb_restore -n 3 -b 263271819 -r"),
+        " 4. rondb-indexes (after rondb-data)".into(),
+        "--rebuild-indexes".into(),
+        " 5. users (after rondb-indexes)".into(),
+        format!("on head1 as mysql: {bin}/mysql-client.sh -e 'SOURCE {staging}/users.sql'"),
+        " 6. hopsfs (after users; 3 parts".into(),
+        " 7. safemode (after hopsfs)".into(),
+        format!("on head1 as hdfs: {bin}/hdfs dfsadmin -safemode get every 1s until it prints 'Safe mode is OFF'"),
+        " 8. opensearch (after safemode)".into(),
+        format!("on head1 as root: {bin}/reindex-epipe.sh"),
+        " 9. kafka (after opensearch)".into(),
+        format!("on head1 as root: {bin}/kafka-restore.sh"),
+    ] {
+        assert!(plan.contains(&expected), "plan lacks {expected:?}:\n{plan}");
+    }
+    let _ = staging2;
+    assert!(runs_of(&s.c, "ndb_restore").is_empty(), "--plan must run nothing");
+}
+
+#[test]
+fn a_failure_at_each_step_then_resume_finishes_without_redoing_finished_steps() {
+    let s = backed_up();
+    let staging_node2 = s.c.dir.path().join("staging-node2");
+    let node3_dir = s.generated.nodes[2].data_dir.clone();
+    // (step, how to break it, how to mend it)
+    type Fix = Box<dyn Fn(&Setup)>;
+    let nothing = || -> Fix { Box::new(|_| {}) };
+    let fail_ndb_once = || -> Fix { Box::new(|s: &Setup| s.c.control("ndb_restore", "fail-once")) };
+    // (step, steps run first one by one with --only, how to break the step, how to mend it)
+    let mut cases: Vec<(&str, &[&str], Fix, Fix)> = vec![
+        ("rondb-data", &["stage", "rondb-meta"], fail_ndb_once(), nothing()),
+        (
+            "rondb-indexes",
+            &["stage", "rondb-meta", "rondb-data"],
+            fail_ndb_once(),
+            nothing(),
+        ),
+    ];
+    let plain: Vec<(&str, Fix, Fix)> = vec![
+        (
+            "stage",
+            Box::new(move |_| fs::write(&staging_node2, "in the way").unwrap()),
+            Box::new({
+                let p = s.c.dir.path().join("staging-node2");
+                move |_| fs::remove_file(&p).unwrap()
+            }),
+        ),
+        (
+            "rondb-meta",
+            Box::new(|s| s.c.control("ndb_restore", "fail-once")),
+            Box::new(|_| {}),
+        ),
+        (
+            "users",
+            Box::new(|s| s.c.control("mysql-client.sh", "fail-once")),
+            Box::new(|_| {}),
+        ),
+        (
+            "hopsfs",
+            Box::new({
+                let p = node3_dir.clone();
+                move |_| {
+                    fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    fs::write(&p, "in the way").unwrap();
+                }
+            }),
+            Box::new({
+                let p = node3_dir.clone();
+                move |_| fs::remove_file(&p).unwrap()
+            }),
+        ),
+        (
+            "safemode",
+            Box::new(|s| s.c.control("hdfs", "stuck-on")),
+            Box::new(|s| {
+                run_ok(
+                    Command::new(sim_src().join("simctl"))
+                        .arg("control")
+                        .arg(&s.c.sim)
+                        .args(["hdfs", "--clear"]),
+                );
+            }),
+        ),
+        (
+            "opensearch",
+            Box::new(|s| s.c.control("reindex-epipe.sh", "epipe-running")),
+            Box::new(|s| {
+                run_ok(
+                    Command::new(sim_src().join("simctl"))
+                        .arg("control")
+                        .arg(&s.c.sim)
+                        .args(["reindex-epipe.sh", "--clear"]),
+                );
+            }),
+        ),
+        (
+            "kafka",
+            Box::new(|s| s.c.control("kafka-restore.sh", "fail-once")),
+            Box::new(|_| {}),
+        ),
+    ];
+    cases.extend(plain.into_iter().map(|(step, b, m)| (step, &[][..], b, m)));
+    s.c.dropin_everywhere("80-fast.toml", "[restore]\nsafemode_timeout = \"3s\"\n");
+    for (step, before, break_it, mend_it) in cases {
+        wipe(&s);
+        // Emptied, not removed: the simulators running as hdfs could not create it again.
+        fs::write(s.c.sim.join("state/invocations.jsonl"), "").unwrap();
+        for earlier in before {
+            let out = s.c.hwdr("head1", &["restore", ID, "--only", earlier]);
+            assert!(out.status.success(), "{step}: --only {earlier}: {}", text(&out.stderr));
+        }
+        break_it(&s);
+        let first = if before.is_empty() {
+            vec!["restore", ID]
+        } else {
+            vec!["restore", ID, "--resume"]
+        };
+        let out = s.c.hwdr("head1", &first);
+        assert_eq!(out.status.code(), Some(1), "{step}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(err.contains(&format!("stopped at step {step}")), "{step}: {err}");
+        let status = text(&s.c.hwdr("head1", &["restore", ID, "--status"]).stdout);
+        assert!(
+            status.lines().any(|l| l.starts_with(step) && l.contains("failed")),
+            "{step}:\n{status}"
+        );
+        // Nothing after the failing step ran.
+        let after: Vec<&str> = status
+            .lines()
+            .filter(|l| !l.starts_with(' '))
+            .skip_while(|l| !l.starts_with(step))
+            .skip(1)
+            .collect();
+        assert!(
+            after.iter().all(|l| l.contains("pending") || l.contains("skipped")),
+            "{step}:\n{status}"
+        );
+        let meta_runs = runs_of(&s.c, "ndb_restore")
+            .iter()
+            .filter(|r| r["argv"].to_string().contains("\"-m\""))
+            .count();
+
+        mend_it(&s);
+        let out = s.c.hwdr("head1", &["restore", ID, "--resume"]);
+        assert!(
+            out.status.success(),
+            "{step}: {}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert_restored(&s);
+        // Finished steps were not redone: -m ran once in all (twice only if it was the failing step).
+        let meta_after = runs_of(&s.c, "ndb_restore")
+            .iter()
+            .filter(|r| r["argv"].to_string().contains("\"-m\""))
+            .count();
+        let expected = if step == "stage" {
+            1
+        } else {
+            meta_runs.max(1) + usize::from(step == "rondb-meta")
+        };
+        assert_eq!(meta_after, expected, "{step}: ndb_restore -m ran {meta_after} times");
+    }
+}
+
+#[test]
+fn restore_is_refused_for_a_failed_backup_and_for_a_corrupted_file_naming_it() {
+    let s = backed_up();
+    // A corrupted RonDB part: refused, named, nothing run.
+    let part = common::tree(&s.c.repo.join(format!("backups/{ID}")))
+        .into_iter()
+        .find(|p| p.ends_with(".Data"))
+        .unwrap();
+    let path = s.c.repo.join(format!("backups/{ID}")).join(&part);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    fs::write(&path, bytes).unwrap();
+    let out = s.c.hwdr("head1", &["restore", ID]);
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains(&part) && err.contains("the manifest says"), "{err}");
+    assert!(runs_of(&s.c, "ndb_restore").is_empty());
+
+    // A missing block in the store: refused, named.
+    let out = s.c.hwdr("head1", &["restore", ID]);
+    assert_eq!(out.status.code(), Some(8));
+
+    // A failed backup: refused.
+    s.c.control("mgm-client.sh", "unreachable");
+    assert!(!s.c.hwdr("head1", &["backup", "--id", "2611231820"]).status.success());
+    let out = s.c.hwdr("head1", &["restore", "2611231820"]);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(
+        text(&out.stderr).contains("is failed, not complete"),
+        "{}",
+        text(&out.stderr)
+    );
+    // No backup at all.
+    let out = s.c.hwdr("head1", &["restore", "2611231821"]);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(text(&out.stderr).contains("has no manifest"));
+}
