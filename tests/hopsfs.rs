@@ -256,26 +256,6 @@ fn cloud_block_storage_stores_no_blocks() {
     assert!(!c.repo.join("backups/2611231819/hopsfs").exists());
 }
 
-/// What a restore must reproduce of a data folder: VERSION files and every
-/// finalized block and `.meta`, with content, size, owner and mode.
-fn snapshot(data_dir: &Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
-    common::tree(data_dir)
-        .into_iter()
-        .filter(|p| p == "current/VERSION" || p.ends_with("/current/VERSION") || p.contains("/current/finalized/"))
-        .map(|p| {
-            let full = data_dir.join(&p);
-            let m = fs::metadata(&full).unwrap();
-            (
-                p,
-                m.uid(),
-                m.gid(),
-                m.permissions().mode() & 0o7777,
-                fs::read(&full).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Runs a restore job on `node` and waits for its end; returns the job status.
 fn restore_job(c: &Cluster, node: &str, id: &str, clean: bool) -> serde_json::Value {
     let body = format!(r#"{{"kind":"hopsfs_restore","node":"{node}","backup_id":"{id}","clean":{clean}}}"#);
@@ -299,7 +279,7 @@ fn restore_rebuilds_every_node_byte_for_byte_with_owners_and_modes_and_is_idempo
         .data_dir
         .join(generated.block_rel_path(&generated.blocks[node1.blocks[0] as usize]));
     fs::set_permissions(&odd, fs::Permissions::from_mode(0o640)).unwrap();
-    let before: Vec<_> = generated.nodes.iter().map(|n| snapshot(&n.data_dir)).collect();
+    let before: Vec<_> = generated.nodes.iter().map(|n| common::snapshot(&n.data_dir)).collect();
     let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
@@ -313,7 +293,7 @@ fn restore_rebuilds_every_node_byte_for_byte_with_owners_and_modes_and_is_idempo
         assert_eq!(status["state"], "succeeded", "{status}");
         let restored = &status["result"]["hopsfs_restored"];
         assert_eq!(restored["blocks_written"], n.blocks.len() as u64);
-        assert_eq!(snapshot(&n.data_dir), before[i], "{name}");
+        assert_eq!(common::snapshot(&n.data_dir), before[i], "{name}");
         // rbw/ and tmp/ exist again, empty; in_use.lock is the data node's own.
         assert!(n.data_dir.join("current").read_dir().unwrap().count() >= 2);
         assert!(!n.data_dir.join("in_use.lock").exists());
@@ -326,7 +306,7 @@ fn restore_rebuilds_every_node_byte_for_byte_with_owners_and_modes_and_is_idempo
         status["result"]["hopsfs_restored"]["blocks_kept"],
         generated.nodes[0].blocks.len() as u64
     );
-    assert_eq!(snapshot(&generated.nodes[0].data_dir), before[0]);
+    assert_eq!(common::snapshot(&generated.nodes[0].data_dir), before[0]);
 
     // A block the backup does not name stays, unless asked to clean; a
     // damaged one is put back.
@@ -340,11 +320,11 @@ fn restore_rebuilds_every_node_byte_for_byte_with_owners_and_modes_and_is_idempo
     let status = restore_job(&c, "node1", "2611231819", false);
     assert_eq!(status["result"]["hopsfs_restored"]["blocks_written"], 1);
     assert!(stray.exists());
-    assert_eq!(snapshot(&node1.data_dir).len(), before[0].len() + 1);
+    assert_eq!(common::snapshot(&node1.data_dir).len(), before[0].len() + 1);
     let status = restore_job(&c, "node1", "2611231819", true);
     assert_eq!(status["state"], "succeeded", "{status}");
     assert!(!stray.exists());
-    assert_eq!(snapshot(&node1.data_dir), before[0]);
+    assert_eq!(common::snapshot(&node1.data_dir), before[0]);
 }
 
 #[test]

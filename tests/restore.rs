@@ -5,8 +5,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
 use std::process::Command;
 
 use common::cluster::Cluster;
@@ -21,7 +19,7 @@ struct Setup {
     /// `simctl dump` before the backup: the RonDB content to get back.
     rondb: String,
     /// Each data folder as it was.
-    trees: Vec<Vec<(String, u32, u32, u32, Vec<u8>)>>,
+    trees: Vec<Vec<common::SnapshotEntry>>,
 }
 
 fn simctl(c: &Cluster, args: &[&str]) -> String {
@@ -32,25 +30,6 @@ fn simctl(c: &Cluster, args: &[&str]) -> String {
             .args(&args[1..]),
     );
     text(&out.stdout)
-}
-
-/// VERSION files and finalized blocks with owner, mode and content.
-fn snapshot(data_dir: &Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
-    common::tree(data_dir)
-        .into_iter()
-        .filter(|p| p == "current/VERSION" || p.ends_with("/current/VERSION") || p.contains("/current/finalized/"))
-        .map(|p| {
-            let full = data_dir.join(&p);
-            let m = fs::metadata(&full).unwrap();
-            (
-                p,
-                m.uid(),
-                m.gid(),
-                m.permissions().mode() & 0o7777,
-                fs::read(&full).unwrap(),
-            )
-        })
-        .collect()
 }
 
 /// head1 (head), node1 (rondb 2 + hopsfs), node2 (rondb 3 + hopsfs), node3
@@ -92,7 +71,7 @@ fn backed_up() -> Setup {
     let out = c.hwdr("head1", &["backup", "--id", ID]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rondb = simctl(&c, &["dump"]);
-    let trees = generated.nodes.iter().map(|n| snapshot(&n.data_dir)).collect();
+    let trees = generated.nodes.iter().map(|n| common::snapshot(&n.data_dir)).collect();
     Setup {
         c,
         generated,
@@ -128,7 +107,12 @@ fn assert_restored(s: &Setup) {
         "RonDB content differs from the backup"
     );
     for (i, n) in s.generated.nodes.iter().enumerate() {
-        assert_eq!(snapshot(&n.data_dir), s.trees[i], "node{} data folder differs", i + 1);
+        assert_eq!(
+            common::snapshot(&n.data_dir),
+            s.trees[i],
+            "node{} data folder differs",
+            i + 1
+        );
     }
     assert!(simctl(&s.c, &["topics"]).contains("num_partitions") || !simctl(&s.c, &["topics"]).trim().is_empty());
 }

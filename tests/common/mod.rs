@@ -272,3 +272,27 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// One file of a data folder snapshot: path, owner, group, mode, content.
+pub type SnapshotEntry = (String, u32, u32, u32, Vec<u8>);
+
+/// What a HopsFS restore must reproduce of a data folder: VERSION files and
+/// every finalized block and `.meta`, with owner, mode and content.
+pub fn snapshot(data_dir: &Path) -> Vec<SnapshotEntry> {
+    use std::os::unix::fs::MetadataExt;
+    tree(data_dir)
+        .into_iter()
+        .filter(|p| p == "current/VERSION" || p.ends_with("/current/VERSION") || p.contains("/current/finalized/"))
+        .map(|p| {
+            let full = data_dir.join(&p);
+            let m = fs::metadata(&full).unwrap();
+            (
+                p,
+                m.uid(),
+                m.gid(),
+                m.permissions().mode() & 0o7777,
+                fs::read(&full).unwrap(),
+            )
+        })
+        .collect()
+}
