@@ -19,6 +19,8 @@ pub const MSG_BACKUP_STARTED: &str = "79ee74680f1a43a0bc2d51664419b262";
 pub const MSG_BACKUP_COMPLETED: &str = "13039cfd13dd4ff1a83ae38db9fcd47d";
 /// `MESSAGE_ID` of "backup failed" (also partial).
 pub const MSG_BACKUP_FAILED: &str = "7b2501e68c884f468ff45228b1f1201b";
+/// `MESSAGE_ID` of "an hwdr unit failed", logged by the `OnFailure=` hook.
+pub const MSG_UNIT_FAILED: &str = "e2fcd5d96e3640afb842ee01439b2b41";
 
 /// Whether stderr is connected to the journal (systemd sets `JOURNAL_STREAM`
 /// to the device and inode of the stream it gave us).

@@ -36,6 +36,13 @@ enum Command {
     Unlock(cli::unlock::Args),
     /// Run the node agent (the hwdr-agent service).
     Agent,
+    /// Log that a unit failed, with its own MESSAGE_ID (the OnFailure= hook
+    /// of hwdr's units: hwdr-failure@.service).
+    #[command(hide = true)]
+    OnFailure {
+        /// The unit that failed.
+        unit: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +65,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),
+        Command::OnFailure { unit } => cli::on_failure::run(&unit),
     };
     match result {
         Ok(code) => code.into(),

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod backup;
 pub mod config;
 pub mod list;
+pub mod on_failure;
 pub mod restore;
 pub mod unlock;
 
