@@ -418,3 +418,35 @@ fn restore_is_refused_for_a_failed_backup_and_for_a_corrupted_file_naming_it() {
     assert_eq!(out.status.code(), Some(8));
     assert!(text(&out.stderr).contains("has no manifest"));
 }
+
+#[test]
+fn only_and_from_run_just_the_steps_asked_for_and_a_silent_agent_is_refused() {
+    let mut s = backed_up();
+    wipe(&s);
+    assert!(s.c.hwdr("head1", &["restore", ID]).status.success());
+    fs::write(s.c.sim.join("state/invocations.jsonl"), "").unwrap();
+
+    // --only kafka: the topics step alone.
+    let out = s.c.hwdr("head1", &["restore", ID, "--only", "kafka"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(runs_of(&s.c, "kafka-restore.sh").len(), 1);
+    assert!(runs_of(&s.c, "ndb_restore").is_empty() && runs_of(&s.c, "reindex-epipe.sh").is_empty());
+
+    // --from opensearch: that step and the ones after it.
+    let out = s.c.hwdr("head1", &["restore", ID, "--from", "opensearch"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(runs_of(&s.c, "reindex-epipe.sh").len(), 1);
+    assert_eq!(runs_of(&s.c, "kafka-restore.sh").len(), 2);
+    assert!(runs_of(&s.c, "ndb_restore").is_empty() && runs_of(&s.c, "hdfs").is_empty());
+
+    // An unknown step is named.
+    let out = s.c.hwdr("head1", &["restore", ID, "--only", "rondb"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no step 'rondb'"), "{}", text(&out.stderr));
+
+    // A node whose agent does not answer: refused before anything runs.
+    s.c.kill_agent("node3");
+    let out = s.c.hwdr("head1", &["restore", ID, "--only", "hopsfs"]);
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("agent of node3"), "{}", text(&out.stderr));
+}
