@@ -590,11 +590,7 @@ fn backup_hopsfs(
     });
     let mut all_listed = true;
     for s in listed {
-        let node = nodes
-            .iter()
-            .find(|n| n.name.as_str() == s.node)
-            .copied()
-            .unwrap_or(nodes[0]);
+        let node = nodes[s.index];
         let files = match s.result {
             Ok(JobResult::HopsfsListed(l)) => {
                 for skipped in &l.skipped {
@@ -674,11 +670,7 @@ fn backup_hopsfs(
         let mut retry = Vec::new();
         let mut failed = false;
         for s in uploads {
-            let node = busy
-                .iter()
-                .find(|n| n.name.as_str() == s.node)
-                .copied()
-                .unwrap_or(nodes[0]);
+            let node = busy[s.index];
             let outcome = match s.result {
                 Ok(JobResult::HopsfsUploaded(u)) => {
                     new_blocks += u.blocks;

@@ -133,47 +133,6 @@ fn check_host(config: &Config, report: &mut Report) {
         }
     }
     if this.has(Role::Hopsfs) {
-        report.check(
-            RunAs::lookup(&config.hopsfs.user, &o.key("hopsfs", "user"))
-                .map(|u| format!("{}: user '{}' exists (uid {})", o.key("hopsfs", "user"), u.name, u.uid))
-                .map_err(|e| format!("{e:#}")),
-        );
-        match uzers::get_group_by_name(&config.hopsfs.group) {
-            Some(g) => report.ok(format!(
-                "{}: group '{}' exists (gid {})",
-                o.key("hopsfs", "group"),
-                config.hopsfs.group,
-                g.gid()
-            )),
-            None => report.fail(format!(
-                "{}: no such group '{}'",
-                o.key("hopsfs", "group"),
-                config.hopsfs.group
-            )),
-        }
-        for dir in &config.hopsfs.data_dirs {
-            if dir.join("current/VERSION").is_file() {
-                report.ok(format!(
-                    "{}: {} is a HopsFS storage folder",
-                    o.key("hopsfs", "data_dirs"),
-                    dir.display()
-                ));
-            } else {
-                report.warn(format!(
-                    "{}: {} has no current/VERSION (not formatted yet, or wiped)",
-                    o.key("hopsfs", "data_dirs"),
-                    dir.display()
-                ));
-            }
-        }
-        if config.hopsfs.datanode_unit.is_empty() {
-            report.warn(format!(
-                "{}: empty: restores will not stop the data node",
-                o.key("hopsfs", "datanode_unit")
-            ));
-        }
-    }
-    if this.has(Role::Hopsfs) {
         check_hopsfs(config, report);
     }
     if this.has(Role::Rondb) {
