@@ -28,6 +28,8 @@ pub enum Code {
     /// The backup cannot be restored (incomplete, damaged, or the cluster
     /// does not match it); nothing was changed.
     Refused = 8,
+    /// `hwdr verify` found damage.
+    Damaged = 9,
 }
 
 impl From<Code> for ExitCode {

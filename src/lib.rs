@@ -17,3 +17,4 @@ pub mod restore;
 pub mod rondb;
 pub mod runner;
 pub mod systemd;
+pub mod verify;

@@ -29,6 +29,8 @@ enum Command {
     List(cli::list::Args),
     /// Restore the cluster from a backup, step by step (resumable).
     Restore(cli::restore::Args),
+    /// Check that a backup is whole: files, checksums, blocks.
+    Verify(cli::verify::Args),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(cli::config::Command),
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => cli::backup::run(&cli.config, args),
         Command::List(args) => cli::list::run(&cli.config, args),
         Command::Restore(args) => cli::restore::run(&cli.config, args),
+        Command::Verify(args) => cli::verify::run(&cli.config, args),
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),

@@ -7,6 +7,7 @@ pub mod list;
 pub mod on_failure;
 pub mod restore;
 pub mod unlock;
+pub mod verify;
 
 use std::path::Path;
 

@@ -57,6 +57,11 @@ impl Repository {
         }
     }
 
+    /// The repository's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The lock file.
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("lock")

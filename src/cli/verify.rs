@@ -1,0 +1,64 @@
+//! `hwdr verify`: check a backup file by file.
+
+use std::path::Path;
+
+use anyhow::Result;
+use tracing::info_span;
+
+use crate::backup_id::BackupId;
+use crate::exit::Code;
+use crate::repo::Repository;
+use crate::verify;
+
+/// Options of `hwdr verify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The backup to check (yymmddHHMM).
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    id: Option<BackupId>,
+    /// Check the newest complete backup.
+    #[arg(long)]
+    latest: bool,
+    /// Also re-read every HopsFS block against its .meta CRCs.
+    #[arg(long)]
+    full: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `hwdr verify`; exit code 9 when anything is damaged.
+pub fn run(config_path: &Path, args: Args) -> Result<Code> {
+    let config = super::load_config(config_path)?;
+    let repo = Repository::new(&config.repository);
+    let id = match args.id {
+        Some(id) => id,
+        None => verify::latest_complete(&repo)?,
+    };
+    let _span = info_span!("verify", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
+    let report = verify::verify(&repo, id, args.full)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for d in &report.damage {
+            println!("DAMAGED {d}");
+        }
+        println!(
+            "backup {id}: {} ({} files, {} blocks{}, {} bytes read)",
+            if report.ok() {
+                "ok".to_owned()
+            } else {
+                format!("damaged, {} problem(s)", report.damage.len())
+            },
+            report.files_checked,
+            report.blocks_checked,
+            if args.full {
+                " re-read against their CRCs"
+            } else {
+                " present"
+            },
+            report.bytes_read
+        );
+    }
+    Ok(if report.ok() { Code::Success } else { Code::Damaged })
+}

@@ -1,0 +1,161 @@
+//! `hwdr verify`: is a backup still whole? Every file of its manifest present
+//! with its size and SHA-256 (read through), every HopsFS block its
+//! inventories name present with its length, and with `full` every block
+//! re-read and checked against its `.meta` CRCs.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::BufReader;
+
+use anyhow::{anyhow, Result};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::backup_id::BackupId;
+use crate::hopsfs::inventory::{self, Line};
+use crate::hopsfs::meta;
+use crate::hopsfs::node::inventory_rel;
+use crate::hopsfs::store::{BlockKey, BlockStore};
+use crate::repo::fsutil;
+use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::Repository;
+
+/// What a verify found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub backup_id: String,
+    pub files_checked: u64,
+    pub bytes_read: u64,
+    pub blocks_checked: u64,
+    /// Whether blocks were re-read against their CRCs.
+    pub full: bool,
+    /// One line per damaged or missing file or block.
+    pub damage: Vec<String>,
+}
+
+impl Report {
+    /// Whether nothing is damaged.
+    pub fn ok(&self) -> bool {
+        self.damage.is_empty()
+    }
+}
+
+/// The newest complete backup, by the times in the manifests.
+pub fn latest_complete(repo: &Repository) -> Result<BackupId> {
+    repo.entries()?
+        .into_iter()
+        .filter_map(|e| e.manifest.ok().flatten())
+        .filter(|m| m.status == BackupStatus::Complete)
+        .max_by_key(|m| (m.finished_at, m.backup_id))
+        .map(|m| m.backup_id)
+        .ok_or_else(|| anyhow!("the repository has no complete backup"))
+}
+
+/// Verifies backup `id`.
+pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
+    let mut report = Report {
+        backup_id: id.to_string(),
+        full,
+        ..Report::default()
+    };
+    let manifest: Manifest = match repo.read_manifest(id) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            report.damage.push(format!("backup {id}: no manifest.json"));
+            return Ok(report);
+        }
+        Err(e) => {
+            report.damage.push(format!("backup {id}: {e:#}"));
+            return Ok(report);
+        }
+    };
+    if manifest.status != BackupStatus::Complete {
+        warn!("backup {id} is {}: verifying what it holds", manifest.status);
+    }
+    let dir = repo.backup_dir(id);
+    for f in manifest.files() {
+        report.files_checked += 1;
+        match fsutil::hash_file(&dir.join(&f.path)) {
+            Ok((size, sha)) => {
+                report.bytes_read += size;
+                if size != f.size {
+                    report
+                        .damage
+                        .push(format!("{}: {size} bytes, the manifest says {}", f.path, f.size));
+                } else if sha != f.sha256 {
+                    report
+                        .damage
+                        .push(format!("{}: SHA-256 differs from the manifest", f.path));
+                }
+            }
+            Err(e) => report.damage.push(format!("{}: {e:#}", f.path)),
+        }
+    }
+    if let Some(h) = &manifest.hopsfs {
+        let store = BlockStore::new(repo.root());
+        let mut seen: HashSet<BlockKey> = HashSet::new();
+        for node in &h.nodes {
+            let rel = inventory_rel(node);
+            let mut pools: HashMap<u16, String> = HashMap::new();
+            let read = File::open(dir.join(&rel))
+                .map_err(anyhow::Error::from)
+                .and_then(|file| {
+                    inventory::read(BufReader::with_capacity(1 << 20, file), |line| {
+                        match line {
+                            Line::Pool(p) => {
+                                pools.insert(p.index, p.id);
+                            }
+                            Line::Block(b) => {
+                                let pool = pools.get(&b.pool).cloned().unwrap_or_default();
+                                let key = BlockKey {
+                                    pool,
+                                    id: b.id,
+                                    genstamp: b.genstamp,
+                                };
+                                if seen.insert(key.clone()) {
+                                    check_block(&store, &key, b.len, full, &mut report);
+                                }
+                            }
+                            _ => {}
+                        }
+                        Ok(())
+                    })
+                });
+            if let Err(e) = read {
+                report.damage.push(format!("{rel}: {e:#}"));
+            }
+        }
+    }
+    info!(
+        files = report.files_checked,
+        blocks = report.blocks_checked,
+        damaged = report.damage.len(),
+        "verified backup {id}: {}",
+        if report.ok() { "ok" } else { "damaged" }
+    );
+    Ok(report)
+}
+
+fn check_block(store: &BlockStore, key: &BlockKey, len: u64, full: bool, report: &mut Report) {
+    report.blocks_checked += 1;
+    let path = store.block_path(key);
+    let name = format!("blocks/{key}");
+    match std::fs::metadata(&path) {
+        Err(e) => return report.damage.push(format!("{name}: {e}")),
+        Ok(m) if m.len() != len => {
+            return report
+                .damage
+                .push(format!("{name}: {} bytes, the inventory says {len}", m.len()))
+        }
+        Ok(_) => {}
+    }
+    if !store.meta_path(key).is_file() {
+        return report.damage.push(format!("{name}.meta: missing"));
+    }
+    if full {
+        match meta::verify_file(&path, &store.meta_path(key)) {
+            Ok(n) => report.bytes_read += n,
+            Err(e) => report.damage.push(format!("{name}: {e:#}")),
+        }
+    }
+}
