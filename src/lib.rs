@@ -12,6 +12,8 @@ pub mod hopsfs;
 pub mod job;
 pub mod leader;
 pub mod logging;
+pub mod metrics;
+pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod rondb;

@@ -31,6 +31,8 @@ enum Command {
     Restore(cli::restore::Args),
     /// Check that a backup is whole: files, checksums, blocks.
     Verify(cli::verify::Args),
+    /// Remove backups no retention rule keeps, and blocks no backup names.
+    Prune(cli::prune::Args),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(cli::config::Command),
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::List(args) => cli::list::run(&cli.config, args),
         Command::Restore(args) => cli::restore::run(&cli.config, args),
         Command::Verify(args) => cli::verify::run(&cli.config, args),
+        Command::Prune(args) => cli::prune::run(&cli.config, args),
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),

@@ -80,8 +80,8 @@ TOML
 for n in head1 head2 ndb1 ndb2 ndb3; do
   mkdir -p "$demo/etc-$n/hwdr.d"
   common > "$demo/etc-$n/hwdr.toml"
-  printf '[node]\nname = "%s"\n[restore]\nstate_dir = "%s"\nstaging_dir = "%s"\n' \
-    "$n" "$demo/state-$n" "$demo/staging-$n" > "$demo/etc-$n/hwdr.d/50-node.toml"
+  printf '[node]\nname = "%s"\n[restore]\nstate_dir = "%s"\nstaging_dir = "%s"\n[metrics]\ntextfile = "%s"\n' \
+    "$n" "$demo/state-$n" "$demo/staging-$n" "$demo/state-$n/hwdr.prom" > "$demo/etc-$n/hwdr.d/50-node.toml"
 done
 for i in 1 2 3; do
   printf '[rondb]\nbackup_dir = "%s"\n[hopsfs]\ndata_dirs = ["%s"]\n' \

@@ -49,6 +49,17 @@ async fn serve(config: Config, token: Token, listener: std::net::TcpListener) ->
     let shared = server::Shared::new(config, token);
     let (stop_tx, mut stop_rx) = watch::channel(false);
 
+    let app = server::router(shared.clone());
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.changed().await;
+            })
+            .into_future(),
+    );
+    info!(hwdr_node = %node, "agent of node {node} listening on {address}");
+    systemd::ready("idle");
+    // After READY=1: the first tick fires at once.
     if let Some(interval) = systemd::watchdog_interval() {
         let mut stop = stop_tx.subscribe();
         tokio::spawn(async move {
@@ -61,17 +72,6 @@ async fn serve(config: Config, token: Token, listener: std::net::TcpListener) ->
             }
         });
     }
-
-    let app = server::router(shared.clone());
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .into_future(),
-    );
-    info!(hwdr_node = %node, "agent of node {node} listening on {address}");
-    systemd::ready("idle");
 
     wait_for_signal().await?;
     info!("stopping: no new jobs");

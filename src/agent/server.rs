@@ -96,6 +96,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .merge(authed)
         .fallback(|| async { ApiErr(StatusCode::NOT_FOUND, "no such API path".into()) })
         .with_state(shared)
@@ -128,6 +129,15 @@ async fn health(State(shared): State<Arc<Shared>>) -> Json<Health> {
         busy: running.is_some(),
         job: running,
     })
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let config = shared.config.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&config)).await {
+        Ok(Ok(text)) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(Err(e)) => ApiErr(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+        Err(e) => ApiErr(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")).into_response(),
+    }
 }
 
 async fn list_jobs(State(shared): State<Arc<Shared>>) -> Json<Vec<JobStatus>> {

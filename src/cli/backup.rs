@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::Local;
-use tracing::{info, info_span};
+use tracing::{info, info_span, warn};
 
 use crate::agent::client::AgentClient;
 use crate::backup_id::BackupId;
@@ -54,7 +54,22 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         }
     }
     let _span = info_span!("backup", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
-    let manifest = leader::run_backup(&config, id, now, client.as_ref(), &rt)?;
+    let result = leader::run_backup(&config, id, now, client.as_ref(), &rt);
+    if let Err(e) = crate::metrics::write_textfile(&config) {
+        warn!("could not write the metrics: {e:#}");
+    }
+    let manifest = result?;
+    // Retention runs after every successful backup; its failure does not
+    // make the backup less good.
+    match super::prune::prune_now(&config, false) {
+        Ok(r) => info!(
+            "prune: removed {} backup(s) and {} block(s), {} bytes freed",
+            r.removed_backups.len(),
+            r.removed_blocks,
+            r.freed_bytes
+        ),
+        Err(e) => warn!("prune after backup {id} failed: {e:#}"),
+    }
     println!(
         "backup {id} complete: {} files, {} bytes, RonDB data nodes {:?}",
         manifest.files().count(),

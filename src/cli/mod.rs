@@ -5,6 +5,7 @@ pub mod backup;
 pub mod config;
 pub mod list;
 pub mod on_failure;
+pub mod prune;
 pub mod restore;
 pub mod unlock;
 pub mod verify;

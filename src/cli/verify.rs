@@ -37,6 +37,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     };
     let _span = info_span!("verify", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
     let report = verify::verify(&repo, id, args.full)?;
+    if let Err(e) = crate::metrics::record_verify(&config, report.ok()) {
+        tracing::warn!("could not write the metrics: {e:#}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

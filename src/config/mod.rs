@@ -211,6 +211,20 @@ pub struct RestoreSettings {
     pub command_timeout: Duration,
 }
 
+/// `[retention]`: which backups `hwdr prune` keeps (restic-style: a backup
+/// kept by any rule stays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: usize,
+    pub keep_daily: usize,
+    pub keep_weekly: usize,
+    pub keep_monthly: usize,
+    /// Nothing younger is ever removed.
+    pub min_age: Duration,
+    /// Failed, partial and unfinished backups are removed after this many days.
+    pub keep_failed_days: usize,
+}
+
 /// A restore step that runs one program on one node (`[opensearch]`, `[kafka]`).
 #[derive(Debug, Clone)]
 pub struct CommandStep {
@@ -238,6 +252,9 @@ pub struct Config {
     pub restore: RestoreSettings,
     pub opensearch: CommandStep,
     pub kafka: CommandStep,
+    pub retention: Retention,
+    /// `[metrics] textfile`: the Prometheus text file hwdr writes.
+    pub metrics_textfile: PathBuf,
     /// Which file set which key, for later error messages.
     pub origins: Origins,
     /// The files read, main file first.
@@ -625,6 +642,22 @@ impl Validator<'_> {
             &["/srv/hops/kafka/bin/kafka-restore.sh"],
         );
 
+        let t = raw.retention.unwrap_or_default();
+        let retention = Retention {
+            keep_last: self.count("retention", "keep_last", t.keep_last, 7, 0),
+            keep_daily: self.count("retention", "keep_daily", t.keep_daily, 7, 0),
+            keep_weekly: self.count("retention", "keep_weekly", t.keep_weekly, 4, 0),
+            keep_monthly: self.count("retention", "keep_monthly", t.keep_monthly, 6, 0),
+            min_age: self.duration("retention", "min_age", t.min_age, Duration::from_secs(86_400)),
+            keep_failed_days: self.count("retention", "keep_failed_days", t.keep_failed_days, 7, 0),
+        };
+        let metrics_textfile = self.abs_path(
+            "metrics",
+            "textfile",
+            raw.metrics.unwrap_or_default().textfile,
+            "/var/lib/prometheus/node-exporter/hwdr.prom",
+        );
+
         let this_node = this_node?;
         Some(Config {
             cluster,
@@ -639,6 +672,8 @@ impl Validator<'_> {
             restore,
             opensearch,
             kafka,
+            retention,
+            metrics_textfile,
             origins: Origins::default(),
             files: vec![path.to_path_buf()],
         })

@@ -19,6 +19,25 @@ pub struct RawConfig {
     pub restore: Option<RawRestore>,
     pub opensearch: Option<RawCommandStep>,
     pub kafka: Option<RawCommandStep>,
+    pub retention: Option<RawRetention>,
+    pub metrics: Option<RawMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub keep_last: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+    pub min_age: Option<String>,
+    pub keep_failed_days: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub textfile: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -141,9 +141,10 @@ parallelism = 2
             // What differs per host: its name and its RonDB BackupDataDir.
             // Each host has its own state and staging folders.
             let mut local = format!(
-                "[node]\nname = \"{name}\"\n[restore]\nstate_dir = \"{}\"\nstaging_dir = \"{}\"\n",
+                "[node]\nname = \"{name}\"\n[restore]\nstate_dir = \"{}\"\nstaging_dir = \"{}\"\n[metrics]\ntextfile = \"{}\"\n",
                 dir.path().join(format!("state-{name}")).display(),
-                dir.path().join(format!("staging-{name}")).display()
+                dir.path().join(format!("staging-{name}")).display(),
+                dir.path().join(format!("state-{name}/hwdr.prom")).display()
             );
             let backup_dir = ids.first().map(|id| {
                 let dir = sim_conf["data_nodes"][id.to_string()]["backup_dir"].as_str().unwrap();

@@ -152,6 +152,12 @@ paths = ["{def}"]
 [backup]
 ndb_backup_timeout = "60s"
 dump_timeout = "60s"
+
+[restore]
+state_dir = "{state}"
+
+[metrics]
+textfile = "{state}/hwdr.prom"
 "#,
                 ids = ids.join(", "),
                 repo = repo.display(),
@@ -159,6 +165,7 @@ dump_timeout = "60s"
                 socket = socket.display(),
                 backup_dir = backup_dir.display(),
                 def = cluster_def.display(),
+                state = dir.path().join("state").display(),
             ),
         )
         .unwrap();

@@ -1,0 +1,62 @@
+//! `hwdr prune`: apply `[retention]` and sweep unreferenced HopsFS blocks.
+
+use std::path::Path;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use crate::config::Config;
+use crate::exit::Code;
+use crate::prune::{self, PruneReport};
+use crate::repo::Repository;
+
+/// Options of `hwdr prune`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prunes the repository of `config` and records the metrics.
+pub fn prune_now(config: &Config, dry_run: bool) -> Result<PruneReport> {
+    let report = prune::prune(
+        &Repository::new(&config.repository),
+        &config.retention,
+        Utc::now(),
+        dry_run,
+    )?;
+    if !dry_run {
+        crate::metrics::record_prune(config, report.freed_bytes)?;
+    }
+    Ok(report)
+}
+
+/// Runs `hwdr prune`.
+pub fn run(config_path: &Path, args: Args) -> Result<Code> {
+    let config = super::load_config(config_path)?;
+    let report = prune_now(&config, args.dry_run)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(Code::Success);
+    }
+    for d in &report.decisions {
+        println!(
+            "{} {}  ({})",
+            if d.keep { "keep  " } else { "remove" },
+            d.id,
+            d.reasons.join(", ")
+        );
+    }
+    println!(
+        "{} {} backup(s) and {} block(s), {} bytes freed",
+        if args.dry_run { "would remove" } else { "removed" },
+        report.removed_backups.len(),
+        report.removed_blocks,
+        report.freed_bytes
+    );
+    Ok(Code::Success)
+}

@@ -1,0 +1,433 @@
+//! `hwdr prune`: retention that never eats the last good backup.
+//!
+//! Complete backups are kept by `[retention]` rules (restic-style: the newest
+//! `keep_last`; the newest of each of the last `keep_daily` days,
+//! `keep_weekly` ISO weeks and `keep_monthly` months that have backups; a
+//! backup kept by any rule stays). Never removed: the newest complete
+//! backup, anything younger than `min_age`, a backup being taken. Failed,
+//! partial and unfinished backups go after `keep_failed_days`. Then HopsFS
+//! blocks that no remaining backup names are swept, but only blocks written
+//! before the sweep started, so a backup running meanwhile is never robbed.
+//! Prune holds the repository lock: while a backup or restore holds it,
+//! prune removes nothing.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{self, File};
+use std::io::BufReader;
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Datelike, Local, Utc};
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::backup_id::BackupId;
+use crate::config::Retention;
+use crate::hopsfs::inventory::{self, Line};
+use crate::hopsfs::layout;
+use crate::hopsfs::node::inventory_rel;
+use crate::repo::lock::{self, LockInfo, RepoLock};
+use crate::repo::manifest::BackupStatus;
+use crate::repo::Repository;
+
+/// A backup as retention sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: BackupId,
+    /// `None`: no manifest (unfinished).
+    pub status: Option<BackupStatus>,
+    /// When it was taken (manifest start, else the folder's time).
+    pub time: DateTime<Utc>,
+    /// A live lock names it: it is being taken.
+    pub running: bool,
+}
+
+/// The decision for one backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub id: String,
+    pub keep: bool,
+    /// Why (every rule that keeps it, or why it goes).
+    pub reasons: Vec<String>,
+}
+
+/// The period a backup falls in for a rule: (year, day / ISO week / month).
+type Bucket = fn(DateTime<Local>) -> (i32, u32);
+
+/// Decides which backups stay. Pure: `now` is a parameter.
+pub fn decide(candidates: &[Candidate], policy: &Retention, now: DateTime<Utc>) -> Vec<Decision> {
+    let mut sorted: Vec<&Candidate> = candidates.iter().collect();
+    sorted.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); sorted.len()];
+    let complete: Vec<usize> = (0..sorted.len())
+        .filter(|i| sorted[*i].status == Some(BackupStatus::Complete))
+        .collect();
+
+    if let Some(&newest) = complete.first() {
+        reasons[newest].push("newest complete backup".into());
+    }
+    for &i in complete.iter().take(policy.keep_last) {
+        reasons[i].push("keep_last".into());
+    }
+    let local = |t: DateTime<Utc>| t.with_timezone(&Local);
+    let buckets: [(&str, usize, Bucket); 3] = [
+        ("keep_daily", policy.keep_daily, |t| (t.year(), t.ordinal())),
+        ("keep_weekly", policy.keep_weekly, |t| {
+            (t.iso_week().year(), t.iso_week().week())
+        }),
+        ("keep_monthly", policy.keep_monthly, |t| (t.year(), t.month())),
+    ];
+    for (rule, count, bucket_of) in buckets {
+        let mut seen = Vec::new();
+        for &i in &complete {
+            let bucket = bucket_of(local(sorted[i].time));
+            if seen.contains(&bucket) {
+                continue;
+            }
+            if seen.len() == count {
+                break;
+            }
+            seen.push(bucket);
+            reasons[i].push(format!("{rule} {}-{}", bucket.0, bucket.1));
+        }
+    }
+    let min_age = chrono::Duration::from_std(policy.min_age).unwrap_or(chrono::Duration::days(1));
+    let failed_age = chrono::Duration::days(policy.keep_failed_days as i64);
+    sorted
+        .iter()
+        .zip(reasons)
+        .map(|(c, mut why)| {
+            let age = now - c.time;
+            if c.running {
+                why.push("being taken".into());
+            }
+            if age < min_age {
+                why.push(format!("younger than min_age ({}s)", policy.min_age.as_secs()));
+            }
+            if c.status != Some(BackupStatus::Complete) && !c.running && age < failed_age {
+                why.push(format!(
+                    "not complete, kept for keep_failed_days ({})",
+                    policy.keep_failed_days
+                ));
+            }
+            let keep = !why.is_empty();
+            if !keep {
+                why.push(match c.status {
+                    Some(BackupStatus::Complete) => "no rule keeps it".into(),
+                    Some(s) => format!("{s}, older than keep_failed_days"),
+                    None => "unfinished, older than keep_failed_days".into(),
+                });
+            }
+            Decision {
+                id: c.id.to_string(),
+                keep,
+                reasons: why,
+            }
+        })
+        .collect()
+}
+
+/// What a prune did (or, dry, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    pub decisions: Vec<Decision>,
+    pub removed_backups: Vec<String>,
+    pub removed_blocks: u64,
+    pub freed_bytes: u64,
+}
+
+/// The backups of a repository as candidates.
+pub fn candidates(repo: &Repository) -> Result<Vec<Candidate>> {
+    let holder = lock::read(&repo.lock_path()).ok().flatten();
+    let mut out = Vec::new();
+    for e in repo.entries()? {
+        let running = holder
+            .as_ref()
+            .is_some_and(|h| h.backup_id.as_deref() == Some(e.id.to_string().as_str()) && !h.is_stale());
+        let (status, time) = match &e.manifest {
+            Ok(Some(m)) => (Some(m.status), m.started_at),
+            _ => {
+                let t = fs::metadata(&e.dir)
+                    .and_then(|m| m.modified())
+                    .map(DateTime::<Utc>::from)
+                    .unwrap_or_else(|_| Utc::now());
+                (None, t)
+            }
+        };
+        out.push(Candidate {
+            id: e.id,
+            status,
+            time,
+            running,
+        });
+    }
+    Ok(out)
+}
+
+/// Applies retention to the repository and sweeps unreferenced blocks.
+pub fn prune(repo: &Repository, policy: &Retention, now: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(RepoLock::acquire(
+            &repo.lock_path(),
+            LockInfo::for_this_process("prune", None, now),
+        )?)
+    };
+    // Blocks written from here on are never swept.
+    let sweep_start = SystemTime::now();
+    let decisions = decide(&candidates(repo)?, policy, now);
+    let mut report = PruneReport {
+        dry_run,
+        decisions: decisions.clone(),
+        ..Default::default()
+    };
+    for d in decisions.iter().filter(|d| !d.keep) {
+        let id: BackupId = d.id.parse()?;
+        let dir = repo.backup_dir(id);
+        let size = dir_size(&dir);
+        info!(hwdr_backup_id = %id, "{} backup {id} ({}; {size} bytes)", if dry_run { "would remove" } else { "removing" }, d.reasons.join(", "));
+        if !dry_run {
+            // Renamed first: a half-removed backup never looks like a backup.
+            let doomed = dir.with_file_name(format!(".removing-{id}"));
+            fs::rename(&dir, &doomed).with_context(|| format!("renaming {}", dir.display()))?;
+            fs::remove_dir_all(&doomed).with_context(|| format!("removing {}", doomed.display()))?;
+        }
+        report.removed_backups.push(d.id.clone());
+        report.freed_bytes += size;
+    }
+    let kept: Vec<BackupId> = decisions
+        .iter()
+        .filter(|d| d.keep)
+        .filter_map(|d| d.id.parse().ok())
+        .collect();
+    let marked = mark(repo, &kept)?;
+    sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?;
+    info!(
+        removed_backups = report.removed_backups.len(),
+        removed_blocks = report.removed_blocks,
+        freed_bytes = report.freed_bytes,
+        "prune {}: {} backups and {} blocks, {} bytes",
+        if dry_run { "would remove" } else { "removed" },
+        report.removed_backups.len(),
+        report.removed_blocks,
+        report.freed_bytes
+    );
+    Ok(report)
+}
+
+/// Every block (`pool/blk_<id>_<gs>`) named by the inventories of `kept`.
+fn mark(repo: &Repository, kept: &[BackupId]) -> Result<HashSet<String>> {
+    let mut marked = HashSet::new();
+    for id in kept {
+        let dir = repo.backup_dir(*id);
+        let nodes: BTreeSet<String> = match repo.read_manifest(*id) {
+            Ok(Some(m)) => m.hopsfs.map(|h| h.nodes.into_iter().collect()).unwrap_or_default(),
+            // Unfinished or unreadable: keep every block any of its inventories names.
+            _ => fs::read_dir(dir.join("hopsfs"))
+                .map(|r| {
+                    r.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        for node in nodes {
+            let path = dir.join(inventory_rel(&node));
+            let Ok(file) = File::open(&path) else { continue };
+            let mut pools = std::collections::HashMap::new();
+            let read = inventory::read(BufReader::new(file), |line| {
+                match line {
+                    Line::Pool(p) => {
+                        pools.insert(p.index, p.id);
+                    }
+                    Line::Block(b) => {
+                        let pool = pools.get(&b.pool).cloned().unwrap_or_default();
+                        marked.insert(format!("{pool}/blk_{}_{}", b.id, b.genstamp));
+                    }
+                    _ => {}
+                }
+                Ok(())
+            });
+            if let Err(e) = read {
+                // A truncated inventory of an unfinished backup: what it listed is marked.
+                warn!("{}: {e:#}", path.display());
+            }
+        }
+    }
+    Ok(marked)
+}
+
+/// Removes block files (and their `.meta`) not in `marked` and older than
+/// `sweep_start`.
+fn sweep(
+    root: &Path,
+    marked: &HashSet<String>,
+    sweep_start: SystemTime,
+    dry_run: bool,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let Ok(pools) = fs::read_dir(root) else { return Ok(()) };
+    for pool in pools.flatten() {
+        let pool_name = pool.file_name().to_string_lossy().into_owned();
+        let mut stack = vec![pool.path()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir)
+                .with_context(|| format!("listing {}", dir.display()))?
+                .flatten()
+            {
+                let path = e.path();
+                let kind = e.file_type()?;
+                if kind.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".meta") || layout::parse_meta_name(&name).is_some() {
+                    continue;
+                }
+                let Some((id, gs)) = name.strip_prefix("blk_").and_then(|r| r.split_once('_')) else {
+                    continue;
+                };
+                if marked.contains(&format!("{pool_name}/blk_{id}_{gs}")) {
+                    continue;
+                }
+                let meta = e.metadata()?;
+                if meta.modified().map_or(true, |m| m >= sweep_start) {
+                    continue;
+                }
+                let meta_path = path.with_file_name(format!("{name}.meta"));
+                let freed = meta.len() + fs::metadata(&meta_path).map(|m| m.len()).unwrap_or(0);
+                if !dry_run {
+                    fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                    let _ = fs::remove_file(&meta_path);
+                }
+                report.removed_blocks += 1;
+                report.freed_bytes += freed;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::time::Duration;
+
+    fn policy(last: usize, daily: usize, weekly: usize, monthly: usize) -> Retention {
+        Retention {
+            keep_last: last,
+            keep_daily: daily,
+            keep_weekly: weekly,
+            keep_monthly: monthly,
+            min_age: Duration::from_secs(86_400),
+            keep_failed_days: 7,
+        }
+    }
+
+    /// A complete backup at local time `y-m-d h:00`.
+    fn at(y: i32, m: u32, d: u32, h: u32) -> Candidate {
+        let t = Local.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap();
+        Candidate {
+            id: BackupId::from_datetime(t.naive_local()).unwrap(),
+            status: Some(BackupStatus::Complete),
+            time: t.with_timezone(&Utc),
+            running: false,
+        }
+    }
+
+    fn kept(decisions: &[Decision]) -> Vec<String> {
+        let mut k: Vec<String> = decisions.iter().filter(|d| d.keep).map(|d| d.id.clone()).collect();
+        k.sort();
+        k
+    }
+
+    fn now() -> DateTime<Utc> {
+        Local
+            .with_ymd_and_hms(2026, 11, 30, 12, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn daily_keeps_the_newest_of_each_of_the_last_days_with_backups() {
+        // Two backups a day for ten days.
+        let backups: Vec<Candidate> = (10..20)
+            .flat_map(|d| [at(2026, 11, d, 1), at(2026, 11, d, 13)])
+            .collect();
+        let d = decide(&backups, &policy(0, 3, 0, 0), now());
+        assert_eq!(kept(&d), ["2611171300", "2611181300", "2611191300"]);
+    }
+
+    #[test]
+    fn weekly_and_monthly_keep_the_newest_of_each_bucket() {
+        // One backup a day through October and November 2026.
+        let backups: Vec<Candidate> = (1..=31)
+            .map(|d| at(2026, 10, d, 2))
+            .chain((1..=28).map(|d| at(2026, 11, d, 2)))
+            .collect();
+        // ISO weeks: Nov 28 (Sat, week 48), Nov 22 (Sun, week 47), Nov 15 (week 46).
+        assert_eq!(
+            kept(&decide(&backups, &policy(0, 0, 3, 0), now())),
+            ["2611150200", "2611220200", "2611280200"]
+        );
+        assert_eq!(
+            kept(&decide(&backups, &policy(0, 0, 0, 2), now())),
+            ["2610310200", "2611280200"]
+        );
+        // A backup kept by any rule stays: last 2 plus monthly 2.
+        assert_eq!(
+            kept(&decide(&backups, &policy(2, 0, 0, 2), now())),
+            ["2610310200", "2611270200", "2611280200"]
+        );
+    }
+
+    #[test]
+    fn the_newest_complete_and_young_backups_are_never_removed() {
+        let mut backups = vec![at(2026, 1, 1, 1), at(2026, 2, 1, 1)];
+        // Every rule at zero: the newest complete one still stays.
+        assert_eq!(kept(&decide(&backups, &policy(0, 0, 0, 0), now())), ["2602010100"]);
+        // A newer failed backup does not count as the newest good one.
+        let mut failed = at(2026, 11, 25, 1);
+        failed.status = Some(BackupStatus::Failed);
+        backups.push(failed.clone());
+        assert_eq!(
+            kept(&decide(&backups, &policy(0, 0, 0, 0), now())),
+            ["2602010100", "2611250100"]
+        );
+        // ...and is removed once older than keep_failed_days.
+        let later = Local
+            .with_ymd_and_hms(2026, 12, 20, 0, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(kept(&decide(&backups, &policy(0, 0, 0, 0), later)), ["2602010100"]);
+        // Younger than min_age: kept whatever the rules say.
+        let young = at(2026, 11, 30, 2);
+        backups.push(young);
+        assert!(kept(&decide(&backups, &policy(0, 0, 0, 0), now())).contains(&"2611300200".to_owned()));
+        // Being taken: kept.
+        let mut running = at(2026, 3, 1, 1);
+        running.status = None;
+        running.running = true;
+        assert!(kept(&decide(&[running], &policy(0, 0, 0, 0), later)).contains(&"2603010100".to_owned()));
+    }
+}

@@ -1,0 +1,225 @@
+//! Integration tests of `hwdr prune` and the metrics: retention never eats
+//! the newest complete backup, blocks no kept backup names are swept, a
+//! backup running at the same time is never robbed, and the Prometheus text
+//! file says what happened.
+
+mod common;
+
+use std::fs;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use common::cluster::{http, wait_until, Cluster};
+use common::text;
+use hwdr::hopsfs::gen::{self, GenSpec, Generated};
+
+fn cluster() -> (Cluster, Generated) {
+    let mut c = Cluster::new(
+        &[
+            ("head1", &["head"], &[]),
+            ("node1", &["rondb", "hopsfs"], &[2]),
+            ("node2", &["hopsfs"], &[]),
+        ],
+        1,
+    );
+    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
+    let spec = GenSpec {
+        nodes: 2,
+        blocks: 20,
+        replication: 2,
+        min_size: 100,
+        max_size: 5_000,
+        owner: Some((hdfs.uid(), hdfs.primary_group_id())),
+        ..GenSpec::default()
+    };
+    let generated = gen::generate(&c.dir.path().join("hopsfs"), &spec).unwrap();
+    for (i, n) in generated.nodes.iter().enumerate() {
+        c.set_data_dirs(&format!("node{}", i + 1), &[&n.data_dir]);
+    }
+    c.start_agent("node1");
+    c.start_agent("node2");
+    (c, generated)
+}
+
+fn stored_blocks(c: &Cluster) -> Vec<String> {
+    common::tree(&c.repo.join("blocks"))
+        .into_iter()
+        .filter(|p| !p.ends_with(".meta"))
+        .collect()
+}
+
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels).and_then(|v| v.trim().parse().ok()))
+}
+
+#[test]
+fn retention_keeps_the_newest_complete_backup_and_sweeps_unreferenced_blocks() {
+    let (c, generated) = cluster();
+    c.dropin_everywhere(
+        "70-retention.toml",
+        "[retention]\nkeep_last = 1\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nmin_age = \"1s\"\n",
+    );
+    assert!(c.hwdr("head1", &["backup", "--id", "2611231800"]).status.success());
+    let first = stored_blocks(&c);
+    // A file deleted in HopsFS: its block is on no data node any more.
+    let gone = &generated.blocks[generated.nodes[0].blocks[0] as usize];
+    for n in &generated.nodes {
+        let p = n.data_dir.join(generated.block_rel_path(gone));
+        let _ = fs::remove_file(&p);
+        let _ = fs::remove_file(n.data_dir.join(generated.meta_rel_path(gone)));
+    }
+    // A failed backup in between.
+    c.control("mgm-client.sh", "fail-once");
+    assert!(!c.hwdr("head1", &["backup", "--id", "2611231801"]).status.success());
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = c.hwdr("head1", &["backup", "--id", "2611231802"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The backup's own prune ran: the old complete backup is gone (keep_last = 1,
+    // older than min_age), the failed one stays (keep_failed_days), the newest stays.
+    let ids: Vec<String> = fs::read_dir(c.repo.join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        ids.contains(&"2611231802".to_owned()) && ids.contains(&"2611231801".to_owned()),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&"2611231800".to_owned()), "{ids:?}");
+    let after = stored_blocks(&c);
+    assert_eq!(
+        after.len(),
+        first.len() - 1,
+        "the deleted file's block is swept, nothing else"
+    );
+    assert!(!after
+        .iter()
+        .any(|p| p.contains(&format!("blk_{}_{}", gone.id, gone.genstamp))));
+    // What is left is whole.
+    assert!(c.hwdr("head1", &["verify", "--latest", "--full"]).status.success());
+
+    // A dry run removes nothing, and even with every rule at zero the newest
+    // complete backup stays.
+    c.dropin_everywhere("71-zero.toml", "[retention]\nkeep_last = 0\nkeep_failed_days = 0\n");
+    std::thread::sleep(Duration::from_millis(1100));
+    let dry = c.hwdr("head1", &["prune", "--dry-run"]);
+    assert!(text(&dry.stdout).contains("remove 2611231801"), "{}", text(&dry.stdout));
+    assert!(c.repo.join("backups/2611231801").exists());
+    let out = c.hwdr("head1", &["prune"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("keep   2611231802  (newest complete backup"),
+        "{stdout}"
+    );
+    assert!(c.repo.join("backups/2611231802/manifest.json").exists());
+    assert!(!c.repo.join("backups/2611231801").exists());
+
+    // The metrics text file says what happened, and the agent serves the same.
+    let prom = fs::read_to_string(c.dir.path().join("state-head1/hwdr.prom")).unwrap();
+    assert!(
+        metric(&prom, "hwdr_last_success_timestamp_seconds{cluster=\"prod\"}").unwrap() > 1.7e9,
+        "{prom}"
+    );
+    assert_eq!(
+        metric(&prom, "hwdr_last_backup_status{cluster=\"prod\",status=\"complete\"}"),
+        Some(1.0),
+        "{prom}"
+    );
+    assert_eq!(
+        metric(&prom, "hwdr_backups{cluster=\"prod\",status=\"complete\"}"),
+        Some(1.0),
+        "{prom}"
+    );
+    assert_eq!(
+        metric(&prom, "hwdr_last_verify_ok{cluster=\"prod\"}"),
+        Some(1.0),
+        "{prom}"
+    );
+    assert!(
+        metric(&prom, "hwdr_last_prune_freed_bytes{cluster=\"prod\"}").unwrap() > 0.0,
+        "{prom}"
+    );
+    assert!(
+        metric(&prom, "hwdr_last_backup_size_bytes{cluster=\"prod\"}").unwrap() > 0.0,
+        "{prom}"
+    );
+    assert!(
+        metric(&prom, "hwdr_last_backup_added_bytes{cluster=\"prod\"}").is_some(),
+        "{prom}"
+    );
+    assert!(
+        metric(&prom, "hwdr_last_backup_duration_seconds{cluster=\"prod\"}").is_some(),
+        "{prom}"
+    );
+    let (status, body) = http(&c.nodes["node1"].address, "GET", "/metrics", None, None).unwrap();
+    assert_eq!(status, 200);
+    let served = body.as_str().unwrap().to_owned();
+    assert!(
+        served.contains("hwdr_backups{cluster=\"prod\",status=\"complete\"} 1"),
+        "{served}"
+    );
+}
+
+#[test]
+fn prune_never_robs_a_backup_running_at_the_same_time() {
+    let (c, _) = cluster();
+    c.dropin_everywhere(
+        "70-retention.toml",
+        "[retention]\nkeep_last = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nmin_age = \"1s\"\nkeep_failed_days = 0\n",
+    );
+    assert!(c.hwdr("head1", &["backup", "--id", "2611231800"]).status.success());
+    // A stray block nobody names, written long ago: swept. One written "now"
+    // (after the sweep started, as a running backup's would be): kept.
+    let pool = fs::read_dir(c.repo.join("blocks"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let old = pool.join("subdir0/subdir0/blk_42_1");
+    fs::create_dir_all(old.parent().unwrap()).unwrap();
+    fs::write(&old, b"old").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    let fresh = pool.join("subdir0/subdir0/blk_43_1");
+    fs::write(&fresh, b"fresh").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&fresh)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(3600))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // A slow backup and a prune at the same time: the one without the lock
+    // changes nothing.
+    c.control("mgm-client.sh", "pad:2:60000000");
+    let backup = std::process::Command::new(common::hwdr_bin())
+        .arg("--config")
+        .arg(&c.nodes["head1"].config)
+        .args(["backup", "--id", "2611231801"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the backup to take the lock", Duration::from_secs(30), || {
+        c.repo.join("lock").exists()
+    });
+    let prune = c.hwdr("head1", &["prune"]);
+    assert_eq!(prune.status.code(), Some(5), "{}", text(&prune.stderr));
+    let out = backup.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The backup's own prune: the older backup goes (every rule at zero), the
+    // newest complete one stays, the old stray block is swept, the fresh one stays.
+    assert!(!c.repo.join("backups/2611231800").exists());
+    assert!(c.repo.join("backups/2611231801/manifest.json").exists());
+    assert!(!old.exists());
+    assert!(fresh.exists());
+    assert!(c.hwdr("head1", &["verify", "2611231801", "--full"]).status.success());
+}
