@@ -121,6 +121,25 @@ fn replicas_are_stored_once_and_a_second_backup_copies_only_new_blocks() {
         old_ino,
         "an old block was copied again"
     );
+
+    // hwdr list: newest first, what each backup holds and what it added.
+    let list = c.hwdr("head1", &["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["id"], "2611231820");
+    assert_eq!(rows[1]["id"], "2611231819");
+    let (size, added) = (
+        rows[0]["size_bytes"].as_u64().unwrap(),
+        rows[0]["added_bytes"].as_u64().unwrap(),
+    );
+    assert!(
+        size > generated.unique_bytes && added < size / 2,
+        "size {size}, added {added}"
+    );
+    assert!(rows[1]["added_bytes"].as_u64().unwrap() >= rows[1]["size_bytes"].as_u64().unwrap() - 1000);
+    assert_eq!(
+        rows[0]["nodes"],
+        serde_json::json!(["head1", "node1", "node2", "node3"])
+    );
 }
 
 /// Flips one byte in the middle of `path`.

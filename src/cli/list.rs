@@ -27,7 +27,10 @@ pub struct Row {
     pub status: String,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What the backup holds: its own files and the HopsFS blocks it names.
     pub size_bytes: Option<u64>,
+    /// What it added to the repository: its own files and the blocks it stored first.
+    pub added_bytes: Option<u64>,
     pub files: Option<usize>,
     pub nodes: Vec<String>,
     pub hwdr_version: Option<String>,
@@ -46,7 +49,8 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                 status: m.status.to_string(),
                 started_at: Some(m.started_at),
                 finished_at: Some(m.finished_at),
-                size_bytes: Some(m.size()),
+                size_bytes: Some(m.size() + m.hopsfs.as_ref().map_or(0, |h| h.distinct_bytes)),
+                added_bytes: Some(m.size() + m.hopsfs.as_ref().map_or(0, |h| h.new_bytes)),
                 files: Some(m.files().count()),
                 nodes: m.nodes.iter().map(|n| n.name.clone()).collect(),
                 hwdr_version: Some(m.hwdr_version.clone()),
@@ -68,6 +72,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                     started_at: started,
                     finished_at: None,
                     size_bytes: None,
+                    added_bytes: None,
                     files: None,
                     nodes: Vec::new(),
                     hwdr_version: None,
@@ -107,17 +112,18 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:<8}  NODES",
-        "ID", "STATUS", "STARTED", "FINISHED", "SIZE", "VERSION"
+        "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:<8}  NODES",
+        "ID", "STATUS", "STARTED", "FINISHED", "SIZE", "ADDED", "VERSION"
     );
     for r in &rows {
         println!(
-            "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:<8}  {}",
+            "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:<8}  {}",
             r.id,
             r.status,
             local(r.started_at),
             local(r.finished_at),
             r.size_bytes.map_or("-".into(), |s| s.to_string()),
+            r.added_bytes.map_or("-".into(), |s| s.to_string()),
             r.hwdr_version.as_deref().unwrap_or("-"),
             r.nodes.join(",")
         );
