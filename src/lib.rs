@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod config_backup;
+pub mod drill;
 pub mod exit;
 pub mod hopsfs;
 pub mod job;

@@ -33,6 +33,8 @@ enum Command {
     Verify(cli::verify::Args),
     /// Remove backups no retention rule keeps, and blocks no backup names.
     Prune(cli::prune::Args),
+    /// Restore drill: a backup's RonDB part into a spare cluster, every block re-read.
+    Drill(cli::drill::Args),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(cli::config::Command),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => cli::restore::run(&cli.config, args),
         Command::Verify(args) => cli::verify::run(&cli.config, args),
         Command::Prune(args) => cli::prune::run(&cli.config, args),
+        Command::Drill(args) => cli::drill::run(&cli.config, args),
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),

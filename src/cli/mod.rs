@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod backup;
 pub mod config;
+pub mod drill;
 pub mod list;
 pub mod on_failure;
 pub mod prune;

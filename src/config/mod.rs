@@ -225,6 +225,21 @@ pub struct Retention {
     pub keep_failed_days: usize,
 }
 
+/// `[drill]`: restore drills into a spare RonDB cluster.
+#[derive(Debug, Clone, Default)]
+pub struct DrillSettings {
+    /// The spare cluster's management server; `None`: no RonDB drill.
+    pub connectstring: Option<String>,
+    /// `ndb_restore` used for the drill (default `[rondb] ndb_restore`).
+    pub ndb_restore: PathBuf,
+    /// A client wrapper of the spare cluster's mysqld, for users and schemas.
+    pub mysql_client: Option<PathBuf>,
+    /// Run after the restore; must exit 0.
+    pub check_command: Vec<String>,
+    /// The user the check runs as.
+    pub user: String,
+}
+
 /// A restore step that runs one program on one node (`[opensearch]`, `[kafka]`).
 #[derive(Debug, Clone)]
 pub struct CommandStep {
@@ -253,6 +268,7 @@ pub struct Config {
     pub opensearch: CommandStep,
     pub kafka: CommandStep,
     pub retention: Retention,
+    pub drill: DrillSettings,
     /// `[metrics] textfile`: the Prometheus text file hwdr writes.
     pub metrics_textfile: PathBuf,
     /// Which file set which key, for later error messages.
@@ -658,6 +674,28 @@ impl Validator<'_> {
             "/var/lib/prometheus/node-exporter/hwdr.prom",
         );
 
+        let d = raw.drill.unwrap_or_default();
+        if let Some(cs) = &d.connectstring {
+            if let Err(e) = check_address(cs) {
+                self.err("drill", "connectstring", e);
+            }
+        }
+        let drill = DrillSettings {
+            connectstring: d.connectstring,
+            ndb_restore: match d.ndb_restore {
+                Some(p) => self.abs_path("drill", "ndb_restore", Some(p), ""),
+                None => rondb.ndb_restore.clone(),
+            },
+            mysql_client: d
+                .mysql_client
+                .map(|p| self.abs_path("drill", "mysql_client", Some(p), "")),
+            check_command: match d.check_command {
+                Some(argv) => self.argv("drill", "check_command", Some(argv), &[]),
+                None => Vec::new(),
+            },
+            user: d.user.unwrap_or_else(|| rondb.user.clone()),
+        };
+
         let this_node = this_node?;
         Some(Config {
             cluster,
@@ -673,6 +711,7 @@ impl Validator<'_> {
             opensearch,
             kafka,
             retention,
+            drill,
             metrics_textfile,
             origins: Origins::default(),
             files: vec![path.to_path_buf()],

@@ -21,6 +21,17 @@ pub struct RawConfig {
     pub kafka: Option<RawCommandStep>,
     pub retention: Option<RawRetention>,
     pub metrics: Option<RawMetrics>,
+    pub drill: Option<RawDrill>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrill {
+    pub connectstring: Option<String>,
+    pub ndb_restore: Option<String>,
+    pub mysql_client: Option<String>,
+    pub check_command: Option<Vec<String>>,
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

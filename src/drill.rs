@@ -1,0 +1,149 @@
+//! `hwdr drill`: a restore drill. When `[drill] connectstring` names a spare
+//! RonDB cluster, the backup's RonDB part is restored into it (schemas, the
+//! data of every data node, indexes, users and schemas) and `[drill]
+//! check_command` runs; every HopsFS block of the backup is always re-read
+//! against its CRCs. The report is a pass, or the first failure with its step.
+
+use std::collections::BTreeSet;
+
+use anyhow::{anyhow, bail, Result};
+use serde::Serialize;
+use tracing::{error, info, info_span};
+
+use crate::agent::jobs::complete_manifest;
+use crate::backup_id::BackupId;
+use crate::config::Config;
+use crate::job::JobControl;
+use crate::repo::Repository;
+use crate::rondb::restore::{self as rr, NdbAction};
+use crate::runner::{self, Cmd, RunAs};
+use crate::verify;
+
+/// What a drill found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub backup_id: String,
+    pub passed: bool,
+    /// Each step that ran, with what it did.
+    pub steps: Vec<(String, String)>,
+    /// The first failing step and why.
+    pub failure: Option<(String, String)>,
+}
+
+/// The configuration pointed at the spare cluster: its management server,
+/// its client, and a staging folder of its own.
+fn spare_config(config: &Config, connectstring: &str) -> Config {
+    let mut spare = config.clone();
+    spare.rondb.connectstring = connectstring.to_owned();
+    spare.rondb.ndb_restore = config.drill.ndb_restore.clone();
+    if let Some(client) = &config.drill.mysql_client {
+        spare.rondb.mysql_client = client.clone();
+    }
+    // A sibling of the staging folder (its parent exists and lets mysql through).
+    let mut name = config.restore.staging_dir.file_name().unwrap_or_default().to_owned();
+    name.push("-drill");
+    spare.restore.staging_dir = config.restore.staging_dir.with_file_name(name);
+    spare
+}
+
+/// Runs the drill of backup `id`.
+pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
+    let manifest = complete_manifest(config, id)?;
+    let mut report = DrillReport {
+        backup_id: id.to_string(),
+        passed: false,
+        steps: Vec::new(),
+        failure: None,
+    };
+    let mut step = |name: &str, f: &mut dyn FnMut() -> Result<String>| -> bool {
+        if report.failure.is_some() {
+            return false;
+        }
+        let _span = info_span!("step", hwdr_step = name).entered();
+        match f() {
+            Ok(what) => {
+                info!("drill step {name}: {what}");
+                report.steps.push((name.to_owned(), what));
+                true
+            }
+            Err(e) => {
+                error!("drill step {name} failed: {e:#}");
+                report.failure = Some((name.to_owned(), format!("{e:#}")));
+                false
+            }
+        }
+    };
+
+    if let Some(cs) = &config.drill.connectstring {
+        let spare = spare_config(config, cs);
+        let mysql = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"));
+        let ndb = manifest.rondb.ndb_backup_id;
+        let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.clone();
+        let meta_id = ids.iter().next().copied().unwrap_or(0);
+        let run_ndb = |node: u32, action: NdbAction| -> Result<String> {
+            let user = mysql.as_ref().map_err(|e| anyhow!("{e:#}"))?.clone();
+            let outcome = runner::run(rr::ndb_restore_cmd(&spare, user, ndb, node, action))?;
+            rr::judge_ndb_restore(&outcome)?;
+            Ok(outcome.tail.last().cloned().unwrap_or_default())
+        };
+        step("stage", &mut || {
+            let staged = rr::stage_parts(&spare, &manifest, &ids, &JobControl::default())?;
+            rr::stage_sql(&spare, &manifest)?;
+            Ok(format!("{} part files and the SQL files", staged.len()))
+        });
+        step("rondb-meta", &mut || run_ndb(meta_id, NdbAction::Meta));
+        for node in &ids {
+            step("rondb-data", &mut || {
+                run_ndb(*node, NdbAction::Data).map(|t| format!("data node {node}: {t}"))
+            });
+        }
+        step("rondb-indexes", &mut || run_ndb(meta_id, NdbAction::Indexes));
+        step("users", &mut || {
+            if config.drill.mysql_client.is_none() {
+                bail!(
+                    "{} is not set: hwdr needs the spare cluster's client to restore users",
+                    config.origins.key("drill", "mysql_client")
+                );
+            }
+            let user = mysql.as_ref().map_err(|e| anyhow!("{e:#}"))?.clone();
+            let staged = rr::staged_dir(&spare, ndb);
+            for file in ["users.sql", "schemas.sql"] {
+                let outcome = runner::run(rr::mysql_source_cmd(&spare, user.clone(), &staged.join(file)))?;
+                rr::judge_mysql(&outcome)?;
+            }
+            Ok("users, grants and schemas replayed".into())
+        });
+        if !config.drill.check_command.is_empty() {
+            step("check", &mut || {
+                let user = if config.drill.user == "root" {
+                    RunAs::root()
+                } else {
+                    RunAs::lookup(&config.drill.user, &config.origins.key("drill", "user"))?
+                };
+                let (program, args) = config
+                    .drill
+                    .check_command
+                    .split_first()
+                    .ok_or_else(|| anyhow!("empty"))?;
+                let outcome = runner::run(Cmd::new(program, user, config.restore.command_timeout).args(args))?;
+                outcome.check(program)?;
+                Ok(outcome.tail.last().cloned().unwrap_or_else(|| "passed".into()))
+            });
+        }
+        let _ = std::fs::remove_dir_all(&spare.restore.staging_dir);
+    } else {
+        info!("no [drill] connectstring: the RonDB part is not restored, only read through");
+    }
+    step("hopsfs-blocks", &mut || {
+        let r = verify::verify(&Repository::new(&config.repository), id, true)?;
+        if !r.ok() {
+            bail!("{} problem(s), first: {}", r.damage.len(), r.damage[0]);
+        }
+        Ok(format!(
+            "{} files read through, {} blocks re-read against their CRCs",
+            r.files_checked, r.blocks_checked
+        ))
+    });
+    report.passed = report.failure.is_none();
+    Ok(report)
+}

@@ -1,0 +1,103 @@
+//! Integration test of `hwdr drill`: the backup's RonDB part restored into a
+//! spare (simulated) RonDB cluster equals the production one, the check runs,
+//! every block is re-read; a failure is reported with its step.
+
+mod common;
+
+use std::process::Command;
+
+use common::cluster::Cluster;
+use common::{run_ok, sim_src, text};
+use hwdr::hopsfs::gen::{self, GenSpec};
+
+#[test]
+fn drill_restores_into_a_spare_cluster_and_reports_the_failing_step() {
+    let mut c = Cluster::new(
+        &[
+            ("head1", &["head"], &[]),
+            ("node1", &["rondb", "hopsfs"], &[2]),
+            ("node2", &["rondb", "hopsfs"], &[3]),
+        ],
+        2,
+    );
+    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
+    let spec = GenSpec {
+        nodes: 2,
+        blocks: 20,
+        replication: 2,
+        max_size: 10_000,
+        owner: Some((hdfs.uid(), hdfs.primary_group_id())),
+        ..GenSpec::default()
+    };
+    let generated = gen::generate(&c.dir.path().join("hopsfs"), &spec).unwrap();
+    for (i, n) in generated.nodes.iter().enumerate() {
+        c.set_data_dirs(&format!("node{}", i + 1), &[&n.data_dir]);
+    }
+    c.start_agent("node1");
+    c.start_agent("node2");
+    assert!(c.hwdr("head1", &["backup", "--id", "2611231819"]).status.success());
+
+    // A spare cluster: another simulated RonDB, empty, at another management address.
+    let spare = c.dir.path().join("spare");
+    let simctl = sim_src().join("simctl");
+    run_ok(
+        Command::new(&simctl)
+            .arg("init")
+            .arg(&spare)
+            .args([
+                "--data-nodes",
+                "2:1,3:1",
+                "--connectstring",
+                "127.0.0.1:1187",
+                "--socket",
+            ])
+            .arg(spare.join("mysql.sock")),
+    );
+    run_ok(Command::new(&simctl).arg("wipe").arg(&spare));
+    let bin = spare.join("bin");
+    c.dropin_everywhere(
+        "70-drill.toml",
+        &format!(
+            "[drill]\nconnectstring = \"127.0.0.1:1187\"\nndb_restore = \"{b}/ndb_restore\"\nmysql_client = \"{b}/mysql-client.sh\"\ncheck_command = [\"{b}/mysql-client.sh\", \"-e\", \"SELECT COUNT(*) FROM hopsworks.project\"]\n",
+            b = bin.display()
+        ),
+    );
+    let out = c.hwdr("head1", &["drill", "--latest"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for step in [
+        "stage",
+        "rondb-meta",
+        "rondb-data",
+        "rondb-indexes",
+        "users",
+        "check",
+        "hopsfs-blocks",
+    ] {
+        assert!(stdout.contains(&format!("ok    {step}: ")), "{step}:\n{stdout}");
+    }
+    assert!(stdout.contains("drill of backup 2611231819: passed"));
+    // The spare cluster now holds what production held.
+    let dump = |root: &std::path::Path| text(&run_ok(Command::new(&simctl).arg("dump").arg(root)).stdout);
+    assert_eq!(dump(&spare), dump(&c.sim));
+
+    // A damaged block fails the drill at its step.
+    let block = common::tree(&c.repo.join("blocks"))
+        .into_iter()
+        .find(|p| !p.ends_with(".meta"))
+        .unwrap();
+    std::fs::write(c.repo.join("blocks").join(&block), b"garbage").unwrap();
+    run_ok(Command::new(&simctl).arg("wipe").arg(&spare));
+    let out = c.hwdr("head1", &["drill", "2611231819"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("FAIL  hopsfs-blocks: "),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("failed at step hopsfs-blocks"),
+        "{}",
+        text(&out.stderr)
+    );
+}
