@@ -275,7 +275,14 @@ pub fn verify_file(block: &Path, meta: &Path) -> Result<u64> {
     let meta_bytes = fs::read(meta).with_context(|| format!("reading {}", meta.display()))?;
     let mut verifier = BlockVerifier::new(&meta_bytes).with_context(|| format!("parsing {}", meta.display()))?;
     let mut file = File::open(block).with_context(|| format!("opening {}", block.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading {}", block.display()))?
+        .len();
+    // Small blocks are the common case: a 1 MiB buffer for each would cost more
+    // than reading them. One spare byte sees the end of the file in one read.
+    let buf_len = len.saturating_add(1).min(1 << 20) as usize;
+    let mut buf = vec![0u8; buf_len];
     loop {
         let n = match file.read(&mut buf) {
             Ok(0) => break,
