@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench deb
 
 all: build
 
@@ -40,8 +40,30 @@ e2e: build
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-		python3 passwd util-linux procps systemd systemd-container dbus rsync
+		python3 passwd util-linux procps systemd systemd-container dbus rsync \
+		build-essential debhelper dpkg-dev lintian
 
 # The main job on this machine: a backup of a simulated five-node cluster.
 demo: build
 	bash tests/demo.sh
+
+# The HopsFS backup benchmark (docs/benchmarks.md), as root: generates a few
+# GiB and a million blocks on this disk, takes about 15 minutes, removes them.
+# Variables (BENCH_DIR, UNIQUE_GIB, MEM_BLOCKS, ...): see bench/hopsfs.sh.
+bench:
+	$(CARGO) build --release --locked --example gen_datanodes
+	$(CARGO) build --release --locked
+	cp Cargo.lock bench/crc/Cargo.lock
+	CARGO_TARGET_DIR=$(CURDIR)/target $(CARGO) build --release --offline --manifest-path bench/crc/Cargo.toml
+	bash bench/hopsfs.sh
+
+# The Debian package (debian/): target/debian/hwdr_<version>_<arch>.deb with
+# its .buildinfo and .changes, checked by lintian (errors fail). dpkg-buildpackage
+# writes them beside this folder; they are moved here. Needs debhelper,
+# dpkg-dev, build-essential and lintian.
+deb:
+	CARGO="$(CARGO)" dpkg-buildpackage -us -uc -b --post-clean
+	mkdir -p target/debian
+	v=$$(dpkg-parsechangelog -S Version) && a=$$(dpkg --print-architecture) && \
+	mv ../hwdr_$${v}_$${a}.deb ../hwdr_$${v}_$${a}.buildinfo ../hwdr_$${v}_$${a}.changes target/debian/ && \
+	lintian --fail-on error target/debian/hwdr_$${v}_$${a}.deb

@@ -245,7 +245,11 @@ fn leader_is_the_first_head_node_that_answers() {
     c.start_agent("head1");
     let out = c.hwdr("head2", &["backup", "--id", "2611231820"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("not the leader: head1 leads the backup"));
+    assert!(
+        text(&out.stderr).contains("not the leader: head1 leads the backup"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(c.manifest("2611231820").is_none());
 
     // head1 leads even with its own agent up; a data node never leads.

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::Local;
 use tracing::{info, info_span, warn};
 
@@ -37,10 +37,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         return Ok(Code::Success);
     }
     crate::cancel::install()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = super::runtime()?;
     let client = if leader::needs_agents(&config) {
         Some(AgentClient::new(&config)?)
     } else {
@@ -48,8 +45,8 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     };
     if !args.force_leader {
         if let Leadership::Follower(leader) = leader::elect(&config, client.as_ref(), &rt)? {
+            // Logged, not printed too: under systemd both would reach the journal.
             info!(hwdr_node = %config.this_node, "not the leader: {leader} leads the backup");
-            println!("not the leader: {leader} leads the backup");
             return Ok(Code::NotLeader);
         }
     }

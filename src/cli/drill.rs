@@ -19,11 +19,20 @@ pub struct Args {
     /// Drill the newest complete backup.
     #[arg(long)]
     latest: bool,
+    /// Exit with 7 ("not the leader") unless this node leads.
+    #[arg(long)]
+    leader_only: bool,
 }
 
 /// Runs `hwdr drill`: exit 0 when it passes, 1 with the failing step.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
+    if args.leader_only {
+        if let Some(leader) = super::other_leader(&config, &super::runtime()?)? {
+            println!("not the leader: {leader} runs the drill");
+            return Ok(Code::NotLeader);
+        }
+    }
     let id = match args.id {
         Some(id) => id,
         None => verify::latest_complete(&Repository::new(&config.repository))?,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tracing::info_span;
 
 use crate::agent::client::AgentClient;
@@ -52,10 +52,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         }
         return Ok(Code::Success);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = super::runtime()?;
     let client = if crate::leader::needs_agents(&config) {
         Some(AgentClient::new(&config)?)
     } else {

@@ -25,11 +25,21 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Exit with 7 ("not the leader") unless this node leads (for timers
+    /// that fire on every node).
+    #[arg(long)]
+    leader_only: bool,
 }
 
 /// Runs `hwdr verify`; exit code 9 when anything is damaged.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
+    if args.leader_only {
+        if let Some(leader) = super::other_leader(&config, &super::runtime()?)? {
+            println!("not the leader: {leader} verifies");
+            return Ok(Code::NotLeader);
+        }
+    }
     let repo = Repository::new(&config.repository);
     let id = match args.id {
         Some(id) => id,
