@@ -16,7 +16,6 @@ use crate::agent::client::AgentClient;
 use crate::agent::jobs;
 use crate::hopsfs::plan;
 use crate::hopsfs::store::BlockStore;
-use crate::job::JobControl;
 
 use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
@@ -26,7 +25,7 @@ use crate::repo::fsutil::FileEntry;
 use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{self, BackupStatus, HopsfsInfo, Manifest, NodeRecord, RondbInfo, StepRecord, StepStatus};
 use crate::repo::Repository;
-use crate::rondb::{self, dump, mgm, parts};
+use crate::rondb::{dump, mgm, parts};
 use crate::runner::RunAs;
 
 /// What `hwdr backup` was asked to do.
@@ -652,11 +651,6 @@ fn backup_hopsfs(
             .filter(|(i, _)| !assignment.per_node[*i].is_empty())
             .map(|(_, n)| *n)
             .collect();
-        for (i, keys) in assignment.per_node.iter().enumerate() {
-            for k in keys {
-                *tried.entry(*k).or_default() |= 1 << i;
-            }
-        }
         let step = if round == 1 {
             "hopsfs-upload".to_owned()
         } else {
@@ -681,6 +675,9 @@ fn backup_hopsfs(
                         bad_replicas.push(text.clone());
                         match plan::compact(&distinct, &bad.key()) {
                             Some(k) => {
+                                // Only blocks that came back bad remember who tried them.
+                                let bit = nodes.iter().position(|n| n.name == node.name).unwrap_or(0);
+                                *tried.entry(k).or_default() |= 1 << bit;
                                 reasons
                                     .entry(k)
                                     .or_default()
@@ -787,28 +784,18 @@ fn run_jobs(
 /// After a complete backup: every rondb node drops old local backups. Best
 /// effort: a failure is logged, the backup stays complete.
 fn prune_everywhere(config: &Config, nodes: &[&NodeSpec], client: Option<&AgentClient>, rt: &Runtime) {
-    for node in nodes {
-        let result = if node.name == config.this_node {
-            rondb::prune_local(config, &JobControl::default())
-        } else {
-            match client {
-                Some(client) => {
-                    let request = JobRequest::PruneLocalRondb {
-                        node: node.name.clone(),
-                    };
-                    rt.block_on(client.run_job(node, &request))
-                        .and_then(|status| match status.result {
-                            Some(JobResult::Pruned { removed }) => Ok(removed),
-                            other => bail!("unexpected answer {other:?}"),
-                        })
-                }
-                None => Err(anyhow!("no agent client")),
+    // All nodes at once, through the same path as every other job.
+    let pruned = run_jobs(config, nodes, client, rt, |node| JobRequest::PruneLocalRondb {
+        node: node.name.clone(),
+    });
+    for s in pruned {
+        match s.result {
+            Ok(JobResult::Pruned { removed }) if removed.is_empty() => {}
+            Ok(JobResult::Pruned { removed }) => {
+                info!(hwdr_node = %s.node, "node {} removed local backups {removed:?}", s.node)
             }
-        };
-        match result {
-            Ok(removed) if removed.is_empty() => {}
-            Ok(removed) => info!(hwdr_node = %node.name, "node {} removed local backups {removed:?}", node.name),
-            Err(e) => warn!(hwdr_node = %node.name, "node {} could not prune its local backups: {e:#}", node.name),
+            Ok(other) => warn!(hwdr_node = %s.node, "node {} answered the prune with {other:?}", s.node),
+            Err(e) => warn!(hwdr_node = %s.node, "node {} could not prune its local backups: {e:#}", s.node),
         }
     }
 }

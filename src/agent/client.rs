@@ -11,7 +11,9 @@ use super::api::{ApiError, Health, JobCreated, JobRequest, JobState, JobStatus};
 use super::token::Token;
 use crate::config::{Config, NodeSpec};
 
-/// How often a running job is polled.
+/// How soon a running job is first polled; the interval doubles up to [`POLL`].
+const FIRST_POLL: Duration = Duration::from_millis(20);
+/// How often a long-running job is polled.
 const POLL: Duration = Duration::from_millis(500);
 
 /// A client for every agent of the cluster.
@@ -110,8 +112,11 @@ impl AgentClient {
         info!("node {} runs job {id}: {}", node.name, request.describe());
         let mut last_answer = Instant::now();
         let mut last_progress = (0, 0);
+        let mut wait = FIRST_POLL;
         loop {
-            tokio::time::sleep(POLL).await;
+            // Short jobs end in milliseconds: poll soon, then less often.
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(POLL);
             match self.status(node, &id).await {
                 Ok(status) => {
                     last_answer = Instant::now();

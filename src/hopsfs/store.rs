@@ -106,7 +106,7 @@ impl BlockStore {
             let _ = fs::remove_file(&tmp);
             e
         };
-        copy_verified(block, &mut out, &mut verifier).map_err(fail)?;
+        copy_verified(block, &mut out, &mut verifier, len).map_err(fail)?;
         let got = verifier
             .finish()
             .map_err(|e| fail(PutError::Corrupt(format!("{e:#}"))))?;
@@ -140,8 +140,10 @@ impl BlockStore {
 
 /// Copies `input` to `output`, feeding every byte to `verifier`. A CRC
 /// mismatch is [`PutError::Corrupt`]; a read or write failure is not.
-fn copy_verified(input: &mut File, output: &mut File, verifier: &mut BlockVerifier) -> Result<(), PutError> {
-    let mut buf = vec![0u8; 1 << 20];
+fn copy_verified(input: &mut File, output: &mut File, verifier: &mut BlockVerifier, len: u64) -> Result<(), PutError> {
+    // Most blocks are small: a buffer of their size (one spare byte sees the
+    // end in one read), at most 1 MiB.
+    let mut buf = vec![0u8; len.saturating_add(1).min(1 << 20) as usize];
     loop {
         let n = match input.read(&mut buf) {
             Ok(0) => return Ok(()),
