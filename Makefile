@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench deb
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench sandbox sandbox-down deb
 
 all: build
 
@@ -32,7 +32,7 @@ sim-test:
 	$(PYTHON) -m unittest discover -s tests/sim -p 'test_*.py'
 
 # Real systemd in systemd-nspawn containers (see tests/e2e/README.md).
-e2e: build
+e2e: build deb
 	$(CARGO) build --locked --examples
 	$(PYTHON) -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
@@ -67,3 +67,13 @@ deb:
 	v=$$(dpkg-parsechangelog -S Version) && a=$$(dpkg --print-architecture) && \
 	mv ../hwdr_$${v}_$${a}.deb ../hwdr_$${v}_$${a}.buildinfo ../hwdr_$${v}_$${a}.changes target/debian/ && \
 	lintian --fail-on error target/debian/hwdr_$${v}_$${a}.deb
+
+# The simulated five-node cluster on real systemd, left running (as root on
+# Debian 12): boots it, backs up through systemctl, shows the journal,
+# `hwdr list` and a restore drill, and says how to get a shell on a node.
+sandbox: deps build deb
+	$(CARGO) build --locked --examples
+	$(PYTHON) packaging/sandbox.py up
+
+sandbox-down:
+	$(PYTHON) packaging/sandbox.py down

@@ -61,6 +61,8 @@ pub enum JobRequest {
     },
     /// Stage this node's RonDB parts of a complete backup for `ndb_restore`.
     RestoreStage { node: NodeName, backup_id: BackupId },
+    /// Remove this node's staged RonDB copies of a backup (after a restore).
+    RestoreUnstage { node: NodeName, backup_id: BackupId },
     /// `ndb_restore -r` of one data node hosted here.
     RestoreRondbData {
         node: NodeName,
@@ -82,6 +84,7 @@ impl JobRequest {
             | JobRequest::HopsfsUpload { node, .. }
             | JobRequest::HopsfsRestore { node, .. }
             | JobRequest::RestoreStage { node, .. }
+            | JobRequest::RestoreUnstage { node, .. }
             | JobRequest::RestoreRondbData { node, .. }
             | JobRequest::RestoreCommand { node, .. } => node,
         }
@@ -95,6 +98,7 @@ impl JobRequest {
             | JobRequest::HopsfsUpload { backup_id, .. }
             | JobRequest::HopsfsRestore { backup_id, .. }
             | JobRequest::RestoreStage { backup_id, .. }
+            | JobRequest::RestoreUnstage { backup_id, .. }
             | JobRequest::RestoreRondbData { backup_id, .. } => Some(*backup_id),
             JobRequest::PruneLocalRondb { .. } | JobRequest::RestoreCommand { .. } => None,
         }
@@ -119,6 +123,7 @@ impl JobRequest {
             JobRequest::HopsfsUpload { .. } => "hopsfs-upload",
             JobRequest::HopsfsRestore { .. } => "hopsfs",
             JobRequest::RestoreStage { .. } => "stage",
+            JobRequest::RestoreUnstage { .. } => "unstage",
             JobRequest::RestoreRondbData { .. } => "rondb-data",
             JobRequest::RestoreCommand { step, .. } => step.step(),
         }
@@ -130,6 +135,7 @@ impl JobRequest {
             JobRequest::CollectRondbParts { .. }
             | JobRequest::PruneLocalRondb { .. }
             | JobRequest::RestoreStage { .. }
+            | JobRequest::RestoreUnstage { .. }
             | JobRequest::RestoreRondbData { .. } => Some(Role::Rondb),
             JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } | JobRequest::HopsfsRestore { .. } => {
                 Some(Role::Hopsfs)
@@ -149,6 +155,9 @@ impl JobRequest {
             }
             JobRequest::HopsfsRestore { backup_id, .. } => format!("restore HopsFS blocks from backup {backup_id}"),
             JobRequest::RestoreStage { backup_id, .. } => format!("stage RonDB parts of backup {backup_id}"),
+            JobRequest::RestoreUnstage { backup_id, .. } => {
+                format!("remove the staged RonDB parts of backup {backup_id}")
+            }
             JobRequest::RestoreRondbData {
                 backup_id, data_node, ..
             } => {

@@ -54,6 +54,10 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
                 files: rondb::restore::stage_parts(config, &manifest, &ids, control)?,
             }
         }
+        JobRequest::RestoreUnstage { backup_id, .. } => {
+            rondb::restore::unstage(config, backup_id.ndb_id())?;
+            JobResult::Ran { tail: Vec::new() }
+        }
         JobRequest::RestoreRondbData {
             backup_id, data_node, ..
         } => {

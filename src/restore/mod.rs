@@ -592,14 +592,42 @@ impl<'a> Restore<'a> {
             }
         }
         if opts.only.is_none() {
-            // The staged RonDB copies are no longer needed.
-            let staged = rr::staged_dir(self.config, self.ndb());
-            if let Err(e) = std::fs::remove_dir_all(&staged) {
-                warn!("could not remove {}: {e}", staged.display());
-            }
+            self.unstage_everywhere();
         }
         info!("restore of backup {id} finished");
         Ok(state)
+    }
+
+    /// The staged RonDB copies are no longer needed: every node that staged
+    /// removes its own. Best effort: a failure is logged.
+    fn unstage_everywhere(&self) {
+        let id = self.manifest.backup_id;
+        if let Err(e) = rr::unstage(self.config, self.ndb()) {
+            warn!("{e:#}");
+        }
+        let mut hosts: BTreeMap<String, NodeSpec> = BTreeMap::new();
+        for node in self.hosts().values() {
+            if node.name != self.leader().name {
+                hosts.insert(node.name.to_string(), (*node).clone());
+            }
+        }
+        let jobs = hosts
+            .into_values()
+            .map(|n| {
+                (
+                    n.clone(),
+                    JobRequest::RestoreUnstage {
+                        node: n.name.clone(),
+                        backup_id: id,
+                    },
+                )
+            })
+            .collect();
+        for s in jobs::run_everywhere(self.config, jobs, self.client, self.rt, self.config.backup.parallelism) {
+            if let Err(e) = s.result {
+                warn!("node {} kept its staged RonDB copies: {e:#}", s.node);
+            }
+        }
     }
 
     /// Runs the pending parts of a step: jobs at once (up to the step's

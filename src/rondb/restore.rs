@@ -41,6 +41,16 @@ pub fn staged_dir(config: &Config, ndb: u32) -> PathBuf {
     config.restore.staging_dir.join(format!("BACKUP-{ndb}"))
 }
 
+/// Removes this node's staged copies of backup `ndb` (after a restore).
+pub fn unstage(config: &Config, ndb: u32) -> Result<()> {
+    let dir = staged_dir(config, ndb);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+}
+
 /// The `ndb_restore` command for `action` reading data node `node_id`'s files.
 pub fn ndb_restore_cmd(config: &Config, user: RunAs, ndb: u32, node_id: u32, action: NdbAction) -> Cmd {
     let cmd = Cmd::new(&config.rondb.ndb_restore, user, config.restore.ndb_restore_timeout)
@@ -262,6 +272,11 @@ fn copy_checked(src: &Path, dst: &Path, entry: &FileEntry, user: &RunAs, rewrite
 }
 
 fn make_owned_dir(path: &Path, user: &RunAs) -> Result<()> {
+    // Missing parents must let the RonDB user through (a head node may not
+    // have [rondb] backup_dir at all); only the folder itself is its own.
+    if let Some(parent) = path.parent() {
+        mkdir(parent, 0o755)?;
+    }
     mkdir(path, 0o750)?;
     std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
         .with_context(|| format!("chown {}", path.display()))

@@ -13,6 +13,14 @@ Layout of one run (WORK_PREFIX + the test process's pid, a tmpfs):
     /tmp/hwdr-e2e-<pid>/<node>/root           the node's root (overlay mount)
     /tmp/hwdr-e2e-<pid>/<node>/console.log    systemd-nspawn's console output
     /tmp/hwdr-e2e-<pid>/<node>/nspawn.pid     pid of systemd-nspawn
+    /tmp/hwdr-e2e-<pid>/cgroups               the run's cgroup folders, one per hierarchy
+
+Every node runs in a cgroup of its own, `<the test's cgroup>/hwdr-e2e-<pid>/<node>`
+in each hierarchy systemd-nspawn uses: with `--keep-unit` systemd-nspawn puts the
+container below the cgroup it was started in (`payload/`), so containers started
+from one process would share one cgroup tree: their systemds create and remove
+the same unit cgroups, and units fail at random (`status=219/CGROUP`) when several
+nodes boot at once.
 
 `Cluster` tears everything down when it exits, also on exceptions, Ctrl-C and
 SIGTERM (and at interpreter exit). A run killed with SIGKILL leaves its
@@ -76,15 +84,18 @@ class Node:
     """One container: `name` is its hostname, `addr` (127.0.0.x) its address.
 
     `ro_binds` / `rw_binds` are systemd-nspawn bind specs `SRC[:DST]` (DST
-    defaults to SRC), mounted read-only / read-write."""
+    defaults to SRC), mounted read-only / read-write. `cgroups`: cgroup folders
+    (one per hierarchy) systemd-nspawn is started in, made if missing; none:
+    the caller's own."""
 
-    def __init__(self, name, addr, workdir, ro_binds=(), rw_binds=(), hosts=None):
+    def __init__(self, name, addr, workdir, ro_binds=(), rw_binds=(), hosts=None, cgroups=()):
         self.name, self.addr = name, addr
         self.dir = os.path.join(workdir, name)
         self.root = os.path.join(self.dir, "root")
         self.machine = f"{os.path.basename(workdir)}-{name}"  # unique on the host
         self.ro_binds, self.rw_binds = list(ro_binds), list(rw_binds)
         self.hosts = hosts or {name: addr}
+        self.cgroups = list(cgroups)
         self.proc = None      # the systemd-nspawn process
         self.pid = None       # the container's systemd, as seen from the host
         self.boot_seconds = None
@@ -121,6 +132,13 @@ class Node:
                 "--hostname", self.name, "--console=read-only"]
         argv += [f"--bind-ro={b}" for b in self.ro_binds]
         argv += [f"--bind={b}" for b in self.rw_binds]
+        if self.cgroups:
+            # The shell moves itself into the node's cgroups, then becomes systemd-nspawn.
+            for cgroup in self.cgroups:
+                os.makedirs(cgroup, exist_ok=True)
+            script = ('while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs" || exit 97; '
+                      'shift; done; shift; exec "$@"')
+            argv = ["sh", "-c", script, "sh", *self.cgroups, "--", *argv]
         self._started = time.monotonic()
         with open(os.path.join(self.dir, "console.log"), "wb") as console:
             # A session of its own: a Ctrl-C on the terminal reaches the test,
@@ -167,7 +185,8 @@ class Node:
         self.proc.terminate()  # systemd-nspawn asks the container's init to halt
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """Powers the container off; kills it if it does not stop in time."""
+        """Powers the container off; kills it if it does not stop in time.
+        Its overlay stays: `boot()` starts it again."""
         if self.proc is None:
             return
         self.poweroff()
@@ -178,6 +197,16 @@ class Node:
             _kill(self.pid)   # the pid namespace's init: the kernel kills the rest
             self.proc.kill()
             self.proc.wait()
+        self.pid = None
+
+    def boot(self, timeout=BOOT_TIMEOUT):
+        """Boots a node that was powered off with `stop()` again, on the
+        same root (its files and its journal are kept), and waits for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"{self.name} is still running")
+        self.pid, self._stopping, self.boot_seconds = None, False, None
+        self.start()
+        self.wait_booted(timeout)
 
     def dump_failed_journals(self, lines=200):
         """Prints the failed units and the last `lines` of their journal."""
@@ -249,13 +278,20 @@ class Node:
 class Cluster:
     """Context manager booting one Node per (name, addr), torn down on exit.
 
-    `ro_binds` / `rw_binds` apply to every node (see Node)."""
+    `ro_binds` / `rw_binds` apply to every node (see Node). `before_boot`,
+    if given, is called with the Cluster once the run's tmpfs and every
+    node's overlay are mounted and before any node boots: it may make host
+    folders below `cluster.workdir` (removed with it) and give single nodes
+    more binds (`cluster[name].rw_binds.append(...)`)."""
 
-    def __init__(self, names_and_addrs, workdir=None, ro_binds=(), rw_binds=()):
+    def __init__(self, names_and_addrs, workdir=None, ro_binds=(), rw_binds=(),
+                 before_boot=None):
         self.spec = list(names_and_addrs)
         self.workdir = workdir or f"{WORK_PREFIX}{os.getpid()}"
         self.binds = (ro_binds, rw_binds)
+        self.before_boot = before_boot
         self.nodes = {}
+        self.cgroups = []
         self._closed = True
         self._old_sigterm = None
 
@@ -272,11 +308,19 @@ class Cluster:
             os.makedirs(self.workdir)
             _check(["mount", "-t", "tmpfs", "-o", "mode=0755", "hwdr-e2e", self.workdir])
             _write_file(os.path.join(self.workdir, "owner"), f"{_process_id(os.getpid())}\n")
+            self.cgroups = [os.path.join(base, os.path.basename(self.workdir))
+                            for base in _own_cgroups()]
+            _write_file(os.path.join(self.workdir, "cgroups"),
+                        "".join(c + "\n" for c in self.cgroups))
             hosts = dict(self.spec)
             for name, addr in self.spec:
-                self.nodes[name] = Node(name, addr, self.workdir, *self.binds, hosts=hosts)
+                self.nodes[name] = Node(name, addr, self.workdir, *self.binds, hosts=hosts,
+                                        cgroups=[os.path.join(c, name) for c in self.cgroups])
             for node in self.nodes.values():
                 node.prepare()
+            if self.before_boot is not None:
+                self.before_boot(self)
+            for node in self.nodes.values():
                 node.start()
             for node in self.nodes.values():  # they boot in parallel meanwhile
                 node.wait_booted()
@@ -308,6 +352,7 @@ class Cluster:
                 node.poweroff()
             for node in self.nodes.values():
                 node.stop()
+            _remove_cgroups(self.cgroups)
             _unmount_and_remove(self.workdir)
             self._closed = True
             atexit.unregister(self.close)
@@ -346,6 +391,7 @@ def cleanup_stale(prefix=WORK_PREFIX):
                 time.sleep(0.2)
             _kill(init)
             _kill(pid)
+        _remove_cgroups(_read_file(os.path.join(workdir, "cgroups")).split())
         _unmount_and_remove(workdir)
 
 
@@ -400,6 +446,42 @@ def _kill(pid, sig=signal.SIGKILL):
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def _own_cgroups():
+    """This process's cgroup folder in every hierarchy systemd-nspawn places
+    containers in: the unified one, and on a legacy or hybrid host the
+    `name=systemd` one (plus the unified one of a hybrid host)."""
+    own = {}
+    for line in _read_file("/proc/self/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        own[controllers] = path.lstrip("/")
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):      # unified only
+        return [os.path.join("/sys/fs/cgroup", own.get("", ""))]
+    found = []
+    if "name=systemd" in own and os.path.isdir("/sys/fs/cgroup/systemd"):
+        found.append(os.path.join("/sys/fs/cgroup/systemd", own["name=systemd"]))
+    if "" in own and os.path.exists("/sys/fs/cgroup/unified/cgroup.controllers"):
+        found.append(os.path.join("/sys/fs/cgroup/unified", own[""]))
+    return found
+
+
+def _remove_cgroups(paths, timeout=10):
+    """Removes cgroup folders and every cgroup below them (deepest first),
+    waiting for the last processes of stopped containers to go."""
+    deadline = time.monotonic() + timeout
+    for path in paths:
+        while os.path.isdir(path):
+            for dirpath, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+            if os.path.isdir(path):
+                if time.monotonic() > deadline:
+                    log(f"cannot remove cgroup {path}")
+                    break
+                time.sleep(0.1)
 
 
 def _mounts_below(path):
