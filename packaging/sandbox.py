@@ -63,6 +63,18 @@ def up():
     show(head1, ["journalctl", "-u", "hwdr-backup", "--no-pager", "-o", "short-precise"])
     show(head1, ["hwdr", "list"])
     show(head1, ["systemctl", "list-timers", "hwdr-*", "--no-pager"])
+    # A spare RonDB cluster for the drill: another simulated one on head1.
+    simctl = os.path.join(TOP, "tests", "sim", "simctl")
+    head1.run([simctl, "init", "/srv/spare", "--data-nodes", "2:1,3:1", "--connectstring",
+               "127.0.0.1:1187", "--socket", "/srv/spare/mysql.sock"])
+    head1.run([simctl, "wipe", "/srv/spare"])
+    head1.write("/etc/hwdr/hwdr.d/70-drill.toml", (
+        "[drill]\n"
+        "connectstring = \"127.0.0.1:1187\"\n"
+        "ndb_restore = \"/srv/spare/bin/ndb_restore\"\n"
+        "mysql_client = \"/srv/spare/bin/mysql-client.sh\"\n"
+        "check_command = [\"/srv/spare/bin/mysql-client.sh\", \"-e\", "
+        "\"SELECT COUNT(*) FROM hopsworks.project\"]\n"), 0o644)
     show(head1, ["hwdr", "drill", "--latest"])
 
     # Keep it running: no teardown when this process ends.
