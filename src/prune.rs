@@ -12,8 +12,7 @@
 //! prune removes nothing.
 
 use std::collections::{BTreeSet, HashSet};
-use std::fs::{self, File};
-use std::io::BufReader;
+use std::fs::{self};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -24,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::backup_id::BackupId;
 use crate::config::Retention;
-use crate::hopsfs::inventory::{self, Line};
+use crate::hopsfs::inventory::{self};
 use crate::hopsfs::layout;
 use crate::hopsfs::node::inventory_rel;
 use crate::repo::lock::{self, LockInfo, RepoLock};
@@ -236,24 +235,16 @@ fn mark(repo: &Repository, kept: &[BackupId]) -> Result<HashSet<String>> {
         };
         for node in nodes {
             let path = dir.join(inventory_rel(&node));
-            let Ok(file) = File::open(&path) else { continue };
-            let mut pools = std::collections::HashMap::new();
-            let read = inventory::read(BufReader::new(file), |line| {
-                match line {
-                    Line::Pool(p) => {
-                        pools.insert(p.index, p.id);
-                    }
-                    Line::Block(b) => {
-                        let pool = pools.get(&b.pool).cloned().unwrap_or_default();
-                        marked.insert(format!("{pool}/blk_{}_{}", b.id, b.genstamp));
-                    }
-                    _ => {}
-                }
+            if !path.exists() {
+                continue;
+            }
+            let read = inventory::for_each_block(&path, |key, _| {
+                marked.insert(key.to_string());
                 Ok(())
             });
             if let Err(e) = read {
                 // A truncated inventory of an unfinished backup: what it listed is marked.
-                warn!("{}: {e:#}", path.display());
+                warn!("{e:#}");
             }
         }
     }

@@ -3,16 +3,14 @@
 //! inventories name present with its length, and with `full` every block
 //! re-read and checked against its `.meta` CRCs.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::BufReader;
+use std::collections::HashSet;
 
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::backup_id::BackupId;
-use crate::hopsfs::inventory::{self, Line};
+use crate::hopsfs::inventory::{self};
 use crate::hopsfs::meta;
 use crate::hopsfs::node::inventory_rel;
 use crate::hopsfs::store::{BlockKey, BlockStore};
@@ -96,31 +94,13 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
         let mut seen: HashSet<BlockKey> = HashSet::new();
         for node in &h.nodes {
             let rel = inventory_rel(node);
-            let mut pools: HashMap<u16, String> = HashMap::new();
-            let read = File::open(dir.join(&rel))
-                .map_err(anyhow::Error::from)
-                .and_then(|file| {
-                    inventory::read(BufReader::with_capacity(1 << 20, file), |line| {
-                        match line {
-                            Line::Pool(p) => {
-                                pools.insert(p.index, p.id);
-                            }
-                            Line::Block(b) => {
-                                let pool = pools.get(&b.pool).cloned().unwrap_or_default();
-                                let key = BlockKey {
-                                    pool,
-                                    id: b.id,
-                                    genstamp: b.genstamp,
-                                };
-                                if seen.insert(key.clone()) {
-                                    check_block(&store, &key, b.len, full, &mut report);
-                                }
-                            }
-                            _ => {}
-                        }
-                        Ok(())
-                    })
-                });
+            let read = inventory::for_each_block(&dir.join(&rel), |key, len| {
+                if !seen.contains(&key) {
+                    check_block(&store, &key, len, full, &mut report);
+                    seen.insert(key);
+                }
+                Ok(())
+            });
             if let Err(e) = read {
                 report.damage.push(format!("{rel}: {e:#}"));
             }

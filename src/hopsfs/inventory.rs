@@ -19,10 +19,15 @@
 //! octal; a block's path is `-` when it is where HopsFS places it
 //! ([`super::layout::canonical_rel_path`]).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
+
+use super::store::BlockKey;
 
 const MAGIC: &str = "hwdr-hopsfs-inventory\t1";
 
@@ -192,6 +197,35 @@ pub fn read<R: BufRead>(input: R, mut each: impl FnMut(Line) -> Result<()>) -> R
         each(line)?;
     }
     bail!("inventory is truncated: it has no end line")
+}
+
+/// Streams the blocks of the inventory file at `path`: each block's identity
+/// (with its pool's name) and length. Errors name the file.
+pub fn for_each_block(path: &Path, mut each: impl FnMut(BlockKey, u64) -> Result<()>) -> Result<(u64, u64)> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut pools: HashMap<u16, String> = HashMap::new();
+    read(BufReader::with_capacity(1 << 20, file), |line| match line {
+        Line::Pool(p) => {
+            pools.insert(p.index, p.id);
+            Ok(())
+        }
+        Line::Block(b) => {
+            let pool = pools
+                .get(&b.pool)
+                .cloned()
+                .ok_or_else(|| anyhow!("block of unlisted pool {}", b.pool))?;
+            each(
+                BlockKey {
+                    pool,
+                    id: b.id,
+                    genstamp: b.genstamp,
+                },
+                b.len,
+            )
+        }
+        _ => Ok(()),
+    })
+    .with_context(|| format!("reading {}", path.display()))
 }
 
 fn parse(text: &str) -> Result<Line> {

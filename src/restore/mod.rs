@@ -11,10 +11,8 @@
 
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::BufReader;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -28,9 +26,9 @@ use crate::agent::jobs;
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
-use crate::hopsfs::inventory::{self, Line};
+use crate::hopsfs::inventory::{self};
 use crate::hopsfs::node::inventory_rel;
-use crate::hopsfs::store::{BlockKey, BlockStore};
+use crate::hopsfs::store::BlockStore;
 use crate::repo::fsutil;
 use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{BackupStatus, Manifest};
@@ -457,34 +455,17 @@ impl<'a> Restore<'a> {
         let mut count = 0usize;
         for node in self.manifest.hopsfs.iter().flat_map(|h| h.nodes.iter()) {
             let path = dir.join(inventory_rel(node));
-            let mut pools: HashMap<u16, String> = HashMap::new();
-            let read = File::open(&path).map_err(anyhow::Error::from).and_then(|f| {
-                inventory::read(BufReader::new(f), |line| {
-                    match line {
-                        Line::Pool(p) => {
-                            pools.insert(p.index, p.id);
-                        }
-                        Line::Block(b) => {
-                            let pool = pools.get(&b.pool).cloned().unwrap_or_default();
-                            let key = BlockKey {
-                                pool,
-                                id: b.id,
-                                genstamp: b.genstamp,
-                            };
-                            if !store.has(&key, b.len) {
-                                count += 1;
-                                if missing.len() < 5 {
-                                    missing.push(format!("block {key} ({} bytes) is not in the block store", b.len));
-                                }
-                            }
-                        }
-                        _ => {}
+            let read = inventory::for_each_block(&path, |key, len| {
+                if !store.has(&key, len) {
+                    count += 1;
+                    if missing.len() < 5 {
+                        missing.push(format!("block {key} ({len} bytes) is not in the block store"));
                     }
-                    Ok(())
-                })
+                }
+                Ok(())
             });
             if let Err(e) = read {
-                missing.push(format!("{}: {e:#}", path.display()));
+                missing.push(format!("{e:#}"));
             }
         }
         if count > missing.len() {
