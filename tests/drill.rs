@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::cluster::Cluster;
 use common::{run_ok, sim_src, text};
-use hwdr::hopsfs::gen::{self, GenSpec};
+use hwdr::hopsfs::gen::GenSpec;
 
 #[test]
 fn drill_restores_into_a_spare_cluster_and_reports_the_failing_step() {
@@ -20,19 +20,13 @@ fn drill_restores_into_a_spare_cluster_and_reports_the_failing_step() {
         ],
         2,
     );
-    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
-    let spec = GenSpec {
+    c.with_hopsfs(GenSpec {
         nodes: 2,
         blocks: 20,
         replication: 2,
         max_size: 10_000,
-        owner: Some((hdfs.uid(), hdfs.primary_group_id())),
         ..GenSpec::default()
-    };
-    let generated = gen::generate(&c.dir.path().join("hopsfs"), &spec).unwrap();
-    for (i, n) in generated.nodes.iter().enumerate() {
-        c.set_data_dirs(&format!("node{}", i + 1), &[&n.data_dir]);
-    }
+    });
     c.start_agent("node1");
     c.start_agent("node2");
     assert!(c.hwdr("head1", &["backup", "--id", "2611231819"]).status.success());

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use common::cluster::{http, wait_until, Cluster};
 use common::text;
-use hwdr::hopsfs::gen::{self, GenSpec, Generated};
+use hwdr::hopsfs::gen::{GenSpec, Generated};
 
 fn cluster() -> (Cluster, Generated) {
     let mut c = Cluster::new(
@@ -22,20 +22,14 @@ fn cluster() -> (Cluster, Generated) {
         ],
         1,
     );
-    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
-    let spec = GenSpec {
+    let generated = c.with_hopsfs(GenSpec {
         nodes: 2,
         blocks: 20,
         replication: 2,
         min_size: 100,
         max_size: 5_000,
-        owner: Some((hdfs.uid(), hdfs.primary_group_id())),
         ..GenSpec::default()
-    };
-    let generated = gen::generate(&c.dir.path().join("hopsfs"), &spec).unwrap();
-    for (i, n) in generated.nodes.iter().enumerate() {
-        c.set_data_dirs(&format!("node{}", i + 1), &[&n.data_dir]);
-    }
+    });
     c.start_agent("node1");
     c.start_agent("node2");
     (c, generated)

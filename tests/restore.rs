@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::cluster::Cluster;
 use common::{run_ok, sim_src, text};
-use hwdr::hopsfs::gen::{self, GenSpec, Generated};
+use hwdr::hopsfs::gen::{GenSpec, Generated};
 
 const ID: &str = "2611231819";
 
@@ -44,26 +44,19 @@ fn backed_up() -> Setup {
         ],
         2,
     );
-    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
-    let hadoop = uzers::get_group_by_name("hadoop").unwrap();
-    let spec = GenSpec {
+    let generated = c.with_hopsfs(GenSpec {
         nodes: 3,
         blocks: 80,
         block_pools: 2,
         replication: 3,
         max_size: 30_000,
-        owner: Some((hdfs.uid(), hadoop.gid())),
         ..GenSpec::default()
-    };
-    let generated = gen::generate(&c.dir.path().join("hopsfs"), &spec).unwrap();
+    });
     let dirs: Vec<String> = generated
         .nodes
         .iter()
         .map(|n| n.data_dir.display().to_string())
         .collect();
-    for (i, n) in generated.nodes.iter().enumerate() {
-        c.set_data_dirs(&format!("node{}", i + 1), &[&n.data_dir]);
-    }
     simctl(&c, &["blocks", "--data-dirs", &dirs.join(",")]);
     for n in ["node1", "node2", "node3"] {
         c.start_agent(n);

@@ -7,7 +7,7 @@ use std::fs;
 
 use common::cluster::Cluster;
 use common::text;
-use hwdr::hopsfs::gen::{self, GenSpec};
+use hwdr::hopsfs::gen::GenSpec;
 
 const ID: &str = "2611231819";
 
@@ -20,19 +20,13 @@ fn backed_up() -> Cluster {
         ],
         2,
     );
-    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
-    let spec = GenSpec {
+    c.with_hopsfs(GenSpec {
         nodes: 2,
         blocks: 30,
         replication: 2,
         max_size: 20_000,
-        owner: Some((hdfs.uid(), hdfs.primary_group_id())),
         ..GenSpec::default()
-    };
-    let generated = gen::generate(&c.dir.path().join("hopsfs"), &spec).unwrap();
-    for (i, n) in generated.nodes.iter().enumerate() {
-        c.set_data_dirs(&format!("node{}", i + 1), &[&n.data_dir]);
-    }
+    });
     c.start_agent("node1");
     c.start_agent("node2");
     let out = c.hwdr("head1", &["backup", "--id", ID]);
