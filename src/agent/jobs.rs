@@ -17,7 +17,7 @@ use crate::backup_id::BackupId;
 use crate::config::{CommandStep, Config, NodeSpec};
 use crate::hopsfs;
 use crate::job::JobControl;
-use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::manifest::Manifest;
 use crate::repo::Repository;
 use crate::rondb;
 use crate::rondb::restore::NdbAction;
@@ -112,16 +112,7 @@ pub fn check_request(config: &Config, request: &JobRequest) -> Result<()> {
 
 /// The manifest of a backup that may be restored.
 pub fn complete_manifest(config: &Config, id: BackupId) -> Result<Manifest> {
-    let manifest = Repository::new(&config.repository)
-        .read_manifest(id)?
-        .ok_or_else(|| anyhow!("backup {id} has no manifest"))?;
-    if manifest.status != BackupStatus::Complete {
-        bail!(
-            "backup {id} is {}, not complete: it cannot be restored",
-            manifest.status
-        );
-    }
-    Ok(manifest)
+    Repository::new(&config.repository).complete_manifest(id)
 }
 
 /// Runs an `[opensearch]`/`[kafka]` command as its user; fails on a non-zero

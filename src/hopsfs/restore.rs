@@ -26,7 +26,6 @@ use crate::backup_id::BackupId;
 use crate::config::Config;
 use crate::job::JobControl;
 use crate::repo::fsutil;
-use crate::repo::manifest::BackupStatus;
 use crate::repo::Repository;
 use crate::runner::RunAs;
 
@@ -59,15 +58,7 @@ pub fn check(config: &Config, id: BackupId) -> Result<()> {
 fn prepare(config: &Config, id: BackupId) -> Result<(crate::repo::manifest::Manifest, PathBuf, PathBuf)> {
     let node = config.this_node.as_str();
     let repo = Repository::new(&config.repository);
-    let manifest = repo
-        .read_manifest(id)?
-        .ok_or_else(|| anyhow!("backup {id} has no manifest"))?;
-    if manifest.status != BackupStatus::Complete {
-        bail!(
-            "backup {id} is {}, not complete: it cannot be restored",
-            manifest.status
-        );
-    }
+    let manifest = repo.complete_manifest(id)?;
     let hopsfs = manifest
         .hopsfs
         .as_ref()

@@ -168,6 +168,21 @@ impl Repository {
         Ok(Some(manifest))
     }
 
+    /// The manifest of backup `id` if the backup may be restored: it exists
+    /// and is complete.
+    pub fn complete_manifest(&self, id: BackupId) -> Result<Manifest> {
+        let manifest = self
+            .read_manifest(id)?
+            .ok_or_else(|| anyhow::anyhow!("backup {id} has no manifest"))?;
+        if manifest.status != manifest::BackupStatus::Complete {
+            bail!(
+                "backup {id} is {}, not complete: it cannot be restored",
+                manifest.status
+            );
+        }
+        Ok(manifest)
+    }
+
     /// Every backup folder, in no particular order. Folders whose name is not
     /// a backup id are skipped.
     pub fn entries(&self) -> Result<Vec<Entry>> {
