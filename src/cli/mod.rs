@@ -13,6 +13,7 @@ pub mod verify;
 
 use std::path::Path;
 
+use crate::backup_id::BackupId;
 use crate::config::Config;
 
 /// `Some(leader)` when another head node leads (or this node has no head
@@ -27,6 +28,38 @@ pub fn other_leader(config: &Config, rt: &tokio::runtime::Runtime) -> anyhow::Re
         crate::leader::Leadership::Leader => None,
         crate::leader::Leadership::Follower(leader) => Some(leader),
     })
+}
+
+/// Which backup a command works on, and whether only the leader works
+/// (`hwdr verify`, `hwdr drill`: their timers fire on every node).
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The backup (yymmddHHMM).
+    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+    id: Option<BackupId>,
+    /// The newest complete backup.
+    #[arg(long)]
+    latest: bool,
+    /// Exit with 7 ("not the leader") unless this node leads.
+    #[arg(long)]
+    leader_only: bool,
+}
+
+impl Target {
+    /// The backup to work on, or `None` when `--leader-only` and another
+    /// node leads (it prints who).
+    pub fn resolve(&self, config: &Config) -> anyhow::Result<Option<BackupId>> {
+        if self.leader_only {
+            if let Some(leader) = other_leader(config, &runtime()?)? {
+                println!("not the leader: {leader} leads");
+                return Ok(None);
+            }
+        }
+        match self.id {
+            Some(id) => Ok(Some(id)),
+            None => crate::verify::latest_complete(&crate::repo::Repository::new(&config.repository)).map(Some),
+        }
+    }
 }
 
 /// A runtime for the few network calls of a one-shot command.

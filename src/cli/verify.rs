@@ -5,7 +5,6 @@ use std::path::Path;
 use anyhow::Result;
 use tracing::info_span;
 
-use crate::backup_id::BackupId;
 use crate::exit::Code;
 use crate::repo::Repository;
 use crate::verify;
@@ -13,40 +12,24 @@ use crate::verify;
 /// Options of `hwdr verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The backup to check (yymmddHHMM).
-    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
-    id: Option<BackupId>,
-    /// Check the newest complete backup.
-    #[arg(long)]
-    latest: bool,
+    #[command(flatten)]
+    target: super::Target,
     /// Also re-read every HopsFS block against its .meta CRCs.
     #[arg(long)]
     full: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Exit with 7 ("not the leader") unless this node leads (for timers
-    /// that fire on every node).
-    #[arg(long)]
-    leader_only: bool,
 }
 
 /// Runs `hwdr verify`; exit code 9 when anything is damaged.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    if args.leader_only {
-        if let Some(leader) = super::other_leader(&config, &super::runtime()?)? {
-            println!("not the leader: {leader} verifies");
-            return Ok(Code::NotLeader);
-        }
-    }
-    let repo = Repository::new(&config.repository);
-    let id = match args.id {
-        Some(id) => id,
-        None => verify::latest_complete(&repo)?,
+    let Some(id) = args.target.resolve(&config)? else {
+        return Ok(Code::NotLeader);
     };
     let _span = info_span!("verify", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
-    let report = verify::verify(&repo, id, args.full)?;
+    let report = verify::verify(&Repository::new(&config.repository), id, args.full)?;
     if let Err(e) = crate::metrics::record_verify(&config, report.ok()) {
         tracing::warn!("could not write the metrics: {e:#}");
     }
