@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Local, Utc};
@@ -33,6 +33,9 @@ use crate::runner::RunAs;
 pub struct BackupOptions {
     /// Use this id instead of the current minute.
     pub id: Option<BackupId>,
+    /// Look for every block in the store instead of trusting the latest
+    /// complete backup's list (`hwdr backup --check-store`).
+    pub check_store: bool,
 }
 
 /// The backup id for a run at local time `now`, unless one was given.
@@ -205,6 +208,24 @@ struct NodeSteps {
     failure: Option<(String, anyhow::Error)>,
 }
 
+/// Runs `f` as step `name` in this thread, logging like [`NodeSteps::run`];
+/// returns its start, end and outcome for [`NodeSteps::record`].
+fn timed_step(
+    name: &str,
+    f: impl FnOnce() -> Result<Vec<FileEntry>>,
+) -> (DateTime<Utc>, DateTime<Utc>, Result<Vec<FileEntry>>) {
+    let span = info_span!("step", hwdr_step = name);
+    let _entered = span.enter();
+    let started = Utc::now();
+    info!("step {name} started");
+    let result = crate::cancel::check().and_then(|_| f());
+    match &result {
+        Ok(files) => info!(files = files.len(), "step {name} done"),
+        Err(e) => error!("step {name} failed: {e:#}"),
+    }
+    (started, Utc::now(), result)
+}
+
 impl NodeSteps {
     fn new(node: &NodeSpec) -> NodeSteps {
         NodeSteps {
@@ -274,7 +295,10 @@ impl NodeSteps {
             Err(e) => {
                 rec.status = StepStatus::Failed;
                 rec.error = Some(format!("{e:#}"));
-                self.failure = Some((name.to_owned(), e));
+                // The first failure is the one the manifest names.
+                if self.failure.is_none() {
+                    self.failure = Some((name.to_owned(), e));
+                }
             }
         }
         self.record.steps.push(rec);
@@ -348,6 +372,7 @@ pub fn needs_agents(config: &Config) -> bool {
 pub fn run_backup(
     config: &Config,
     id: BackupId,
+    opts: &BackupOptions,
     now: DateTime<Local>,
     client: Option<&AgentClient>,
     rt: &Runtime,
@@ -394,16 +419,31 @@ pub fn run_backup(
         files.extend(crate::config_backup::copy_paths(&config.config_paths, &dir)?);
         Ok(())
     });
-    head.run("users", |files| {
-        files.push(dump::dump_users(config, mysql.clone(), &dir)?);
-        Ok(())
-    });
-    head.run("schemas", |files| {
-        let databases = dump::databases_to_dump(config, mysql.clone())?;
-        info!("dumping the schemas of {} databases", databases.len());
-        files.push(dump::dump_schemas(config, mysql.clone(), &dir, &databases)?);
-        Ok(())
-    });
+    // Users and schemas are two independent reads of RonDB: dumped side by side.
+    if head.failure.is_some() {
+        head.skip("users");
+        head.skip("schemas");
+    } else {
+        let parent = tracing::Span::current();
+        let (users, schemas) = std::thread::scope(|scope| {
+            let users = scope.spawn(|| {
+                let _entered = parent.enter();
+                timed_step("users", || Ok(vec![dump::dump_users(config, mysql.clone(), &dir)?]))
+            });
+            let schemas = timed_step("schemas", || {
+                let databases = dump::databases_to_dump(config, mysql.clone())?;
+                info!("dumping the schemas of {} databases", databases.len());
+                Ok(vec![dump::dump_schemas(config, mysql.clone(), &dir, &databases)?])
+            });
+            let users = users.join().unwrap_or_else(|_| {
+                let now = Utc::now();
+                (now, now, Err(anyhow!("the users dump panicked")))
+            });
+            (users, schemas)
+        });
+        head.record("users", users.0, users.1, users.2);
+        head.record("schemas", schemas.0, schemas.1, schemas.2);
+    }
     let result = head.run("ndb-backup", |_| {
         let outcome = crate::runner::run(mgm::start_backup_cmd(config, mysql.clone(), ndb))?;
         let result = mgm::judge_start_backup(&outcome, ndb)?;
@@ -473,7 +513,7 @@ pub fn run_backup(
             bad_replicas: Vec::new(),
         })
     } else if rondb_ok {
-        backup_hopsfs(config, id, &dir, &hopsfs_nodes, &mut steps, client, rt)
+        backup_hopsfs(config, id, opts, &dir, &hopsfs_nodes, &mut steps, client, rt)
     } else {
         for node in &hopsfs_nodes {
             steps_of(&mut steps, node).skip("hopsfs-list");
@@ -570,13 +610,58 @@ fn check_parts(node: &NodeSpec, parts: &BTreeMap<u32, u32>) -> Result<()> {
     Ok(())
 }
 
+/// Marks the blocks the latest complete backup before `id` lists as stored
+/// ([`plan::mark_known`]), so only the others are looked for in the store.
+/// Anything odd about that backup only costs the shortcut.
+fn trust_latest_complete(config: &Config, id: BackupId, distinct: &mut plan::Distinct) {
+    let repo = Repository::new(&config.repository);
+    let mut ids: Vec<BackupId> = match repo.entries() {
+        Ok(entries) => entries.into_iter().map(|e| e.id).filter(|e| *e < id).collect(),
+        Err(e) => {
+            warn!("looking every block up in the store: {e:#}");
+            return;
+        }
+    };
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    let Some(prev) = ids.into_iter().find_map(|i| repo.complete_manifest(i).ok()) else {
+        return;
+    };
+    let Some(hopsfs) = prev.hopsfs.filter(|h| h.block_storage == BlockStorage::Local) else {
+        return;
+    };
+    let paths: Vec<PathBuf> = hopsfs
+        .nodes
+        .iter()
+        .map(|n| {
+            repo.backup_dir(prev.backup_id)
+                .join(crate::hopsfs::node::inventory_rel(n))
+        })
+        .collect();
+    match plan::mark_known(distinct, &paths) {
+        Ok(known) => info!(
+            known,
+            "{known} blocks are listed by backup {}, the latest complete one: not looked up in the store",
+            prev.backup_id
+        ),
+        Err(e) => {
+            warn!(
+                "looking every block up in the store: the inventories of backup {} do not read: {e:#}",
+                prev.backup_id
+            );
+            plan::forget_known(distinct);
+        }
+    }
+}
+
 /// Lists every HopsFS node's blocks, uploads each block the repository lacks
 /// from one node holding it, and takes a block whose replica fails its CRCs
 /// from another node. Returns the manifest's HopsFS part when every block is
 /// in; failures are recorded in the nodes' steps.
+#[allow(clippy::too_many_arguments)]
 fn backup_hopsfs(
     config: &Config,
     id: BackupId,
+    opts: &BackupOptions,
     dir: &Path,
     nodes: &[&NodeSpec],
     steps: &mut [NodeSteps],
@@ -610,7 +695,10 @@ fn backup_hopsfs(
     let names: Vec<String> = nodes.iter().map(|n| n.name.to_string()).collect();
     let store = BlockStore::new(&config.repository);
     let planned = steps[0].run("hopsfs-plan", |files| {
-        let distinct = plan::merge(dir, &names)?;
+        let mut distinct = plan::merge(dir, &names)?;
+        if !opts.check_store {
+            trust_latest_complete(config, id, &mut distinct);
+        }
         let missing = plan::missing(&distinct, &store);
         let (assignment, orphans) = plan::assign(&distinct, &missing, names.len(), &HashMap::new());
         if !orphans.is_empty() {

@@ -337,3 +337,41 @@ fn agent_refuses_an_open_or_empty_token_file() {
     let out = c.hwdr("ndb1", &["agent"]);
     assert!(text(&out.stderr).contains("is empty"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn status_request_with_wait_ms_answers_when_the_job_ends() {
+    let mut c = five_nodes();
+    // A job that takes about a second: ndb1's own Kafka command.
+    c.dropin_everywhere(
+        "70-kafka.toml",
+        "[kafka]\nnode = \"ndb1\"\nrestore_command = [\"/bin/sleep\", \"1.5\"]\n",
+    );
+    c.start_agent("ndb1");
+    let (status, created) = c.api(
+        "ndb1",
+        "POST",
+        "/v1/jobs",
+        Some(r#"{"kind":"restore_command","node":"ndb1","step":"kafka"}"#),
+    );
+    assert_eq!(status, 202, "{created}");
+    let job = created["job_id"].as_str().unwrap().to_owned();
+
+    // Without wait_ms: at once, still running.
+    let (status, answer) = c.api("ndb1", "GET", &format!("/v1/jobs/{job}"), None);
+    assert_eq!((status, answer["state"].as_str()), (200, Some("running")), "{answer}");
+    // A short wait ends before the job: still running, after the wait.
+    let asked = std::time::Instant::now();
+    let (_, answer) = c.api("ndb1", "GET", &format!("/v1/jobs/{job}?wait_ms=200"), None);
+    assert_eq!(answer["state"], "running", "{answer}");
+    assert!(asked.elapsed() >= Duration::from_millis(200), "{:?}", asked.elapsed());
+    // A long wait is cut short by the job's end (the test client gives up after 10 s).
+    let (status, answer) = c.api("ndb1", "GET", &format!("/v1/jobs/{job}?wait_ms=60000"), None);
+    assert_eq!((status, answer["state"].as_str()), (200, Some("succeeded")), "{answer}");
+    // An ended job is answered at once, whatever the wait.
+    let (_, again) = c.api("ndb1", "GET", &format!("/v1/jobs/{job}?wait_ms=60000"), None);
+    assert_eq!(again["state"], "succeeded");
+
+    let (status, answer) = c.api("ndb1", "GET", &format!("/v1/jobs/{job}?wait_ms=soon"), None);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("wait_ms"), "{answer}");
+}

@@ -375,3 +375,41 @@ fn restore_refuses_an_incomplete_backup_and_a_damaged_inventory() {
         "{status}"
     );
 }
+
+#[test]
+fn blocks_of_the_latest_complete_backup_are_trusted_and_check_store_looks_them_up() {
+    let (c, generated, _, _) = cluster_with_blocks(30);
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // A block removed from the store by hand (say, one `hwdr verify` found damaged).
+    let gone = stored_blocks(&c.repo).remove(0);
+    fs::remove_file(&gone).unwrap();
+    fs::remove_file(format!("{}.meta", gone.display())).unwrap();
+
+    // The next backup trusts backup 2611231819's list and does not look for it...
+    let out = c.hwdr("head1", &["backup", "--id", "2611231820"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{} blocks are listed by backup 2611231819",
+            generated.blocks.len()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(c.manifest("2611231820").unwrap()["hopsfs"]["new_blocks"], 0);
+    // ...so verify names the hole,
+    let verify = c.hwdr("head1", &["verify", "2611231820"]);
+    assert_eq!(verify.status.code(), Some(9), "{}", text(&verify.stdout));
+    let name = gone.file_name().unwrap().to_str().unwrap();
+    assert!(text(&verify.stdout).contains(name), "{}", text(&verify.stdout));
+
+    // and --check-store takes it again from a data node.
+    let out = c.hwdr("head1", &["backup", "--id", "2611231821", "--check-store"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(c.manifest("2611231821").unwrap()["hopsfs"]["new_blocks"], 1);
+    assert!(gone.is_file());
+    let verify = c.hwdr("head1", &["verify", "2611231820"]);
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+}

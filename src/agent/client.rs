@@ -11,9 +11,13 @@ use super::api::{ApiError, Health, JobCreated, JobRequest, JobState, JobStatus};
 use super::token::Token;
 use crate::config::{Config, NodeSpec};
 
-/// How soon a running job is first polled; the interval doubles up to [`POLL`].
+/// How long one status request asks the agent to wait for the job's end
+/// (`wait_ms`), at most; never more than half of `[agent] request_timeout`.
+const LONG_POLL: Duration = Duration::from_secs(5);
+/// For an agent that answers at once although asked to wait (older than the
+/// `wait_ms` parameter): the first pause between polls, doubling up to [`POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(20);
-/// How often a long-running job is polled.
+/// The longest pause between polls of such an agent.
 const POLL: Duration = Duration::from_millis(500);
 
 /// A client for every agent of the cluster.
@@ -22,6 +26,7 @@ pub struct AgentClient {
     http: reqwest::Client,
     token: Token,
     node_timeout: Duration,
+    long_poll: Duration,
 }
 
 impl AgentClient {
@@ -37,6 +42,7 @@ impl AgentClient {
             http,
             token,
             node_timeout: config.backup.node_timeout,
+            long_poll: LONG_POLL.min(config.agent.request_timeout / 2),
         })
     }
 
@@ -94,9 +100,15 @@ impl AgentClient {
 
     /// `GET /v1/jobs/{id}`.
     pub async fn status(&self, node: &NodeSpec, id: &str) -> Result<JobStatus> {
+        self.status_wait(node, id, Duration::ZERO).await
+    }
+
+    /// `GET /v1/jobs/{id}?wait_ms=…`: the agent answers when the job ends or
+    /// after `wait`, whichever comes first.
+    pub async fn status_wait(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobStatus> {
         let response = self
             .http
-            .get(Self::url(node, &format!("/v1/jobs/{id}")))
+            .get(Self::url(node, &format!("/v1/jobs/{id}?wait_ms={}", wait.as_millis())))
             .header(reqwest::header::AUTHORIZATION, self.token.bearer())
             .send()
             .await
@@ -112,12 +124,18 @@ impl AgentClient {
         info!("node {} runs job {id}: {}", node.name, request.describe());
         let mut last_answer = Instant::now();
         let mut last_progress = (0, 0);
-        let mut wait = FIRST_POLL;
+        let mut pause = FIRST_POLL;
         loop {
-            // Short jobs end in milliseconds: poll soon, then less often.
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(POLL);
-            match self.status(node, &id).await {
+            // The agent holds the request until the job ends (or `long_poll`
+            // passes), so the end is seen at once.
+            let asked = Instant::now();
+            let answer = self.status_wait(node, &id, self.long_poll).await;
+            if matches!(&answer, Ok(s) if s.state == JobState::Running) && asked.elapsed() < self.long_poll / 2 {
+                // It did not wait: an agent without `wait_ms`. Poll soon, then less often.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(POLL);
+            }
+            match answer {
                 Ok(status) => {
                     last_answer = Instant::now();
                     let progress = (status.progress.files, status.progress.bytes);
@@ -168,6 +186,7 @@ impl AgentClient {
                         node.name,
                         silent.as_secs()
                     );
+                    tokio::time::sleep(POLL).await;
                 }
             }
         }

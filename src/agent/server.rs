@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,12 +27,17 @@ use crate::systemd;
 /// How many finished jobs the agent remembers.
 const HISTORY: usize = 100;
 
+/// The longest a status request may wait for its job to end (`wait_ms`).
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// State shared by every request.
 pub struct Shared {
     config: Arc<Config>,
     token: Token,
     jobs: Mutex<Jobs>,
     accepting: AtomicBool,
+    /// Bumped whenever a job ends, to wake status requests that wait for it.
+    ended: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -65,6 +70,7 @@ impl Shared {
             token,
             jobs: Mutex::new(Jobs::default()),
             accepting: AtomicBool::new(true),
+            ended: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -76,6 +82,10 @@ impl Shared {
     /// The running job's id, if any.
     pub fn running(&self) -> Option<String> {
         self.jobs().running.clone()
+    }
+
+    fn job_ended(&self) {
+        self.ended.send_modify(|n| *n += 1);
     }
 }
 
@@ -151,14 +161,43 @@ async fn list_jobs(State(shared): State<Arc<Shared>>) -> Json<Vec<JobStatus>> {
     )
 }
 
-async fn job_status(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Result<Json<JobStatus>, ApiErr> {
-    let jobs = shared.jobs();
-    jobs.entries.get(&id).map(|e| Json(e.snapshot())).ok_or_else(|| {
-        ApiErr(
-            StatusCode::NOT_FOUND,
-            format!("no job '{}' on this agent", id.escape_debug()),
-        )
-    })
+/// `GET /v1/jobs/{id}[?wait_ms=N]`: with `wait_ms`, the answer waits until the
+/// job has ended or `N` ms (at most [`MAX_WAIT`]) have passed, so the leader
+/// learns of the end at once instead of at its next poll.
+#[derive(Debug, serde::Deserialize)]
+struct StatusQuery {
+    wait_ms: Option<u64>,
+}
+
+async fn job_status(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobStatus>, ApiErr> {
+    let Query(query) = query.map_err(|e| ApiErr(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text())))?;
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribed before the first look, so an end between the look and the wait is not missed.
+    let mut ended = shared.ended.subscribe();
+    loop {
+        let snapshot = {
+            let jobs = shared.jobs();
+            jobs.entries.get(&id).map(Entry::snapshot).ok_or_else(|| {
+                ApiErr(
+                    StatusCode::NOT_FOUND,
+                    format!("no job '{}' on this agent", id.escape_debug()),
+                )
+            })?
+        };
+        if snapshot.state != JobState::Running {
+            return Ok(Json(snapshot));
+        }
+        match tokio::time::timeout_at(deadline, ended.changed()).await {
+            Ok(Ok(())) => {}
+            // The deadline passed (or the agent is going away): answer as it is.
+            Ok(Err(_)) | Err(_) => return Ok(Json(snapshot)),
+        }
+    }
 }
 
 /// Checks that the job may run here before it is accepted.
@@ -277,6 +316,7 @@ fn finish(shared: &Shared, id: &str, outcome: anyhow::Result<JobResult>, cancell
     }
     jobs.running = None;
     drop(jobs);
+    shared.job_ended();
     if shared.accepting.load(Ordering::SeqCst) {
         systemd::status("idle");
     }
@@ -309,6 +349,8 @@ pub async fn drain(shared: &Shared, timeout: Duration) -> bool {
                 entry.status.finished_at = Some(Utc::now());
                 entry.status.error = Some("the agent stopped before the job finished".into());
             }
+            drop(jobs);
+            shared.job_ended();
             return false;
         }
         if now >= deadline && !cancelled {

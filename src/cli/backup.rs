@@ -24,13 +24,22 @@ pub struct Args {
     /// the first head node is gone for good).
     #[arg(long)]
     force_leader: bool,
+    /// Look for every block in the repository's store, instead of trusting
+    /// that the latest complete backup's blocks are there (after blocks were
+    /// removed from the store by hand, e.g. damaged ones `hwdr verify` named).
+    #[arg(long)]
+    check_store: bool,
 }
 
 /// Runs `hwdr backup`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
     let now = Local::now();
-    let id = leader::choose_id(&BackupOptions { id: args.id }, now)?;
+    let opts = BackupOptions {
+        id: args.id,
+        check_store: args.check_store,
+    };
+    let id = leader::choose_id(&opts, now)?;
     if args.dry_run {
         print!("{}", leader::render_plan(&config, id));
         println!("dry run: nothing was changed");
@@ -51,7 +60,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         }
     }
     let _span = info_span!("backup", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
-    let result = leader::run_backup(&config, id, now, client.as_ref(), &rt);
+    let result = leader::run_backup(&config, id, &opts, now, client.as_ref(), &rt);
     if let Err(e) = crate::metrics::write_textfile(&config) {
         warn!("could not write the metrics: {e:#}");
     }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -18,8 +18,12 @@ use super::node::{assignment_rel, inventory_rel};
 use super::store::{BlockKey, BlockStore};
 use crate::repo::fsutil::{self, FileEntry};
 
-/// The most nodes a bitmask of holders can name.
-pub const MAX_NODES: usize = 64;
+/// The most nodes a bitmask of holders can name (bit 63 is [`KNOWN`]).
+pub const MAX_NODES: usize = 63;
+
+/// Bit of [`Holding::holders`] set for a block the latest complete backup
+/// already lists: it is in the store (see [`mark_known`]).
+const KNOWN: u64 = 1 << 63;
 
 /// Compact identity of a block: pool index, id, genstamp.
 pub type Key = (u16, u64, u64);
@@ -28,8 +32,15 @@ pub type Key = (u16, u64, u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Holding {
     pub len: u64,
-    /// Bit `i` set: node `i` holds a replica.
+    /// Bit `i` set: node `i` holds a replica (bit 63: [`KNOWN`]).
     pub holders: u64,
+}
+
+impl Holding {
+    /// The nodes holding a replica, without the [`KNOWN`] bit.
+    pub fn nodes(&self) -> u64 {
+        self.holders & !KNOWN
+    }
 }
 
 /// Every distinct block of the cluster.
@@ -124,11 +135,55 @@ impl Assignment {
     }
 }
 
-/// The distinct blocks the store does not hold yet.
+/// Marks the blocks that the inventories at `paths` (those of the latest
+/// complete backup) list with the same length. A complete backup's blocks
+/// were stored, synced before its manifest was written, and pruning keeps
+/// them while its manifest exists, so [`missing`] need not look for them in
+/// the store. Returns how many blocks were marked. The inventories are
+/// streamed; nothing but the marks is kept.
+pub fn mark_known(d: &mut Distinct, paths: &[PathBuf]) -> Result<u64> {
+    let mut marked = 0;
+    for path in paths {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        // Local pool index -> index in `d.pools`, for pools this backup has.
+        let mut local: HashMap<u16, Option<u16>> = HashMap::new();
+        inventory::read(BufReader::with_capacity(1 << 20, file), |line| {
+            match line {
+                Line::Pool(p) => {
+                    local.insert(p.index, d.pools.iter().position(|x| *x == p.id).map(|i| i as u16));
+                }
+                Line::Block(b) => {
+                    let pool = *local.get(&b.pool).context("block of an unlisted pool")?;
+                    if let Some(h) = pool.and_then(|pool| d.blocks.get_mut(&(pool, b.id, b.genstamp))) {
+                        if h.len == b.len && h.holders & KNOWN == 0 {
+                            h.holders |= KNOWN;
+                            marked += 1;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+        .with_context(|| format!("reading {}", path.display()))?;
+    }
+    Ok(marked)
+}
+
+/// Clears every mark of [`mark_known`] (after it failed half-way).
+pub fn forget_known(d: &mut Distinct) {
+    for h in d.blocks.values_mut() {
+        h.holders &= !KNOWN;
+    }
+}
+
+/// The distinct blocks the store does not hold yet: every block not marked by
+/// [`mark_known`] is looked for in the store (block with its length, and
+/// `.meta`).
 pub fn missing(d: &Distinct, store: &BlockStore) -> Vec<Key> {
     d.blocks
         .iter()
-        .filter(|(k, h)| !store.has(&d.key(k), h.len))
+        .filter(|(k, h)| h.holders & KNOWN == 0 && !store.has(&d.key(k), h.len))
         .map(|(k, _)| *k)
         .collect()
 }
@@ -145,7 +200,7 @@ pub fn assign(d: &Distinct, blocks: &[Key], nodes: usize, tried: &HashMap<Key, u
     };
     let mut orphans = Vec::new();
     for (len, key) in order {
-        let free = d.blocks[&key].holders & !tried.get(&key).copied().unwrap_or(0);
+        let free = d.blocks[&key].nodes() & !tried.get(&key).copied().unwrap_or(0);
         let best = (0..nodes)
             .filter(|i| free & (1 << i) != 0)
             .min_by_key(|i| (a.bytes[*i], *i));
