@@ -193,6 +193,9 @@ pub struct HopsfsSettings {
     pub datanode_unit: String,
     /// The argv that asks the namenode about safe mode (run as `user`).
     pub safemode_command: Vec<String>,
+    /// Reuse the listing of a block folder whose inode, mtime and ctime have
+    /// not changed (`<[restore] state_dir>/hopsfs-list/`).
+    pub list_cache: bool,
 }
 
 /// `[restore]`: how `hwdr restore` runs.
@@ -607,6 +610,7 @@ impl Validator<'_> {
             block_storage,
             datanode_unit,
             safemode_command,
+            list_cache: h.list_cache.unwrap_or(true),
         };
 
         let r = raw.restore.unwrap_or_default();

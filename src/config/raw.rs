@@ -82,6 +82,7 @@ pub struct RawHopsfs {
     pub block_storage: Option<String>,
     pub datanode_unit: Option<String>,
     pub safemode_command: Option<Vec<String>>,
+    pub list_cache: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,6 +6,7 @@ pub mod fsuser;
 pub mod gen;
 pub mod inventory;
 pub mod layout;
+pub mod listcache;
 pub mod meta;
 pub mod node;
 pub mod plan;
