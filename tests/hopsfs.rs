@@ -413,3 +413,72 @@ fn blocks_of_the_latest_complete_backup_are_trusted_and_check_store_looks_them_u
     let verify = c.hwdr("head1", &["verify", "2611231820"]);
     assert!(verify.status.success(), "{}", text(&verify.stdout));
 }
+
+/// (id, genstamp, len) of every block line of a node's inventory in a backup.
+fn inventory_blocks(c: &Cluster, id: &str, node: &str) -> Vec<(u64, u64, u64)> {
+    let inv = fs::read_to_string(c.repo.join(format!("backups/{id}/hopsfs/{node}/inventory.tsv"))).unwrap();
+    let mut blocks: Vec<(u64, u64, u64)> = inv
+        .lines()
+        .filter_map(|l| l.strip_prefix("block\t"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[2].parse().unwrap(), f[3].parse().unwrap(), f[4].parse().unwrap())
+        })
+        .collect();
+    blocks.sort_unstable();
+    blocks
+}
+
+#[test]
+fn the_listing_cache_reuses_unchanged_folders_and_sees_every_change() {
+    let (c, mut generated, spec, root) = cluster_with_blocks(80);
+    // Folders changed within 10 s of a listing are not trusted by the next one.
+    std::thread::sleep(std::time::Duration::from_secs(11));
+    let out = c.hwdr("head1", &["backup", "--id", "2611231819"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // New blocks, and one block gone from node2 (as after a deletion).
+    gen::add_blocks(&root, &spec, &mut generated, 9, 7).unwrap();
+    let gone = generated.nodes[1].blocks.pop().unwrap();
+    let gone_path = generated.nodes[1]
+        .data_dir
+        .join(generated.block_rel_path(&generated.blocks[gone as usize]));
+    let meta = fs::read_dir(gone_path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("{}_", gone_path.file_name().unwrap().to_str().unwrap()))
+        })
+        .unwrap();
+    fs::remove_file(&gone_path).unwrap();
+    fs::remove_file(meta).unwrap();
+
+    let out = c.hwdr("head1", &["backup", "--id", "2611231820"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (i, node) in generated.nodes.iter().enumerate() {
+        let name = format!("node{}", i + 1);
+        let log = c.agent_log(&name);
+        let counts = log
+            .lines()
+            .filter(|l| l.contains("unchanged ones taken from the listing cache"))
+            .next_back()
+            .unwrap_or_else(|| panic!("{name} logged no listing: {log}"))
+            .to_owned();
+        assert!(!counts.contains(" 0 unchanged ones"), "{name}: {counts}");
+        // The inventory is exactly the node's tree.
+        let mut expected: Vec<(u64, u64, u64)> = node
+            .blocks
+            .iter()
+            .map(|b| {
+                let b = &generated.blocks[*b as usize];
+                (b.id, b.genstamp, b.len)
+            })
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(inventory_blocks(&c, "2611231820", &name), expected, "{name}");
+    }
+    assert_eq!(c.manifest("2611231820").unwrap()["hopsfs"]["new_blocks"], 9);
+}
