@@ -7,9 +7,11 @@
 #   2. a simulated cluster like tests/demo.sh: head1 (leader) + node1..3
 #      (hopsfs; node1 and node2 also RonDB), agents on 127.0.0.2-4 running
 #      target/release/hwdr;
-#   3. cold-cache timings: full `hwdr backup` vs `cp -a` vs `rsync -a` of the
-#      same node folders; 1% new blocks, then a second `hwdr backup` vs
-#      `rsync -a --link-dest`; a backup with nothing new; repository size vs
+#   3. cold-cache timings: full `hwdr backup` (REPEAT times, the repository
+#      and the listing caches emptied in between) vs `cp -a` vs `rsync -a` of
+#      the same node folders; REPEAT times 1% new blocks and a `hwdr backup`
+#      (the first also vs `rsync -a --link-dest`); REPEAT backups with nothing
+#      new; the medians are judged; repository size vs
 #      unique and replica bytes; CRC verification (hwdr's own
 #      meta::verify_file, bench/crc) vs plain reads and `cat`;
 #   4. peak memory of a backup of MEM_BLOCKS (1,000,000) small blocks: the
@@ -19,7 +21,7 @@
 # bench markers of docs/benchmarks.md) and removes the generated data.
 #
 # Variables: BENCH_DIR (/var/tmp/hwdr-bench: must be on a real disk),
-# UNIQUE_GIB (3), LARGE_SHARE (90: % of the unique bytes in 1-128 MiB blocks),
+# UNIQUE_GIB (8), REPEAT (3), LARGE_SHARE (90: % of the unique bytes in 1-128 MiB blocks),
 # SMALL_MAX (256K), NEW_PERCENT (1), MEM_BLOCKS (1000000; 0 skips the memory
 # run), MEM_LOOP (1: the million-block data set and its repository live on an
 # ext4 file system in an image file on the same disk, loop-mounted with direct
@@ -29,7 +31,8 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_DIR=${BENCH_DIR:-/var/tmp/hwdr-bench}
-UNIQUE_GIB=${UNIQUE_GIB:-3}
+UNIQUE_GIB=${UNIQUE_GIB:-8}
+REPEAT=${REPEAT:-3}
 LARGE_SHARE=${LARGE_SHARE:-90}
 SMALL_MAX=${SMALL_MAX:-256K}
 NEW_PERCENT=${NEW_PERCENT:-1}
@@ -164,7 +167,7 @@ TOML
   for n in head1 node1 node2 node3; do
     mkdir -p "$dir/etc-$n/hwdr.d"
     cp "$dir/common.toml" "$dir/etc-$n/hwdr.toml"
-    printf '[node]\nname = "%s"\n' "$n" >"$dir/etc-$n/hwdr.d/50-node.toml"
+    printf '[node]\nname = "%s"\n[restore]\nstate_dir = "%s"\n' "$n" "$dir/state-$n" >"$dir/etc-$n/hwdr.d/50-node.toml"
   done
   for i in 1 2; do
     printf '[rondb]\nbackup_dir = "%s"\n' \
@@ -315,9 +318,19 @@ tail -1 "$W/results/gen-big.txt" | tr ' ' '\n' | sed 's/^/gen1_/' >>"$R"
 setup_cluster "$big" "$big/data"
 start_agents "$big"
 
-# 3a. Full backup.
-say "full hwdr backup"
-backup "$big" full 2601011200
+# Backup ids: one minute each, from 2026-01-01 12:00.
+n_id=0
+next_id() { n_id=$((n_id + 1)); id=$(printf '26010112%02d' "$n_id"); }
+put repeat "$REPEAT"
+
+# 3a. Full backups: the repository, its blocks and the nodes' listing caches
+# are emptied before each but the first.
+for i in $(seq "$REPEAT"); do
+  if [ "$i" -gt 1 ]; then rm -rf "$big/repo/backups" "$big/repo/blocks" "$big"/state-*/hopsfs-list; fi
+  say "full hwdr backup $i of $REPEAT"
+  next_id
+  backup "$big" "full$i" "$id"
+done
 put repo_after_full_bytes "$(file_bytes "$big/repo/blocks")"
 
 # 3b, 3c. cp -a and rsync -a of the same node folders.
@@ -331,21 +344,30 @@ mkdir "$big/rsync1"
 timed rsync1 rsync -a "$big/data/node1" "$big/data/node2" "$big/data/node3" "$big/rsync1/"
 put rsync1_copied_bytes "$(file_bytes "$big/rsync1")"
 
-# 3d. NEW_PERCENT % new blocks of each kind; second backup vs rsync --link-dest.
-say "adding $add_large + $add_small blocks"
-gen_nodes --out "$big/data" --blocks "$n_large" --min-size 1M --max-size 128M --seed 1 --add "$add_large" >"$W/results/gen-add.txt"
-if [ "$add_small" -gt 0 ]; then
-  gen_nodes --out "$big/data" --blocks "$n_large" --min-size 0 --max-size "$SMALL_MAX" --seed 1 --add "$add_small" >>"$W/results/gen-add.txt"
-fi
-tail -1 "$W/results/gen-add.txt" | tr ' ' '\n' | sed 's/^/gen2_/' >>"$R"
-say "second hwdr backup"
-backup "$big" incr 2601011201
-say "rsync -a --link-dest"
-mkdir "$big/rsync2"
-timed rsync2 rsync -a --link-dest="$big/rsync1" "$big/data/node1" "$big/data/node2" "$big/data/node3" "$big/rsync2/"
-put rsync2_new_bytes "$(find "$big/rsync2" -type f -links 1 -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')"
-say "a backup with nothing new"
-backup "$big" same 2601011202
+# 3d. REPEAT times: NEW_PERCENT % new blocks of each kind, then a backup; the
+# first one also vs rsync --link-dest.
+for i in $(seq "$REPEAT"); do
+  say "adding $add_large + $add_small blocks ($i of $REPEAT)"
+  gen_nodes --out "$big/data" --blocks "$n_large" --min-size 1M --max-size 128M --seed 1 --add "$add_large" >"$W/results/gen-add$i.txt"
+  if [ "$add_small" -gt 0 ]; then
+    gen_nodes --out "$big/data" --blocks "$n_large" --min-size 0 --max-size "$SMALL_MAX" --seed 1 --add "$add_small" >>"$W/results/gen-add$i.txt"
+  fi
+  tail -1 "$W/results/gen-add$i.txt" | tr ' ' '\n' | sed "s/^/gen_add${i}_/" >>"$R"
+  say "hwdr backup after 1% new ($i of $REPEAT)"
+  next_id
+  backup "$big" "incr$i" "$id"
+  if [ "$i" = 1 ]; then
+    say "rsync -a --link-dest"
+    mkdir "$big/rsync2"
+    timed rsync2 rsync -a --link-dest="$big/rsync1" "$big/data/node1" "$big/data/node2" "$big/data/node3" "$big/rsync2/"
+    put rsync2_new_bytes "$(find "$big/rsync2" -type f -links 1 -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')"
+  fi
+done
+for i in $(seq "$REPEAT"); do
+  say "a backup with nothing new ($i of $REPEAT)"
+  next_id
+  backup "$big" "same$i" "$id"
+done
 
 # 3e. Repository size.
 put repo_blocks_du_b "$(du -sb "$big/repo/blocks" | cut -f1)"
