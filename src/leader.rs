@@ -700,7 +700,8 @@ fn backup_hopsfs(
             trust_latest_complete(config, id, &mut distinct);
         }
         let missing = plan::missing(&distinct, &store);
-        let (assignment, orphans) = plan::assign(&distinct, &missing, names.len(), &HashMap::new());
+        let n_missing = missing.len();
+        let (assignment, orphans) = plan::assign(&distinct, missing, names.len(), &HashMap::new());
         if !orphans.is_empty() {
             bail!("{} blocks have no holder", orphans.len());
         }
@@ -716,11 +717,11 @@ fn backup_hopsfs(
         info!(
             distinct = distinct.blocks.len(),
             replicas = distinct.replicas,
-            missing = missing.len(),
+            missing = n_missing,
             "{} distinct blocks ({} replicas), {} not in the repository yet",
             distinct.blocks.len(),
             distinct.replicas,
-            missing.len()
+            n_missing
         );
         Ok((distinct, assignment))
     })?;
@@ -787,7 +788,7 @@ fn backup_hopsfs(
             break;
         }
         round += 1;
-        let (next, orphans) = plan::assign(&distinct, &retry, names.len(), &tried);
+        let (next, orphans) = plan::assign(&distinct, std::mem::take(&mut retry), names.len(), &tried);
         if !orphans.is_empty() {
             let list: Vec<String> = orphans
                 .iter()

@@ -463,8 +463,7 @@ fn the_listing_cache_reuses_unchanged_folders_and_sees_every_change() {
         let log = c.agent_log(&name);
         let counts = log
             .lines()
-            .filter(|l| l.contains("unchanged ones taken from the listing cache"))
-            .next_back()
+            .rfind(|l| l.contains("unchanged ones taken from the listing cache"))
             .unwrap_or_else(|| panic!("{name} logged no listing: {log}"))
             .to_owned();
         assert!(!counts.contains(" 0 unchanged ones"), "{name}: {counts}");

@@ -190,9 +190,11 @@ pub fn missing(d: &Distinct, store: &BlockStore) -> Vec<Key> {
 
 /// Gives each of `blocks` to one holder not in `tried[block]`, largest blocks
 /// first, each to the holder with the fewest bytes so far. A block with no
-/// holder left is returned in the second list.
-pub fn assign(d: &Distinct, blocks: &[Key], nodes: usize, tried: &HashMap<Key, u64>) -> (Assignment, Vec<Key>) {
+/// holder left is returned in the second list. `blocks` is dropped as soon as
+/// it is sorted, so a million keys are not held twice.
+pub fn assign(d: &Distinct, blocks: Vec<Key>, nodes: usize, tried: &HashMap<Key, u64>) -> (Assignment, Vec<Key>) {
     let mut order: Vec<(u64, Key)> = blocks.iter().map(|k| (d.blocks[k].len, *k)).collect();
+    drop(blocks);
     order.sort_unstable_by(|a, b| b.cmp(a));
     let mut a = Assignment {
         per_node: vec![Vec::new(); nodes],
@@ -275,14 +277,14 @@ mod tests {
             },
         );
         let keys: Vec<Key> = d.blocks.keys().copied().collect();
-        let (a, orphans) = assign(&d, &keys, 3, &HashMap::new());
+        let (a, orphans) = assign(&d, keys, 3, &HashMap::new());
         assert!(orphans.is_empty());
         assert_eq!(a.bytes, vec![500, 500, 50]);
         assert_eq!(a.blocks(), 11);
 
         // Node 2's replica was bad: nobody else holds it.
         let tried = HashMap::from([((0, 99, 1), 0b100), ((0, 3, 1), 0b001)]);
-        let (a, orphans) = assign(&d, &[(0, 99, 1), (0, 3, 1)], 3, &tried);
+        let (a, orphans) = assign(&d, vec![(0, 99, 1), (0, 3, 1)], 3, &tried);
         assert_eq!(orphans, vec![(0, 99, 1)]);
         assert_eq!(a.per_node[1], vec![(0, 3, 1)]);
     }
