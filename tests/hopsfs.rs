@@ -404,6 +404,11 @@ fn blocks_of_the_latest_complete_backup_are_trusted_and_check_store_looks_them_u
     assert_eq!(verify.status.code(), Some(9), "{}", text(&verify.stdout));
     let name = gone.file_name().unwrap().to_str().unwrap();
     assert!(text(&verify.stdout).contains(name), "{}", text(&verify.stdout));
+    assert!(
+        text(&verify.stdout).contains("hwdr backup --check-store"),
+        "{}",
+        text(&verify.stdout)
+    );
 
     // and --check-store takes it again from a data node.
     let out = c.hwdr("head1", &["backup", "--id", "2611231821", "--check-store"]);

@@ -55,6 +55,13 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             },
             report.bytes_read
         );
+        if report.damage.iter().any(|d| d.starts_with("blocks/")) {
+            println!(
+                "blocks are damaged or missing in the store: move damaged ones out of {}/blocks, then \
+                 `hwdr backup --check-store` takes every block the data nodes still hold again",
+                config.repository.display()
+            );
+        }
     }
     Ok(if report.ok() { Code::Success } else { Code::Damaged })
 }
