@@ -165,8 +165,25 @@ pub fn candidates(repo: &Repository) -> Result<Vec<Candidate>> {
     Ok(out)
 }
 
+/// When [`prune`] sweeps the block store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sweep {
+    /// Every time (`hwdr prune`).
+    Always,
+    /// Only when a backup was removed: blocks become unreferenced only then
+    /// (the prune after every backup, which must not cost a walk of the whole
+    /// store each time).
+    IfRemoved,
+}
+
 /// Applies retention to the repository and sweeps unreferenced blocks.
-pub fn prune(repo: &Repository, policy: &Retention, now: DateTime<Utc>, dry_run: bool) -> Result<PruneReport> {
+pub fn prune(
+    repo: &Repository,
+    policy: &Retention,
+    now: DateTime<Utc>,
+    dry_run: bool,
+    when: Sweep,
+) -> Result<PruneReport> {
     let _lock = if dry_run {
         None
     } else {
@@ -202,8 +219,12 @@ pub fn prune(repo: &Repository, policy: &Retention, now: DateTime<Utc>, dry_run:
         .filter(|d| d.keep)
         .filter_map(|d| d.id.parse().ok())
         .collect();
-    let marked = mark(repo, &kept)?;
-    sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?;
+    if when == Sweep::Always || !report.removed_backups.is_empty() {
+        let marked = mark(repo, &kept)?;
+        sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?;
+    } else {
+        info!("no backup removed: the block store is not swept");
+    }
     info!(
         removed_backups = report.removed_backups.len(),
         removed_blocks = report.removed_blocks,

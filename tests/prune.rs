@@ -154,6 +154,27 @@ fn retention_keeps_the_newest_complete_backup_and_sweeps_unreferenced_blocks() {
         served.contains("hwdr_backups{cluster=\"prod\",status=\"complete\"} 1"),
         "{served}"
     );
+
+    // A block no backup names (say, left by hand). The prune after a backup
+    // that removes no backup does not walk the store; `hwdr prune` does.
+    c.dropin_everywhere("72-keep.toml", "[retention]\nkeep_last = 7\n");
+    let some = c.repo.join("blocks").join(&stored_blocks(&c)[0]);
+    let orphan = some.with_file_name("blk_999999_1");
+    fs::copy(&some, &orphan).unwrap();
+    fs::write(orphan.with_file_name("blk_999999_1.meta"), b"meta").unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = c.hwdr("head1", &["backup", "--id", "2611231803"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no backup removed: the block store is not swept"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(orphan.exists());
+    let out = c.hwdr("head1", &["prune"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!orphan.exists() && !orphan.with_file_name("blk_999999_1.meta").exists());
+    assert!(c.hwdr("head1", &["verify", "--latest", "--full"]).status.success());
 }
 
 #[test]

@@ -67,7 +67,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let manifest = result?;
     // Retention runs after every successful backup; its failure does not
     // make the backup less good.
-    match super::prune::prune_now(&config, false) {
+    match super::prune::prune_now(&config, false, crate::prune::Sweep::IfRemoved) {
         Ok(r) => info!(
             "prune: removed {} backup(s) and {} block(s), {} bytes freed",
             r.removed_backups.len(),

@@ -22,12 +22,13 @@ pub struct Args {
 }
 
 /// Prunes the repository of `config` and records the metrics.
-pub fn prune_now(config: &Config, dry_run: bool) -> Result<PruneReport> {
+pub fn prune_now(config: &Config, dry_run: bool, when: prune::Sweep) -> Result<PruneReport> {
     let report = prune::prune(
         &Repository::new(&config.repository),
         &config.retention,
         Utc::now(),
         dry_run,
+        when,
     )?;
     if !dry_run {
         crate::metrics::record_prune(config, report.freed_bytes)?;
@@ -38,7 +39,7 @@ pub fn prune_now(config: &Config, dry_run: bool) -> Result<PruneReport> {
 /// Runs `hwdr prune`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    let report = prune_now(&config, args.dry_run)?;
+    let report = prune_now(&config, args.dry_run, prune::Sweep::Always)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(Code::Success);
