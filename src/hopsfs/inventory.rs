@@ -119,22 +119,8 @@ impl<W: Write> Writer<W> {
                 l.push_str(fields.split_once('\t').map_or("", |(_, rest)| rest));
             }
             Line::Block(b) => {
-                write!(
-                    l,
-                    "block\t{}\t{}\t{}\t{}\t{}\t{:o}\t{}\t{:o}\t{}",
-                    b.dir,
-                    b.pool,
-                    b.id,
-                    b.genstamp,
-                    b.len,
-                    b.mode,
-                    b.meta_len,
-                    b.meta_mode,
-                    match &b.path {
-                        Some(p) => clean(p)?,
-                        None => "-",
-                    }
-                )?;
+                write!(l, "block\t{}\t{}\t", b.dir, b.pool)?;
+                write_block_fields(l, b)?;
                 self.blocks += 1;
                 self.bytes += b.len;
             }
@@ -151,6 +137,48 @@ impl<W: Write> Writer<W> {
         self.out.flush()?;
         Ok((self.out, self.blocks, self.bytes))
     }
+}
+
+/// A block's own fields, tab-separated: id, genstamp, length, mode (octal),
+/// `.meta` length and mode, path below `finalized/` or `-`. Shared with the
+/// listing cache ([`super::listcache`]).
+pub fn write_block_fields(out: &mut String, b: &BlockLine) -> Result<()> {
+    write!(
+        out,
+        "{}\t{}\t{}\t{:o}\t{}\t{:o}\t{}",
+        b.id,
+        b.genstamp,
+        b.len,
+        b.mode,
+        b.meta_len,
+        b.meta_mode,
+        match &b.path {
+            Some(p) => clean(p)?,
+            None => "-",
+        }
+    )?;
+    Ok(())
+}
+
+/// Parses the fields [`write_block_fields`] writes, for a block of storage
+/// folder `dir` and pool `pool`.
+pub fn parse_block_fields(f: &[&str], dir: u16, pool: u16) -> Result<BlockLine> {
+    if f.len() != 7 {
+        bail!("expected 7 block fields, found {}", f.len());
+    }
+    let num = |i: usize| -> Result<u64> { f[i].parse().map_err(|e| anyhow!("field {i}: {e}")) };
+    let mode = |i: usize| -> Result<u32> { u32::from_str_radix(f[i], 8).map_err(|e| anyhow!("field {i}: {e}")) };
+    Ok(BlockLine {
+        dir,
+        pool,
+        id: num(0)?,
+        genstamp: num(1)?,
+        len: num(2)?,
+        mode: mode(3)?,
+        meta_len: num(4)?,
+        meta_mode: mode(5)?,
+        path: (f[6] != "-").then(|| f[6].to_owned()),
+    })
 }
 
 fn version_fields(v: &VersionLine) -> Result<String> {
@@ -287,18 +315,7 @@ fn parse(text: &str) -> Result<Line> {
         }
         "block" => {
             want(10)?;
-            let path = f[9];
-            Line::Block(BlockLine {
-                dir: small(1)?,
-                pool: small(2)?,
-                id: num(3)?,
-                genstamp: num(4)?,
-                len: num(5)?,
-                mode: mode(6)?,
-                meta_len: num(7)?,
-                meta_mode: mode(8)?,
-                path: (path != "-").then(|| path.to_owned()),
-            })
+            Line::Block(parse_block_fields(&f[3..], small(1)?, small(2)?)?)
         }
         "end" => {
             want(3)?;

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::inventory::BlockLine;
+use super::inventory::{self, BlockLine};
 
 const MAGIC: &str = "hwdr-list-cache\t1";
 
@@ -146,12 +146,6 @@ fn parse(input: impl BufRead) -> Result<Cache> {
         let f: Vec<&str> = line.split('\t').collect();
         let num = |i: usize| -> Result<u64> { Ok(f.get(i).ok_or_else(|| anyhow!("field missing"))?.parse()?) };
         let wide = |i: usize| -> Result<i128> { Ok(f.get(i).ok_or_else(|| anyhow!("field missing"))?.parse()?) };
-        let mode = |i: usize| -> Result<u32> {
-            Ok(u32::from_str_radix(
-                f.get(i).ok_or_else(|| anyhow!("field missing"))?,
-                8,
-            )?)
-        };
         let parsed: Result<()> = (|| {
             match (f[0], f.len()) {
                 ("d", 6) => {
@@ -168,17 +162,7 @@ fn parse(input: impl BufRead) -> Result<Cache> {
                 }
                 ("s", 2) => folder(&mut current)?.subdirs.push(f[1].to_owned()),
                 ("b", 8) => {
-                    let block = BlockLine {
-                        dir: 0,
-                        pool: 0,
-                        id: num(1)?,
-                        genstamp: num(2)?,
-                        len: num(3)?,
-                        mode: mode(4)?,
-                        meta_len: num(5)?,
-                        meta_mode: mode(6)?,
-                        path: (f[7] != "-").then(|| f[7].to_owned()),
-                    };
+                    let block = inventory::parse_block_fields(&f[1..], 0, 0)?;
                     folder(&mut current)?.blocks.push(block);
                 }
                 ("k", 2) => folder(&mut current)?.skipped.push(f[1].to_owned()),
@@ -266,18 +250,11 @@ impl CacheWriter {
         for s in &folder.subdirs {
             writeln!(o, "s\t{s}")?;
         }
+        let mut line = String::new();
         for b in &folder.blocks {
-            writeln!(
-                o,
-                "b\t{}\t{}\t{}\t{:o}\t{}\t{:o}\t{}",
-                b.id,
-                b.genstamp,
-                b.len,
-                b.mode,
-                b.meta_len,
-                b.meta_mode,
-                b.path.as_deref().unwrap_or("-")
-            )?;
+            line.clear();
+            inventory::write_block_fields(&mut line, b)?;
+            writeln!(o, "b\t{line}")?;
         }
         for k in &folder.skipped {
             writeln!(o, "k\t{k}")?;
@@ -286,23 +263,23 @@ impl CacheWriter {
         Ok(())
     }
 
-    /// Ends the file and puts it in place (or drops it, if unusable).
+    /// Ends the file and puts it in place (or drops it, if unusable). On
+    /// every path out, [`Drop`] removes what is left of the temp file.
     pub fn commit(mut self) -> Result<()> {
         if self.unusable {
-            let _ = fs::remove_file(&self.tmp);
             return Ok(());
         }
         writeln!(self.out, "end\t{}", self.folders)?;
-        let result = self
-            .out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_data());
-        if let Err(e) = result.and_then(|_| fs::rename(&self.tmp, &self.path)) {
-            let _ = fs::remove_file(&self.tmp);
-            return Err(e).with_context(|| format!("writing {}", self.path.display()));
-        }
-        Ok(())
+        self.out.flush()?;
+        self.out.get_ref().sync_data()?;
+        fs::rename(&self.tmp, &self.path).with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+impl Drop for CacheWriter {
+    /// A writer dropped before [`CacheWriter::commit`] leaves no temp file.
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
     }
 }
 
