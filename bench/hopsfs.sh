@@ -82,7 +82,8 @@ cleanup() {
 }
 umount_mem() {
   if [ -n "$loopdev" ]; then
-    umount "$W/mem" 2>/dev/null || true
+    # Lazily if still busy (a generator killed with the run): never rm -rf a mounted tree.
+    umount "$W/mem" 2>/dev/null || umount -l "$W/mem" 2>/dev/null || true
     losetup -d "$loopdev" 2>/dev/null || true
     loopdev=
   fi

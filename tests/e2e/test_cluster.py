@@ -811,6 +811,14 @@ class ClusterTest(unittest.TestCase):
         self.assert_backup_steps_logged("head2", backup_id, manifest)
         # The blocks were stored by the first backup: none is copied again.
         self.assertEqual(manifest["hopsfs"]["new_blocks"], 0, manifest["hopsfs"])
+        # Each data node's agent keeps its listing cache in its StateDirectory
+        # (writable under the unit's sandbox) and logs what it took from it.
+        for name in HOPSFS:
+            caches = self.node(name).run(["find", f"{STATE_DIR}/hopsfs-list", "-name", "*.tsv"])[1]
+            self.assertTrue(caches.split(), f"{name}: no listing cache")
+            messages = [e.get("MESSAGE", "") for e in self.entries(name, "-u", "hwdr-agent")]
+            self.assertEqual(sum("taken from the listing cache" in m for m in messages), 2, name)
+            self.assertFalse([m for m in messages if "listing cache" in m and "could not" in m], name)
         # What the restore must give back.
         type(self).rondb_before = self.simctl("dump")
         type(self).folders_before = self.data_folders()
