@@ -208,22 +208,34 @@ struct NodeSteps {
     failure: Option<(String, anyhow::Error)>,
 }
 
-/// Runs `f` as step `name` in this thread, logging like [`NodeSteps::run`];
-/// returns its start, end and outcome for [`NodeSteps::record`].
-fn timed_step(
-    name: &str,
-    f: impl FnOnce() -> Result<Vec<FileEntry>>,
-) -> (DateTime<Utc>, DateTime<Utc>, Result<Vec<FileEntry>>) {
+/// How a step ran: its times, the files it wrote (also when it failed) and
+/// its value or error.
+struct Ran<T> {
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+    files: Vec<FileEntry>,
+    result: Result<T>,
+}
+
+/// Runs `f` as step `name` in this thread: its span, its start and end in
+/// the log, the cancellation check before it.
+fn timed_step<T>(name: &str, f: impl FnOnce(&mut Vec<FileEntry>) -> Result<T>) -> Ran<T> {
     let span = info_span!("step", hwdr_step = name);
     let _entered = span.enter();
     let started = Utc::now();
     info!("step {name} started");
-    let result = crate::cancel::check().and_then(|_| f());
+    let mut files = Vec::new();
+    let result = crate::cancel::check().and_then(|_| f(&mut files));
     match &result {
-        Ok(files) => info!(files = files.len(), "step {name} done"),
+        Ok(_) => info!(files = files.len(), "step {name} done"),
         Err(e) => error!("step {name} failed: {e:#}"),
     }
-    (started, Utc::now(), result)
+    Ran {
+        started,
+        finished: Utc::now(),
+        files,
+        result,
+    }
 }
 
 impl NodeSteps {
@@ -248,50 +260,38 @@ impl NodeSteps {
             self.skip(name);
             return None;
         }
-        let mut rec = StepRecord {
-            name: name.into(),
-            status: StepStatus::Skipped,
-            started_at: None,
-            finished_at: None,
-            error: None,
-            files: Vec::new(),
-        };
-        let span = info_span!("step", hwdr_step = name);
-        let _entered = span.enter();
-        rec.started_at = Some(Utc::now());
-        info!("step {name} started");
-        let result = crate::cancel::check().and_then(|_| f(&mut rec.files));
-        rec.finished_at = Some(Utc::now());
-        let value = match result {
-            Ok(value) => {
-                rec.status = StepStatus::Ok;
-                info!(files = rec.files.len(), "step {name} done");
-                Some(value)
-            }
-            Err(e) => {
-                rec.status = StepStatus::Failed;
-                rec.error = Some(format!("{e:#}"));
-                error!("step {name} failed: {e:#}");
-                self.failure = Some((name.to_owned(), e));
-                None
-            }
-        };
-        self.record.steps.push(rec);
-        value
+        self.add(name, timed_step(name, f))
     }
 
     /// Records step `name` that ran elsewhere (concurrently, or on an agent).
     fn record(&mut self, name: &str, started: DateTime<Utc>, finished: DateTime<Utc>, result: Result<Vec<FileEntry>>) {
+        let (files, result) = match result {
+            Ok(files) => (files, Ok(())),
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        self.add(
+            name,
+            Ran {
+                started,
+                finished,
+                files,
+                result,
+            },
+        );
+    }
+
+    /// Records how step `name` ran; returns its value.
+    fn add<T>(&mut self, name: &str, ran: Ran<T>) -> Option<T> {
         let mut rec = StepRecord {
             name: name.into(),
             status: StepStatus::Ok,
-            started_at: Some(started),
-            finished_at: Some(finished),
+            started_at: Some(ran.started),
+            finished_at: Some(ran.finished),
             error: None,
-            files: Vec::new(),
+            files: ran.files,
         };
-        match result {
-            Ok(files) => rec.files = files,
+        let value = match ran.result {
+            Ok(value) => Some(value),
             Err(e) => {
                 rec.status = StepStatus::Failed;
                 rec.error = Some(format!("{e:#}"));
@@ -299,9 +299,11 @@ impl NodeSteps {
                 if self.failure.is_none() {
                     self.failure = Some((name.to_owned(), e));
                 }
+                None
             }
-        }
+        };
         self.record.steps.push(rec);
+        value
     }
 
     /// Records step `name` as not run.
@@ -428,21 +430,27 @@ pub fn run_backup(
         let (users, schemas) = std::thread::scope(|scope| {
             let users = scope.spawn(|| {
                 let _entered = parent.enter();
-                timed_step("users", || Ok(vec![dump::dump_users(config, mysql.clone(), &dir)?]))
+                timed_step("users", |files| {
+                    files.push(dump::dump_users(config, mysql.clone(), &dir)?);
+                    Ok(())
+                })
             });
-            let schemas = timed_step("schemas", || {
+            let schemas = timed_step("schemas", |files| {
                 let databases = dump::databases_to_dump(config, mysql.clone())?;
                 info!("dumping the schemas of {} databases", databases.len());
-                Ok(vec![dump::dump_schemas(config, mysql.clone(), &dir, &databases)?])
+                files.push(dump::dump_schemas(config, mysql.clone(), &dir, &databases)?);
+                Ok(())
             });
-            let users = users.join().unwrap_or_else(|_| {
-                let now = Utc::now();
-                (now, now, Err(anyhow!("the users dump panicked")))
+            let users = users.join().unwrap_or_else(|_| Ran {
+                started: Utc::now(),
+                finished: Utc::now(),
+                files: Vec::new(),
+                result: Err(anyhow!("the users dump panicked")),
             });
             (users, schemas)
         });
-        head.record("users", users.0, users.1, users.2);
-        head.record("schemas", schemas.0, schemas.1, schemas.2);
+        head.add("users", users);
+        head.add("schemas", schemas);
     }
     let result = head.run("ndb-backup", |_| {
         let outcome = crate::runner::run(mgm::start_backup_cmd(config, mysql.clone(), ndb))?;
@@ -610,21 +618,18 @@ fn check_parts(node: &NodeSpec, parts: &BTreeMap<u32, u32>) -> Result<()> {
     Ok(())
 }
 
-/// Marks the blocks the latest complete backup before `id` lists as stored
+/// Marks the blocks the latest complete backup lists as stored
 /// ([`plan::mark_known`]), so only the others are looked for in the store.
 /// Anything odd about that backup only costs the shortcut.
-fn trust_latest_complete(config: &Config, id: BackupId, distinct: &mut plan::Distinct) {
+fn trust_latest_complete(config: &Config, distinct: &mut plan::Distinct) {
     let repo = Repository::new(&config.repository);
-    let mut ids: Vec<BackupId> = match repo.entries() {
-        Ok(entries) => entries.into_iter().map(|e| e.id).filter(|e| *e < id).collect(),
+    let prev = match repo.latest_complete() {
+        Ok(Some(prev)) => prev,
+        Ok(None) => return,
         Err(e) => {
             warn!("looking every block up in the store: {e:#}");
             return;
         }
-    };
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    let Some(prev) = ids.into_iter().find_map(|i| repo.complete_manifest(i).ok()) else {
-        return;
     };
     let Some(hopsfs) = prev.hopsfs.filter(|h| h.block_storage == BlockStorage::Local) else {
         return;
@@ -697,7 +702,7 @@ fn backup_hopsfs(
     let planned = steps[0].run("hopsfs-plan", |files| {
         let mut distinct = plan::merge(dir, &names)?;
         if !opts.check_store {
-            trust_latest_complete(config, id, &mut distinct);
+            trust_latest_complete(config, &mut distinct);
         }
         let missing = plan::missing(&distinct, &store);
         let n_missing = missing.len();

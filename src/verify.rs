@@ -40,11 +40,7 @@ impl Report {
 
 /// The newest complete backup, by the times in the manifests.
 pub fn latest_complete(repo: &Repository) -> Result<BackupId> {
-    repo.entries()?
-        .into_iter()
-        .filter_map(|e| e.manifest.ok().flatten())
-        .filter(|m| m.status == BackupStatus::Complete)
-        .max_by_key(|m| (m.finished_at, m.backup_id))
+    repo.latest_complete()?
         .map(|m| m.backup_id)
         .ok_or_else(|| anyhow!("the repository has no complete backup"))
 }

@@ -144,28 +144,15 @@ impl Assignment {
 pub fn mark_known(d: &mut Distinct, paths: &[PathBuf]) -> Result<u64> {
     let mut marked = 0;
     for path in paths {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        // Local pool index -> index in `d.pools`, for pools this backup has.
-        let mut local: HashMap<u16, Option<u16>> = HashMap::new();
-        inventory::read(BufReader::with_capacity(1 << 20, file), |line| {
-            match line {
-                Line::Pool(p) => {
-                    local.insert(p.index, d.pools.iter().position(|x| *x == p.id).map(|i| i as u16));
+        inventory::for_each_block(path, |key, len| {
+            if let Some(h) = compact(d, &key).and_then(|k| d.blocks.get_mut(&k)) {
+                if h.len == len && h.holders & KNOWN == 0 {
+                    h.holders |= KNOWN;
+                    marked += 1;
                 }
-                Line::Block(b) => {
-                    let pool = *local.get(&b.pool).context("block of an unlisted pool")?;
-                    if let Some(h) = pool.and_then(|pool| d.blocks.get_mut(&(pool, b.id, b.genstamp))) {
-                        if h.len == b.len && h.holders & KNOWN == 0 {
-                            h.holders |= KNOWN;
-                            marked += 1;
-                        }
-                    }
-                }
-                _ => {}
             }
             Ok(())
-        })
-        .with_context(|| format!("reading {}", path.display()))?;
+        })?;
     }
     Ok(marked)
 }

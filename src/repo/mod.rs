@@ -183,6 +183,16 @@ impl Repository {
         Ok(manifest)
     }
 
+    /// The manifest of the newest complete backup (by its end time), if any.
+    pub fn latest_complete(&self) -> Result<Option<Manifest>> {
+        Ok(self
+            .entries()?
+            .into_iter()
+            .filter_map(|e| e.manifest.ok().flatten())
+            .filter(|m| m.status == manifest::BackupStatus::Complete)
+            .max_by_key(|m| (m.finished_at, m.backup_id)))
+    }
+
     /// Every backup folder, in no particular order. Folders whose name is not
     /// a backup id are skipped.
     pub fn entries(&self) -> Result<Vec<Entry>> {

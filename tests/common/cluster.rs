@@ -52,14 +52,7 @@ impl Cluster {
             .iter()
             .flat_map(|(_, _, ids)| ids.iter().map(move |i| format!("{i}:{parts}")))
             .collect();
-        let socket = sim.join("mysql.sock");
-        run_ok(
-            Command::new(sim_src().join("simctl"))
-                .arg("init")
-                .arg(&sim)
-                .args(["--data-nodes", &spec.join(","), "--rows", "300", "--socket"])
-                .arg(&socket),
-        );
+        let socket = super::sim_init(&sim, &spec, 300);
         let sim_conf: Value = serde_json::from_slice(&fs::read(sim.join("hwdr-sim.json")).unwrap()).unwrap();
         let repo = dir.path().join("repo");
         fs::create_dir(&repo).unwrap();

@@ -85,6 +85,20 @@ pub struct Single {
     pub cluster_def: PathBuf,
 }
 
+/// `simctl init` of a simulated RonDB cluster in `sim` with data nodes
+/// `spec` (`<id>:<parts>`) and `rows` rows; returns its MySQL socket.
+pub fn sim_init(sim: &Path, spec: &[String], rows: u32) -> PathBuf {
+    let socket = sim.join("mysql.sock");
+    run_ok(
+        Command::new(sim_src().join("simctl"))
+            .arg("init")
+            .arg(sim)
+            .args(["--data-nodes", &spec.join(","), "--rows", &rows.to_string(), "--socket"])
+            .arg(&socket),
+    );
+    socket
+}
+
 impl Single {
     /// `data_nodes`: (node id, LDM parts) of every data node on this host.
     pub fn new(data_nodes: &[(u32, u32)]) -> Single {
@@ -92,14 +106,7 @@ impl Single {
         let dir = open_tempdir();
         let sim = dir.path().join("sim");
         let spec: Vec<String> = data_nodes.iter().map(|(n, p)| format!("{n}:{p}")).collect();
-        let socket = sim.join("mysql.sock");
-        run_ok(
-            Command::new(sim_src().join("simctl"))
-                .arg("init")
-                .arg(&sim)
-                .args(["--data-nodes", &spec.join(","), "--rows", "200", "--socket"])
-                .arg(&socket),
-        );
+        let socket = sim_init(&sim, &spec, 200);
         // One host: every data node writes into the same BackupDataDir.
         let backup_dir = dir.path().join("ndb/backups");
         fs::create_dir_all(&backup_dir).unwrap();

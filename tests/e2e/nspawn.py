@@ -364,6 +364,70 @@ class Cluster:
                 self._old_sigterm = None
 
 
+# What the e2e test files share: the repository, a fake HopsFS data node unit,
+# binaries built on demand, and the config of a one-node cluster.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DATANODE_UNIT = """\
+[Unit]
+Description=Fake HopsFS data node (hwdr e2e)
+
+[Service]
+User=hdfs
+Group=hadoop
+ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def built(env, path, cargo_args):
+    """$`env`, else `path` in the repository (built with cargo if missing)."""
+    chosen = os.environ.get(env) or f"{REPO}/{path}"
+    if not os.path.exists(chosen) and env not in os.environ:
+        subprocess.run(["cargo", "build", *cargo_args], cwd=REPO, check=True)
+    return chosen
+
+
+def single_node_config(address, roles, sim, extra=""):
+    """hwdr.toml of a cluster of one node, head1 at `address` with `roles`
+    (RonDB data node 2), the simulated RonDB of tests/sim at `sim`; `extra`
+    is appended."""
+    roles_toml = ", ".join(f'"{r}"' for r in roles)
+    return f"""\
+[cluster]
+name = "prod"
+
+[[nodes]]
+name = "head1"
+address = "{address}"
+roles = [{roles_toml}]
+rondb_node_ids = [2]
+
+[node]
+name = "head1"
+
+[repository]
+path = "/srv/repo"
+
+[rondb]
+mgm_client = "{sim}/bin/mgm-client.sh"
+mysqlpump = "{sim}/bin/mysqlpump"
+mysqldump = "{sim}/bin/mysqldump"
+mysql = "{sim}/bin/mysql"
+socket = "{sim}/mysql.sock"
+backup_dir = "/srv/ndb/backups"
+
+[config_backup]
+paths = ["/etc/hwdr/cluster-definition.yml"]
+
+[backup]
+ndb_backup_timeout = "60s"
+dump_timeout = "60s"
+{extra}"""
+
+
 def cleanup_stale(prefix=WORK_PREFIX):
     """Stops and removes what killed runs left: every `<prefix>*` directory
     whose owner process is gone (containers powered off, then killed;

@@ -65,9 +65,8 @@ import time
 import unittest
 import urllib.request
 
-from nspawn import Cluster
+from nspawn import DATANODE_UNIT, REPO, Cluster, built
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIMCTL = f"{REPO}/tests/sim/simctl"
 
 # name, address, roles, RonDB data node ids (not test_journald.py's
@@ -134,20 +133,6 @@ BUG_STAGING_PARENTS = False
 # Only the leader removes its staged RonDB copies after a full restore; the
 # data nodes keep theirs ("After a full run the staged RonDB copies are removed").
 BUG_STAGED_LEFT_ON_DATA_NODES = False
-
-DATANODE_UNIT = """\
-[Unit]
-Description=Fake HopsFS data node (hwdr e2e)
-
-[Service]
-User=hdfs
-Group=hadoop
-ExecStart=/bin/sleep infinity
-
-[Install]
-WantedBy=multi-user.target
-"""
-
 
 def config_toml():
     """The /etc/hwdr/hwdr.toml of every node: the runbook's defaults (programs,
@@ -231,13 +216,6 @@ def _files(path):
     return found
 
 
-def gen_datanodes():
-    path = os.environ.get("HWDR_GEN_DATANODES") or f"{REPO}/target/debug/examples/gen_datanodes"
-    if not os.path.exists(path) and "HWDR_GEN_DATANODES" not in os.environ:
-        subprocess.run(["cargo", "build", "--example", "gen_datanodes"], cwd=REPO, check=True)
-    return path
-
-
 def runbook_ids():
     """{"mysql": (uid, gid), "hdfs": (uid, gid), "hadoop": gid}."""
     def user(name):
@@ -316,7 +294,8 @@ class ClusterTest(unittest.TestCase):
         cls.timings = {}
         cls.failed_step = None
         cls.deb = the_package()
-        cls.gen = gen_datanodes()
+        cls.gen = built("HWDR_GEN_DATANODES", "target/debug/examples/gen_datanodes",
+                        ["--example", "gen_datanodes"])
         cls.ids = runbook_ids()
         cls.token = secrets.token_hex(32)
         cls.last_backup_id = None

@@ -16,16 +16,14 @@ import json
 import os
 import secrets
 import stat
-import subprocess
 import sys
 import time
 import unittest
 import urllib.error
 import urllib.request
 
-from nspawn import Cluster
+from nspawn import DATANODE_UNIT, REPO, Cluster, built, single_node_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIMCTL = f"{REPO}/tests/sim/simctl"
 SIM = "/srv/sim"
 
@@ -50,49 +48,7 @@ MSG_UNIT_STARTED = "39f53479d3a045ac8e11786248231fbf"
 # systemd stamps state changes with by a tick.
 CLOCK_SLACK_NS = 20_000_000
 
-DATANODE_UNIT = """\
-[Unit]
-Description=Fake HopsFS data node (hwdr e2e)
-
-[Service]
-User=hdfs
-Group=hadoop
-ExecStart=/bin/sleep infinity
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-CONFIG = f"""\
-[cluster]
-name = "prod"
-
-[[nodes]]
-name = "head1"
-address = "{ADDR}:{PORT}"
-roles = ["head", "rondb", "hopsfs"]
-rondb_node_ids = [2]
-
-[node]
-name = "head1"
-
-[repository]
-path = "/srv/repo"
-
-[rondb]
-mgm_client = "{SIM}/bin/mgm-client.sh"
-mysqlpump = "{SIM}/bin/mysqlpump"
-mysqldump = "{SIM}/bin/mysqldump"
-mysql = "{SIM}/bin/mysql"
-socket = "{SIM}/mysql.sock"
-backup_dir = "/srv/ndb/backups"
-
-[config_backup]
-paths = ["/etc/hwdr/cluster-definition.yml"]
-
-[backup]
-ndb_backup_timeout = "60s"
-dump_timeout = "60s"
+CONFIG = single_node_config(f"{ADDR}:{PORT}", ["head", "rondb", "hopsfs"], SIM, f"""\
 
 [agent]
 token_file = "{TOKEN_FILE}"
@@ -100,19 +56,11 @@ token_file = "{TOKEN_FILE}"
 [hopsfs]
 data_dirs = ["{DATA_DIR}"]
 datanode_unit = "datanode.service"
-"""
+""")
 
 
 def log(msg):
     print(f"[e2e] {msg}", file=sys.stderr, flush=True)
-
-
-def built(env, path, cargo_args):
-    """$`env`, else `path` in the repository (built with cargo if missing)."""
-    chosen = os.environ.get(env) or f"{REPO}/{path}"
-    if not os.path.exists(chosen) and env not in os.environ:
-        subprocess.run(["cargo", "build", *cargo_args], cwd=REPO, check=True)
-    return chosen
 
 
 def snapshot(root):

@@ -6,13 +6,10 @@ journal. Run as root after `cargo build` (see README.md).
 """
 
 import json
-import os
-import subprocess
 import unittest
 
-from nspawn import Cluster
+from nspawn import REPO, Cluster, built, single_node_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIMCTL = f"{REPO}/tests/sim/simctl"
 SIM = "/srv/sim"
 
@@ -21,51 +18,13 @@ MSG_COMPLETED = "13039cfd13dd4ff1a83ae38db9fcd47d"
 MSG_FAILED = "7b2501e68c884f468ff45228b1f1201b"
 STEPS = ("config", "users", "schemas", "ndb-backup", "rondb-parts")
 
-CONFIG = f"""\
-[cluster]
-name = "prod"
-
-[[nodes]]
-name = "head1"
-address = "127.0.0.11:7878"
-roles = ["head", "rondb"]
-rondb_node_ids = [2]
-
-[node]
-name = "head1"
-
-[repository]
-path = "/srv/repo"
-
-[rondb]
-mgm_client = "{SIM}/bin/mgm-client.sh"
-mysqlpump = "{SIM}/bin/mysqlpump"
-mysqldump = "{SIM}/bin/mysqldump"
-mysql = "{SIM}/bin/mysql"
-socket = "{SIM}/mysql.sock"
-backup_dir = "/srv/ndb/backups"
-
-[config_backup]
-paths = ["/etc/hwdr/cluster-definition.yml"]
-
-[backup]
-ndb_backup_timeout = "60s"
-dump_timeout = "60s"
-"""
-
-
-def hwdr_binary():
-    """$HWDR_BIN, else target/debug/hwdr (built if missing)."""
-    path = os.environ.get("HWDR_BIN") or f"{REPO}/target/debug/hwdr"
-    if not os.path.exists(path) and "HWDR_BIN" not in os.environ:
-        subprocess.run(["cargo", "build"], cwd=REPO, check=True)
-    return path
+CONFIG = single_node_config("127.0.0.11:7878", ["head", "rondb"], SIM)
 
 
 class JournaldTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        binary = hwdr_binary()
+        binary = built("HWDR_BIN", "target/debug/hwdr", [])
         cls.cluster = cls.enterClassContext(Cluster([("head1", "127.0.0.11")], ro_binds=[REPO]))
         try:
             cls.node = node = cls.cluster["head1"]
