@@ -51,5 +51,5 @@ fn copy_one(path: &Path, backup_dir: &Path) -> Result<FileEntry> {
     let rel = format!("config/{}", path.display().to_string().trim_start_matches('/'));
     let dst = backup_dir.join(&rel);
     mkdir(dst.parent().unwrap_or(backup_dir), 0o750)?;
-    fsutil::copy_hashed(path, &dst, 0o640, rel)
+    fsutil::copy_hashed(path, &dst, 0o640, rel, &crate::job::JobControl::default())
 }

@@ -88,8 +88,11 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
         };
         step("stage", &mut || {
             let staged = rr::stage_parts(&spare, &manifest, &ids, &JobControl::default())?;
+            if !staged.damaged.is_empty() {
+                bail!("damaged in the repository: {}", staged.damaged.join("; "));
+            }
             rr::stage_sql(&spare, &manifest)?;
-            Ok(format!("{} part files and the SQL files", staged.len()))
+            Ok(format!("{} part files and the SQL files", staged.files.len()))
         });
         step("rondb-meta", &mut || run_ndb(meta_id, NdbAction::Meta));
         for node in &ids {

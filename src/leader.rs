@@ -519,6 +519,7 @@ pub fn run_backup(
             new_blocks: 0,
             new_bytes: 0,
             bad_replicas: Vec::new(),
+            lengths: BTreeMap::new(),
         })
     } else if rondb_ok {
         backup_hopsfs(config, id, opts, &dir, &hopsfs_nodes, &mut steps, client, rt)
@@ -548,11 +549,25 @@ pub fn run_backup(
         }
     }
 
+    // A signal at any point means the backup is not complete, whatever the
+    // steps after it managed: it is failed, "interrupted".
+    let interrupted = crate::cancel::requested();
+    let says_so =
+        |f: &[(String, anyhow::Error)]| f.first().is_some_and(|(_, e)| format!("{e:#}").contains("interrupted"));
+    if interrupted && !says_so(&failures) {
+        failures.insert(
+            0,
+            (
+                format!("{}/interrupted", this.name),
+                anyhow!(crate::cancel::INTERRUPTED),
+            ),
+        );
+    }
     // Partial: the leader's own steps worked, and other nodes failed their share.
     let leader_failed = failures
         .iter()
         .any(|(step, _)| step.starts_with(&format!("{}/", this.name)));
-    let status = match (&failures[..], leader_failed) {
+    let status = match (&failures[..], leader_failed || interrupted) {
         ([], _) => BackupStatus::Complete,
         (_, false) => BackupStatus::Partial,
         (_, true) => BackupStatus::Failed,
@@ -704,7 +719,13 @@ fn backup_hopsfs(
         if !opts.check_store {
             trust_latest_complete(config, &mut distinct);
         }
-        let missing = plan::missing(&distinct, &store);
+        let (missing, damaged) = plan::missing(&distinct, &store, opts.check_store)?;
+        if damaged > 0 {
+            warn!(
+                damaged,
+                "{damaged} stored block(s) failed their CRC check: they are taken again from the data nodes"
+            );
+        }
         let n_missing = missing.len();
         let (assignment, orphans) = plan::assign(&distinct, missing, names.len(), &HashMap::new());
         if !orphans.is_empty() {
@@ -730,7 +751,8 @@ fn backup_hopsfs(
         );
         Ok((distinct, assignment))
     })?;
-    let (distinct, mut assignment) = planned;
+    let (mut distinct, mut assignment) = planned;
+    let mut length_choice: HashMap<plan::Key, usize> = HashMap::new();
 
     // Upload rounds: a bad replica goes to another holder in the next round.
     let mut tried: HashMap<plan::Key, u64> = HashMap::new();
@@ -793,7 +815,13 @@ fn backup_hopsfs(
             break;
         }
         round += 1;
-        let (next, orphans) = plan::assign(&distinct, std::mem::take(&mut retry), names.len(), &tried);
+        let (next, orphans) = assign_retry(
+            &mut distinct,
+            std::mem::take(&mut retry),
+            names.len(),
+            &tried,
+            &mut length_choice,
+        );
         if !orphans.is_empty() {
             let list: Vec<String> = orphans
                 .iter()
@@ -828,6 +856,17 @@ fn backup_hopsfs(
     if steps.iter().any(|s| s.failure.is_some()) {
         return None;
     }
+    let mut lengths = BTreeMap::new();
+    for (k, node, len, good) in plan::bad_lengths(&distinct) {
+        let key = distinct.key(&k);
+        let text = format!(
+            "{key} on {}: {len} bytes, the good replica has {good} (truncated or with bytes appended)",
+            names[node]
+        );
+        warn!(hwdr_node = %names[node], "bad replica: {text}");
+        bad_replicas.push(text);
+        lengths.insert(key.to_string(), good);
+    }
     Some(HopsfsInfo {
         block_storage: BlockStorage::Local,
         nodes: names,
@@ -838,7 +877,38 @@ fn backup_hopsfs(
         new_blocks,
         new_bytes,
         bad_replicas,
+        lengths,
     })
+}
+
+/// Gives each block of `retry` to a holder not tried yet. A block whose
+/// replicas disagree on its length and whose replicas of the length tried so
+/// far all failed is tried with the next length ([`plan::take_length`]).
+/// Returns the assignment and the blocks no replica is left for.
+fn assign_retry(
+    distinct: &mut plan::Distinct,
+    retry: Vec<plan::Key>,
+    nodes: usize,
+    tried: &HashMap<plan::Key, u64>,
+    choice: &mut HashMap<plan::Key, usize>,
+) -> (plan::Assignment, Vec<plan::Key>) {
+    let (mut assigned, mut orphans) = plan::assign(distinct, retry, nodes, tried);
+    loop {
+        let (switched, left): (Vec<plan::Key>, Vec<plan::Key>) = orphans.into_iter().partition(|k| {
+            let n = choice.entry(*k).or_insert(0);
+            *n += 1;
+            distinct.disputed.contains_key(k) && plan::take_length(distinct, k, *n)
+        });
+        if switched.is_empty() {
+            return (assigned, left);
+        }
+        let (more, still) = plan::assign(distinct, switched, nodes, tried);
+        for (i, keys) in more.per_node.into_iter().enumerate() {
+            assigned.per_node[i].extend(keys);
+            assigned.bytes[i] += more.bytes[i];
+        }
+        orphans = left.into_iter().chain(still).collect();
+    }
 }
 
 /// Every remote node's agent answers health.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_backup;
 pub mod drill;
 pub mod exit;
+pub mod fault;
 pub mod hopsfs;
 pub mod job;
 pub mod leader;

@@ -64,6 +64,8 @@ fn main() -> ExitCode {
         }
     };
     logging::init();
+    // Fault injection for the tests (a no-op unless built with `failpoints`).
+    let _faults = hwdr::fault::setup();
     let result = match cli.command {
         Command::Backup(args) => cli::backup::run(&cli.config, args),
         Command::List(args) => cli::list::run(&cli.config, args),

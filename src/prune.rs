@@ -201,6 +201,7 @@ pub fn prune(
         ..Default::default()
     };
     for d in decisions.iter().filter(|d| !d.keep) {
+        crate::cancel::check()?;
         let id: BackupId = d.id.parse()?;
         let dir = repo.backup_dir(id);
         let size = dir_size(&dir);
@@ -242,6 +243,7 @@ pub fn prune(
 fn mark(repo: &Repository, kept: &[BackupId]) -> Result<HashSet<String>> {
     let mut marked = HashSet::new();
     for id in kept {
+        crate::cancel::check()?;
         let dir = repo.backup_dir(*id);
         let nodes: BTreeSet<String> = match repo.read_manifest(*id) {
             Ok(Some(m)) => m.hopsfs.map(|h| h.nodes.into_iter().collect()).unwrap_or_default(),
@@ -286,6 +288,7 @@ fn sweep(
         let pool_name = pool.file_name().to_string_lossy().into_owned();
         let mut stack = vec![pool.path()];
         while let Some(dir) = stack.pop() {
+            crate::cancel::check()?;
             for e in fs::read_dir(&dir)
                 .with_context(|| format!("listing {}", dir.display()))?
                 .flatten()

@@ -19,6 +19,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{Gid, Pid, Uid};
 use tracing::{info, warn, Span};
 
+use crate::job::JobControl;
+
 /// How many trailing output lines are kept for error messages.
 const TAIL_LINES: usize = 20;
 /// How much stdout is kept for parsing.
@@ -86,6 +88,8 @@ pub struct Cmd {
     pub user: RunAs,
     pub timeout: Duration,
     pub stdout: StdoutTo,
+    /// The job the program belongs to: cancelling it kills the program.
+    pub control: Option<JobControl>,
 }
 
 impl Cmd {
@@ -97,7 +101,14 @@ impl Cmd {
             user,
             timeout,
             stdout: StdoutTo::Capture,
+            control: None,
         }
+    }
+
+    /// Kills the program when `control`'s job is cancelled.
+    pub fn stopped_by(mut self, control: &JobControl) -> Cmd {
+        self.control = Some(control.clone());
+        self
     }
 
     /// Appends one argument.
@@ -253,7 +264,7 @@ pub fn run(cmd: Cmd) -> Result<Outcome> {
     }
     drop(line_tx);
 
-    let status = wait_with_timeout(child, pgid, cmd.timeout);
+    let status = wait_with_timeout(child, pgid, cmd.timeout, cmd.control.as_ref());
     for reader in readers {
         let _ = reader.join();
     }
@@ -325,7 +336,12 @@ fn spawn_reader<R: Read + Send + 'static>(
 
 /// Waits for the child; on timeout kills its whole process group (TERM, then
 /// KILL) and returns `None`. A stop request kills it too and is an error.
-fn wait_with_timeout(mut child: Child, pgid: Pid, timeout: Duration) -> Result<Option<ExitStatus>> {
+fn wait_with_timeout(
+    mut child: Child,
+    pgid: Pid,
+    timeout: Duration,
+    control: Option<&JobControl>,
+) -> Result<Option<ExitStatus>> {
     let (tx, rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
         let _ = tx.send(child.wait());
@@ -335,7 +351,7 @@ fn wait_with_timeout(mut child: Child, pgid: Pid, timeout: Duration) -> Result<O
     let status = loop {
         match rx.recv_timeout(POLL) {
             Ok(status) => break Some(status.context("waiting for the program")?),
-            Err(_) if crate::cancel::requested() => {
+            Err(_) if crate::cancel::requested() || control.is_some_and(JobControl::is_cancelled) => {
                 cancelled = true;
                 break None;
             }
@@ -355,7 +371,12 @@ fn wait_with_timeout(mut child: Child, pgid: Pid, timeout: Duration) -> Result<O
     let _ = killpg(pgid, Signal::SIGKILL);
     let _ = waiter.join();
     if cancelled {
-        bail!("stopped by a signal while the program ran; it was killed");
+        // The job's own reason (or the signal's) says why.
+        if let Some(control) = control {
+            control.check()?;
+        }
+        crate::cancel::check()?;
+        bail!("stopped while the program ran; it was killed");
     }
     Ok(status)
 }

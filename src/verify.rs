@@ -68,6 +68,7 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
     }
     let dir = repo.backup_dir(id);
     for f in manifest.files() {
+        crate::cancel::check()?;
         report.files_checked += 1;
         match fsutil::hash_file(&dir.join(&f.path)) {
             Ok((size, sha)) => {
@@ -82,7 +83,10 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
                         .push(format!("{}: SHA-256 differs from the manifest", f.path));
                 }
             }
-            Err(e) => report.damage.push(format!("{}: {e:#}", f.path)),
+            Err(e) => {
+                crate::cancel::check()?;
+                report.damage.push(format!("{}: {e:#}", f.path))
+            }
         }
     }
     if let Some(h) = &manifest.hopsfs {
@@ -91,17 +95,22 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
         for node in &h.nodes {
             let rel = inventory_rel(node);
             let read = inventory::for_each_block(&dir.join(&rel), |key, len| {
+                crate::cancel::check()?;
                 if !seen.contains(&key) {
+                    let len = h.good_len(&key, len);
                     check_block(&store, &key, len, full, &mut report);
                     seen.insert(key);
                 }
                 Ok(())
             });
             if let Err(e) = read {
+                // A stop request is not damage.
+                crate::cancel::check()?;
                 report.damage.push(format!("{rel}: {e:#}"));
             }
         }
     }
+    crate::cancel::check()?;
     info!(
         files = report.files_checked,
         blocks = report.blocks_checked,
@@ -131,6 +140,8 @@ fn check_block(store: &BlockStore, key: &BlockKey, len: u64, full: bool, report:
     if full {
         match meta::verify_file(&path, &store.meta_path(key)) {
             Ok(n) => report.bytes_read += n,
+            // A stop request is not damage: the caller's next check ends the verify.
+            Err(_) if crate::cancel::requested() => {}
             Err(e) => report.damage.push(format!("{name}: {e:#}")),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::cluster::{http, wait_until, Cluster};
 use common::text;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::unistd::{Pid, Uid};
 use serde_json::json;
 
 const ID: &str = "2611231819";
@@ -323,19 +323,49 @@ fn agent_speaks_sd_notify() {
     });
 }
 
+/// Issue 11, point 13: token errors are configuration errors (exit 3, so
+/// `RestartPreventExitStatus=3` keeps systemd from restarting the agent), and
+/// `hwdr config check` names them.
 #[test]
-fn agent_refuses_an_open_or_empty_token_file() {
+fn agent_refuses_an_open_empty_short_or_foreign_token_file_with_exit_3() {
     let c = five_nodes();
     let token = c.dir.path().join("agent.token");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = c.hwdr("ndb1", &["agent"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("[agent] token_file: ") && text(&out.stderr).contains("mode 0644"));
+    let check = c.hwdr("ndb1", &["config", "check"]);
+    assert_eq!(check.status.code(), Some(3));
+    assert!(text(&check.stdout).contains("FAIL  ") && text(&check.stdout).contains("mode 0644"));
     std::fs::write(&token, "\n").unwrap();
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = c.hwdr("ndb1", &["agent"]);
+    assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("is empty"), "{}", text(&out.stderr));
+    std::fs::write(&token, "short-secret\n").unwrap();
+    let out = c.hwdr("ndb1", &["agent"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("has 12 characters; it needs at least 32"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(&token, &c.token).unwrap();
+    nix::unistd::chown(&token, Some(Uid::from_raw(1)), None).unwrap();
+    let out = c.hwdr("ndb1", &["agent"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("must be owned by root"),
+        "{}",
+        text(&out.stderr)
+    );
+    let check = c.hwdr("ndb1", &["config", "check"]);
+    assert!(
+        text(&check.stdout).contains("must be owned by root"),
+        "{}",
+        text(&check.stdout)
+    );
 }
 
 #[test]
@@ -347,11 +377,14 @@ fn status_request_with_wait_ms_answers_when_the_job_ends() {
         "[kafka]\nnode = \"ndb1\"\nrestore_command = [\"/bin/sleep\", \"1.5\"]\n",
     );
     c.start_agent("ndb1");
+    let _lock = c.hold_lock("restore", ID);
     let (status, created) = c.api(
         "ndb1",
         "POST",
         "/v1/jobs",
-        Some(r#"{"kind":"restore_command","node":"ndb1","step":"kafka"}"#),
+        Some(&format!(
+            r#"{{"kind":"restore_command","node":"ndb1","backup_id":"{ID}","step":"kafka"}}"#
+        )),
     );
     assert_eq!(status, 202, "{created}");
     let job = created["job_id"].as_str().unwrap().to_owned();

@@ -277,6 +277,8 @@ fn cloud_block_storage_stores_no_blocks() {
 
 /// Runs a restore job on `node` and waits for its end; returns the job status.
 fn restore_job(c: &Cluster, node: &str, id: &str, clean: bool) -> serde_json::Value {
+    // The agent runs restore jobs only while the lock names a restore of that backup.
+    let _lock = c.hold_lock("restore", id);
     let body = format!(r#"{{"kind":"hopsfs_restore","node":"{node}","backup_id":"{id}","clean":{clean}}}"#);
     let (status, created) = c.api(node, "POST", "/v1/jobs", Some(&body));
     assert_eq!(status, 202, "{created}");

@@ -205,7 +205,8 @@ fn plan_prints_every_step_with_node_user_argv_and_what_it_waits_for() {
     let staging2 = s.c.dir.path().join("staging-head1").display().to_string();
     for expected in [
         format!("restore of backup {ID} (RonDB backup id 263271819)"),
-        " 1. stage (checks passed; 3 parts".into(),
+        " 1. stage (checks passed; 4 parts".into(),
+        "on node3 as root: copy the node's VERSION files and blocks".into(),
         " 2. rondb-meta (after stage)".into(),
         format!("on head1 as mysql: {bin}/ndb_restore -n 2 -b 263271819 -m --disable-indexes --ndb-connectstring=127.0.0.1:1186 --backup_path={staging}"),
         " 3. rondb-data (after rondb-meta; 2 parts, 2 at once)".into(),
@@ -267,17 +268,19 @@ fn a_failure_at_each_step_then_resume_finishes_without_redoing_finished_steps() 
             Box::new(|_| {}),
         ),
         (
+            // The stage step puts nothing in current/: a file in its way
+            // breaks only the move into place.
             "hopsfs",
             Box::new({
                 let p = node3_dir.clone();
                 move |_| {
-                    fs::create_dir_all(p.parent().unwrap()).unwrap();
-                    fs::write(&p, "in the way").unwrap();
+                    fs::create_dir_all(&p).unwrap();
+                    fs::write(p.join("current"), "in the way").unwrap();
                 }
             }),
             Box::new({
                 let p = node3_dir.clone();
-                move |_| fs::remove_file(&p).unwrap()
+                move |_| fs::remove_file(p.join("current")).unwrap()
             }),
         ),
         (

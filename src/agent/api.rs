@@ -6,11 +6,17 @@
 //! | `GET /v1/health`     | none   | [`Health`]                             |
 //! | `POST /v1/jobs`      | bearer | [`JobRequest`] → 202 [`JobCreated`]    |
 //! | `GET /v1/jobs`       | bearer | `[JobStatus]`                          |
-//! | `GET /v1/jobs/{id}`  | bearer | [`JobStatus`]                          |
+//! | `GET /v1/jobs/{id}`  | bearer | [`JobStatus`]; renews the job's lease  |
+//! | `POST /v1/jobs/{id}/cancel` | bearer | [`JobStatus`] once it ended   |
 //!
 //! Errors are `{"error": "..."}` with 400 (bad request), 401 (token), 404
-//! (unknown job), 409 (busy, or the backup is already finished), 503 (the
+//! (unknown job), 409 (busy; the backup is not being taken; the repository
+//! lock does not name the backup or restore the job belongs to), 503 (the
 //! agent is stopping).
+//!
+//! A job is bound to its leader by a lease: every status request renews it,
+//! and a job whose status nobody asked for during `[backup] node_timeout` is
+//! cancelled (its leader died or lost the network).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::backup_id::BackupId;
 use crate::config::{NodeName, Role};
 use crate::hopsfs::node::{Listed, Uploaded};
-use crate::hopsfs::restore::Restored;
+use crate::hopsfs::restore::{Restored, StagedBlocks};
 use crate::repo::fsutil::FileEntry;
+use crate::repo::lock::LockInfo;
 
 /// Answer of `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,15 +58,18 @@ pub enum JobRequest {
         backup_id: BackupId,
         round: u32,
     },
-    /// Restore this node's HopsFS storage from a complete backup: stop the
-    /// data node's unit, put back VERSION files and blocks, start it again.
-    /// With `clean`, block files the backup does not name are removed.
+    /// Restore this node's HopsFS storage from a complete backup: stage it
+    /// (if the `stage` step did not), stop the data node's unit, move the
+    /// staged VERSION files and blocks into place, start it again. With
+    /// `clean`, block files the backup does not name are removed.
     HopsfsRestore {
         node: NodeName,
         backup_id: BackupId,
         clean: bool,
     },
-    /// Stage this node's RonDB parts of a complete backup for `ndb_restore`.
+    /// Stage what this node needs to restore a complete backup, checking
+    /// it: its RonDB parts for `ndb_restore`, its HopsFS blocks next to its
+    /// data folders. Nothing of the node's data changes.
     RestoreStage { node: NodeName, backup_id: BackupId },
     /// Remove this node's staged RonDB copies of a backup (after a restore).
     RestoreUnstage { node: NodeName, backup_id: BackupId },
@@ -69,9 +79,13 @@ pub enum JobRequest {
         backup_id: BackupId,
         data_node: u32,
     },
-    /// Run this node's own `[opensearch]` or `[kafka]` command: the request
-    /// names the step, never a program.
-    RestoreCommand { node: NodeName, step: CommandKind },
+    /// Run this node's own `[opensearch]` or `[kafka]` command for the
+    /// restore of `backup_id`: the request names the step, never a program.
+    RestoreCommand {
+        node: NodeName,
+        backup_id: BackupId,
+        step: CommandKind,
+    },
 }
 
 impl JobRequest {
@@ -99,8 +113,28 @@ impl JobRequest {
             | JobRequest::HopsfsRestore { backup_id, .. }
             | JobRequest::RestoreStage { backup_id, .. }
             | JobRequest::RestoreUnstage { backup_id, .. }
-            | JobRequest::RestoreRondbData { backup_id, .. } => Some(*backup_id),
-            JobRequest::PruneLocalRondb { .. } | JobRequest::RestoreCommand { .. } => None,
+            | JobRequest::RestoreRondbData { backup_id, .. }
+            | JobRequest::RestoreCommand { backup_id, .. } => Some(*backup_id),
+            JobRequest::PruneLocalRondb { .. } => None,
+        }
+    }
+
+    /// The operation that must hold the repository lock, for this very
+    /// backup, while the job runs: jobs that add to a backup run only during
+    /// that backup, and jobs that change a node's data only during a restore
+    /// of that backup. A token alone starts nothing destructive.
+    pub fn needs_lock(&self) -> Option<(&'static str, BackupId)> {
+        let id = self.backup_id()?;
+        match self {
+            JobRequest::CollectRondbParts { .. }
+            | JobRequest::HopsfsInventory { .. }
+            | JobRequest::HopsfsUpload { .. } => Some(("backup", id)),
+            JobRequest::HopsfsRestore { .. }
+            | JobRequest::RestoreStage { .. }
+            | JobRequest::RestoreUnstage { .. }
+            | JobRequest::RestoreRondbData { .. }
+            | JobRequest::RestoreCommand { .. } => Some(("restore", id)),
+            JobRequest::PruneLocalRondb { .. } => None,
         }
     }
 
@@ -134,13 +168,13 @@ impl JobRequest {
         match self {
             JobRequest::CollectRondbParts { .. }
             | JobRequest::PruneLocalRondb { .. }
-            | JobRequest::RestoreStage { .. }
             | JobRequest::RestoreUnstage { .. }
             | JobRequest::RestoreRondbData { .. } => Some(Role::Rondb),
             JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } | JobRequest::HopsfsRestore { .. } => {
                 Some(Role::Hopsfs)
             }
-            JobRequest::RestoreCommand { .. } => None,
+            // RonDB parts, HopsFS blocks, or both: what the node holds of the backup.
+            JobRequest::RestoreStage { .. } | JobRequest::RestoreCommand { .. } => None,
         }
     }
 
@@ -154,7 +188,9 @@ impl JobRequest {
                 format!("upload HopsFS blocks for backup {backup_id} (round {round})")
             }
             JobRequest::HopsfsRestore { backup_id, .. } => format!("restore HopsFS blocks from backup {backup_id}"),
-            JobRequest::RestoreStage { backup_id, .. } => format!("stage RonDB parts of backup {backup_id}"),
+            JobRequest::RestoreStage { backup_id, .. } => {
+                format!("stage the RonDB parts and HopsFS blocks of backup {backup_id}")
+            }
             JobRequest::RestoreUnstage { backup_id, .. } => {
                 format!("remove the staged RonDB parts of backup {backup_id}")
             }
@@ -230,17 +266,28 @@ pub enum JobResult {
     HopsfsUploaded(Uploaded),
     /// A node's HopsFS storage was restored.
     HopsfsRestored(Restored),
-    /// Files staged for ndb_restore (paths in the staging folder).
-    Staged { files: Vec<String> },
+    /// What a node staged for a restore: RonDB files for ndb_restore (paths
+    /// in the staging folder), HopsFS blocks, and the files and blocks of
+    /// the backup found missing or damaged (the restore is then refused).
+    Staged {
+        files: Vec<String>,
+        #[serde(default)]
+        blocks: Option<StagedBlocks>,
+        #[serde(default)]
+        damaged: Vec<String>,
+    },
     /// A program ran; the last lines of its output.
     Ran { tail: Vec<String> },
 }
 
-/// Answer of `GET /v1/jobs/{id}`.
+/// Answer of `GET /v1/jobs/{id}` (and of its `cancel`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobStatus {
     pub id: String,
     pub request: JobRequest,
+    /// The repository lock the job is bound to (its leader's), if any.
+    #[serde(default)]
+    pub lock: Option<LockInfo>,
     pub state: JobState,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,

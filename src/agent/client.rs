@@ -116,9 +116,56 @@ impl AgentClient {
         Self::decode(node, response).await
     }
 
+    /// `GET /v1/jobs`: the agent's last jobs, newest last.
+    pub async fn jobs(&self, node: &NodeSpec) -> Result<Vec<JobStatus>> {
+        let response = self
+            .http
+            .get(Self::url(node, "/v1/jobs"))
+            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
+            .send()
+            .await
+            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        Self::decode(node, response).await
+    }
+
+    /// `POST /v1/jobs/{id}/cancel?wait_ms=…`: asks the job to stop; the
+    /// answer comes once it ended (or after `wait`).
+    pub async fn cancel(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobStatus> {
+        let response = self
+            .http
+            .post(Self::url(
+                node,
+                &format!("/v1/jobs/{id}/cancel?wait_ms={}", wait.as_millis()),
+            ))
+            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
+            .send()
+            .await
+            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        Self::decode(node, response).await
+    }
+
+    /// How long a cancel may wait for the job's end: within one request.
+    pub fn cancel_wait(&self) -> Duration {
+        self.long_poll
+    }
+
+    /// On SIGTERM/SIGINT of this process: cancels job `id` on `node`, waits
+    /// (briefly) for it to stop and clean up, and fails with "interrupted".
+    async fn interrupted(&self, node: &NodeSpec, id: &str) -> anyhow::Error {
+        warn!("interrupted: cancelling job {id} on node {}", node.name);
+        match self.cancel(node, id, self.long_poll).await {
+            Ok(status) if status.state == JobState::Running => {
+                warn!("node {} job {id} is still stopping", node.name)
+            }
+            Ok(_) => info!("node {} job {id} stopped", node.name),
+            Err(e) => warn!("could not cancel job {id} on node {}: {e:#}", node.name),
+        }
+        anyhow!(crate::cancel::INTERRUPTED).context(format!("node {} job {id} was cancelled", node.name))
+    }
+
     /// Starts a job and waits for its end. Fails when the job fails, when the
     /// agent forgets it (restarted), or when the agent does not answer for
-    /// `[backup] node_timeout`.
+    /// `[backup] node_timeout`. On SIGTERM/SIGINT the job is cancelled.
     pub async fn run_job(&self, node: &NodeSpec, request: &JobRequest) -> Result<JobStatus> {
         let id = self.start(node, request).await?;
         info!("node {} runs job {id}: {}", node.name, request.describe());
@@ -127,9 +174,13 @@ impl AgentClient {
         let mut pause = FIRST_POLL;
         loop {
             // The agent holds the request until the job ends (or `long_poll`
-            // passes), so the end is seen at once.
+            // passes), so the end is seen at once; each answer renews the
+            // job's lease.
             let asked = Instant::now();
-            let answer = self.status_wait(node, &id, self.long_poll).await;
+            let answer = tokio::select! {
+                answer = self.status_wait(node, &id, self.long_poll) => answer,
+                () = crate::cancel::requested_async() => return Err(self.interrupted(node, &id).await),
+            };
             if matches!(&answer, Ok(s) if s.state == JobState::Running) && asked.elapsed() < self.long_poll / 2 {
                 // It did not wait: an agent without `wait_ms`. Poll soon, then less often.
                 tokio::time::sleep(pause).await;

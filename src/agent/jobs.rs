@@ -44,16 +44,9 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
             JobResult::HopsfsUploaded(hopsfs::node::upload(config, *backup_id, *round, control)?)
         }
         JobRequest::HopsfsRestore { backup_id, clean, .. } => {
-            JobResult::HopsfsRestored(hopsfs::restore::restore_node(config, *backup_id, *clean, control)?)
+            JobResult::HopsfsRestored(hopsfs::restore::place_node(config, *backup_id, *clean, control)?)
         }
-        JobRequest::RestoreStage { backup_id, .. } => {
-            let manifest = complete_manifest(config, *backup_id)?;
-            let mine: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
-            let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.intersection(&mine).copied().collect();
-            JobResult::Staged {
-                files: rondb::restore::stage_parts(config, &manifest, &ids, control)?,
-            }
-        }
+        JobRequest::RestoreStage { backup_id, .. } => stage(config, *backup_id, control)?,
         JobRequest::RestoreUnstage { backup_id, .. } => {
             rondb::restore::unstage(config, backup_id.ndb_id())?;
             JobResult::Ran { tail: Vec::new() }
@@ -64,13 +57,9 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
             let manifest = complete_manifest(config, *backup_id)?;
             let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
             let ndb = manifest.rondb.ndb_backup_id;
-            let outcome = runner::run(rondb::restore::ndb_restore_cmd(
-                config,
-                user,
-                ndb,
-                *data_node,
-                NdbAction::Data,
-            ))?;
+            let outcome = runner::run(
+                rondb::restore::ndb_restore_cmd(config, user, ndb, *data_node, NdbAction::Data).stopped_by(control),
+            )?;
             rondb::restore::judge_ndb_restore(&outcome)?;
             JobResult::Ran { tail: outcome.tail }
         }
@@ -80,9 +69,32 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
                 CommandKind::Kafka => &config.kafka,
             };
             JobResult::Ran {
-                tail: run_command_step(config, step.step(), command)?,
+                tail: run_command_step(config, step.step(), command, Some(control))?,
             }
         }
+    })
+}
+
+/// Stages what this node needs to restore backup `id`: the parts of the
+/// RonDB data nodes it hosts, and its HopsFS blocks if the backup holds them.
+fn stage(config: &Config, id: BackupId, control: &JobControl) -> Result<JobResult> {
+    let manifest = complete_manifest(config, id)?;
+    let mine: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
+    let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.intersection(&mine).copied().collect();
+    let parts = if ids.is_empty() {
+        rondb::restore::StagedParts::default()
+    } else {
+        rondb::restore::stage_parts(config, &manifest, &ids, control)?
+    };
+    let blocks = if hopsfs::restore::holds_this_node(&manifest, config) {
+        Some(hopsfs::restore::stage_node(config, id, control)?)
+    } else {
+        None
+    };
+    Ok(JobResult::Staged {
+        files: parts.files,
+        blocks,
+        damaged: parts.damaged,
     })
 }
 
@@ -117,7 +129,12 @@ pub fn complete_manifest(config: &Config, id: BackupId) -> Result<Manifest> {
 
 /// Runs an `[opensearch]`/`[kafka]` command as its user; fails on a non-zero
 /// exit or an `ERROR` line. Returns the last lines of its output.
-pub fn run_command_step(config: &Config, step: &str, command: &CommandStep) -> Result<Vec<String>> {
+pub fn run_command_step(
+    config: &Config,
+    step: &str,
+    command: &CommandStep,
+    control: Option<&JobControl>,
+) -> Result<Vec<String>> {
     let user = if command.user == "root" {
         RunAs::root()
     } else {
@@ -127,7 +144,11 @@ pub fn run_command_step(config: &Config, step: &str, command: &CommandStep) -> R
         .argv
         .split_first()
         .ok_or_else(|| anyhow!("[{step}]: no program"))?;
-    let outcome = runner::run(Cmd::new(program, user, config.restore.command_timeout).args(args))?;
+    let mut cmd = Cmd::new(program, user, config.restore.command_timeout).args(args);
+    if let Some(control) = control {
+        cmd = cmd.stopped_by(control);
+    }
+    let outcome = runner::run(cmd)?;
     outcome.check(program)?;
     let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
     if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
@@ -169,7 +190,7 @@ pub fn run_everywhere(
                     let started = Utc::now();
                     let what = request.describe();
                     let result = if node.name == config.this_node {
-                        execute_async(config, request, Arc::new(JobControl::default())).await
+                        execute_async(config, request, JobControl::default()).await
                     } else {
                         match client {
                             Some(client) => client.run_job(&node, &request).await.and_then(|status| {
@@ -206,15 +227,20 @@ pub fn run_everywhere(
 /// again through systemd's D-Bus API (`[hopsfs] datanode_unit`). A restore
 /// that fails leaves the unit stopped: a data node must not start on a
 /// half-restored tree.
-pub async fn execute_async(config: Arc<Config>, request: JobRequest, control: Arc<JobControl>) -> Result<JobResult> {
+pub async fn execute_async(config: Arc<Config>, request: JobRequest, control: JobControl) -> Result<JobResult> {
     let unit = match &request {
-        JobRequest::HopsfsRestore { backup_id, .. } if !config.hopsfs.datanode_unit.is_empty() => {
-            // Checked before the data node is stopped for nothing.
-            let (c, id) = (config.clone(), *backup_id);
-            tokio::task::spawn_blocking(move || hopsfs::restore::check(&c, id))
-                .await
-                .unwrap_or_else(|e| Err(anyhow!("the check panicked: {e}")))?;
-            Some(config.hopsfs.datanode_unit.clone())
+        JobRequest::HopsfsRestore { backup_id, .. } => {
+            // Staged (and so checked) while the data node still runs: a
+            // damaged backup never stops it, and its downtime is only the
+            // renames into place.
+            let (c, id, ctl) = (config.clone(), *backup_id, control.clone());
+            tokio::task::spawn_blocking(move || {
+                let staged = hopsfs::restore::stage_node(&c, id, &ctl)?;
+                hopsfs::restore::refuse_damage(id, &staged)
+            })
+            .await
+            .unwrap_or_else(|e| Err(anyhow!("the stage panicked: {e}")))?;
+            (!config.hopsfs.datanode_unit.is_empty()).then(|| config.hopsfs.datanode_unit.clone())
         }
         _ => None,
     };

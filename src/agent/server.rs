@@ -1,18 +1,22 @@
 //! The agent's HTTP server: routes, bearer-token check, and the job table.
 //! One job runs at a time; jobs run on the blocking pool and report progress
-//! through a [`JobControl`].
+//! through a [`JobControl`]. A job is bound to the repository lock of the
+//! leader that started it and to a lease its status requests renew; it is
+//! cancelled when the lease lapses or through `POST /v1/jobs/{id}/cancel`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use tracing::{error, info, info_span, warn, Instrument};
@@ -21,6 +25,7 @@ use super::api::{ApiError, Health, JobCreated, JobRequest, JobResult, JobState, 
 use super::token::Token;
 use crate::config::Config;
 use crate::job::JobControl;
+use crate::repo::lock::{self, LockInfo};
 use crate::repo::Repository;
 use crate::systemd;
 
@@ -30,10 +35,16 @@ const HISTORY: usize = 100;
 /// The longest a status request may wait for its job to end (`wait_ms`).
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
+/// How often a running job's lease is looked at.
+const LEASE_CHECK: Duration = Duration::from_millis(500);
+
 /// State shared by every request.
 pub struct Shared {
     config: Arc<Config>,
     token: Token,
+    /// A running job whose status nobody asks for this long is cancelled
+    /// (`[backup] node_timeout`, the leader's own patience with an agent).
+    lease: Duration,
     jobs: Mutex<Jobs>,
     accepting: AtomicBool,
     /// Bumped whenever a job ends, to wake status requests that wait for it.
@@ -50,7 +61,9 @@ struct Jobs {
 
 struct Entry {
     status: JobStatus,
-    control: Arc<JobControl>,
+    control: JobControl,
+    /// The job is cancelled unless its status is asked for before this.
+    lease_until: Instant,
 }
 
 impl Entry {
@@ -66,6 +79,7 @@ impl Shared {
     /// State for an agent of `config` accepting `token`.
     pub fn new(config: Config, token: Token) -> Arc<Shared> {
         Arc::new(Shared {
+            lease: config.backup.node_timeout,
             config: Arc::new(config),
             token,
             jobs: Mutex::new(Jobs::default()),
@@ -103,6 +117,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let authed = Router::new()
         .route("/v1/jobs", get(list_jobs).post(start_job))
         .route("/v1/jobs/{id}", get(job_status))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))
@@ -174,29 +189,128 @@ async fn job_status(
     Path(id): Path<String>,
     query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<JobStatus>, ApiErr> {
+    let wait = wait_of(query)?;
+    renew_lease(&shared, &id)?;
+    wait_for_end(&shared, &id, wait).await.map(Json)
+}
+
+/// `POST /v1/jobs/{id}/cancel[?wait_ms=N]`: asks the job to stop (it stops at
+/// its next check, kills the program it runs and removes its temp files) and
+/// answers once it ended or `N` ms passed. An ended job is answered as is.
+async fn cancel_job(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<JobStatus>, ApiErr> {
+    let wait = wait_of(query)?;
+    let control = {
+        let jobs = shared.jobs();
+        let entry = jobs.entries.get(&id).ok_or_else(|| unknown_job(&id))?;
+        (entry.status.state == JobState::Running).then(|| entry.control.clone())
+    };
+    if let Some(control) = control {
+        warn!(job_id = %id, "job {id} cancelled through the API");
+        control.cancel_because("it was cancelled through the API (hwdr unlock, or its leader stopped)");
+    }
+    wait_for_end(&shared, &id, wait).await.map(Json)
+}
+
+fn wait_of(query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>) -> Result<Duration, ApiErr> {
     let Query(query) = query.map_err(|e| ApiErr(StatusCode::BAD_REQUEST, format!("bad query: {}", e.body_text())))?;
-    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT);
-    let deadline = tokio::time::Instant::now() + wait;
+    Ok(Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_WAIT))
+}
+
+fn unknown_job(id: &str) -> ApiErr {
+    ApiErr(
+        StatusCode::NOT_FOUND,
+        format!("no job '{}' on this agent", id.escape_debug()),
+    )
+}
+
+/// A status request keeps the job's leader's claim on it alive.
+fn renew_lease(shared: &Shared, id: &str) -> Result<(), ApiErr> {
+    let mut jobs = shared.jobs();
+    let entry = jobs.entries.get_mut(id).ok_or_else(|| unknown_job(id))?;
+    entry.lease_until = Instant::now() + shared.lease;
+    Ok(())
+}
+
+/// The job's status once it ended, or after `wait`, whichever comes first.
+async fn wait_for_end(shared: &Shared, id: &str, wait: Duration) -> Result<JobStatus, ApiErr> {
+    let deadline = Instant::now() + wait;
     // Subscribed before the first look, so an end between the look and the wait is not missed.
     let mut ended = shared.ended.subscribe();
     loop {
         let snapshot = {
             let jobs = shared.jobs();
-            jobs.entries.get(&id).map(Entry::snapshot).ok_or_else(|| {
-                ApiErr(
-                    StatusCode::NOT_FOUND,
-                    format!("no job '{}' on this agent", id.escape_debug()),
-                )
-            })?
+            jobs.entries
+                .get(id)
+                .map(Entry::snapshot)
+                .ok_or_else(|| unknown_job(id))?
         };
         if snapshot.state != JobState::Running {
-            return Ok(Json(snapshot));
+            return Ok(snapshot);
         }
         match tokio::time::timeout_at(deadline, ended.changed()).await {
             Ok(Ok(())) => {}
             // The deadline passed (or the agent is going away): answer as it is.
-            Ok(Err(_)) | Err(_) => return Ok(Json(snapshot)),
+            Ok(Err(_)) | Err(_) => return Ok(snapshot),
         }
+    }
+}
+
+/// Cancels the running job `id` once nobody asked for its status during the
+/// lease: its leader died (SIGKILL, a crashed host) or lost the network. Ends
+/// with the job.
+async fn watch_lease(shared: Arc<Shared>, id: String) {
+    loop {
+        tokio::time::sleep(LEASE_CHECK).await;
+        let lapsed = {
+            let jobs = shared.jobs();
+            match jobs.entries.get(&id) {
+                Some(e) if e.status.state == JobState::Running => {
+                    (Instant::now() > e.lease_until).then(|| e.control.clone())
+                }
+                _ => return,
+            }
+        };
+        if let Some(control) = lapsed {
+            let secs = shared.lease.as_secs();
+            warn!(job_id = %id, "job {id}: nobody asked for it for {secs}s (its leader is gone); cancelling it");
+            control.cancel_because(&format!(
+                "its leader stopped asking about it for {secs}s ([backup] node_timeout): the lease lapsed"
+            ));
+            return;
+        }
+    }
+}
+
+/// The repository lock the job must run under (see [`JobRequest::needs_lock`]):
+/// the lock's holder, to bind the job to, or why the job may not run now.
+fn lock_for(config: &Config, request: &JobRequest) -> Result<Option<LockInfo>, ApiErr> {
+    let path = Repository::new(&config.repository).lock_path();
+    let holder = lock::read(&path).map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
+    let Some((operation, id)) = request.needs_lock() else {
+        return Ok(holder);
+    };
+    let id = id.to_string();
+    match holder {
+        Some(h) if h.operation == operation && h.backup_id.as_deref() == Some(id.as_str()) => Ok(Some(h)),
+        Some(h) => Err(ApiErr(
+            StatusCode::CONFLICT,
+            format!(
+                "refused: a {} job runs only while the repository lock names a {operation} of backup {id}; it is held by {}",
+                request.step(),
+                h.describe()
+            ),
+        )),
+        None => Err(ApiErr(
+            StatusCode::CONFLICT,
+            format!(
+                "refused: a {} job runs only while the repository lock names a {operation} of backup {id}, and the repository is not locked (run `hwdr {operation}` on the leader)",
+                request.step()
+            ),
+        )),
     }
 }
 
@@ -238,7 +352,8 @@ async fn start_job(
         return Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping".into()));
     }
     precheck(&shared.config, &request)?;
-    let control = Arc::new(JobControl::default());
+    let lock = lock_for(&shared.config, &request)?;
+    let control = JobControl::default();
     let id = {
         let mut jobs = shared.jobs();
         if let Some(running) = &jobs.running {
@@ -249,6 +364,7 @@ async fn start_job(
         let status = JobStatus {
             id: id.clone(),
             request: request.clone(),
+            lock,
             state: JobState::Running,
             started_at: Utc::now(),
             finished_at: None,
@@ -261,6 +377,7 @@ async fn start_job(
             Entry {
                 status,
                 control: control.clone(),
+                lease_until: Instant::now() + shared.lease,
             },
         );
         jobs.order.push_back(id.clone());
@@ -286,6 +403,7 @@ async fn start_job(
     span.in_scope(|| info!("job {id} started: {what}"));
     let task_shared = shared.clone();
     let task_id = id.clone();
+    tokio::spawn(watch_lease(shared.clone(), id.clone()).instrument(span.clone()));
     tokio::spawn(
         async move {
             let config = task_shared.config.clone();
@@ -355,7 +473,7 @@ pub async fn drain(shared: &Shared, timeout: Duration) -> bool {
         }
         if now >= deadline && !cancelled {
             warn!("job {id} did not finish in {}s; asking it to stop", timeout.as_secs());
-            control.cancel();
+            control.cancel_because("the agent is stopping");
             cancelled = true;
         }
         systemd::status(&format!("stopping: waiting for job {id}"));

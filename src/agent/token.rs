@@ -1,13 +1,21 @@
 //! The cluster's shared bearer token: read from `[agent] token_file`, which
-//! must be non-empty and readable by its owner only.
+//! must be owned by root, readable by its owner only, and hold one word of
+//! at least [`MIN_LEN`] characters. Every problem is a configuration error
+//! (exit code 3: systemd does not restart the agent for it).
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use crate::exit::HwdrError;
+
+/// The shortest token accepted: 32 characters (the README's command makes 64
+/// hex digits, 256 bits).
+pub const MIN_LEN: usize = 32;
 
 /// A loaded token.
 #[derive(Clone)]
@@ -23,14 +31,26 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// Reads and checks the token file; `key` names the config key in errors.
+    /// Reads and checks the token file; `key` names the config key in errors,
+    /// which are [`HwdrError::Config`].
     pub fn load(path: &Path, key: &str) -> Result<Token> {
+        Self::read_checked(path, key, true).map_err(|e| HwdrError::Config(format!("{e:#}")).into())
+    }
+
+    fn read_checked(path: &Path, key: &str, root_only: bool) -> Result<Token> {
         let meta = fs::metadata(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             bail!(
                 "{key}: {} has mode {mode:04o}; it must be readable by its owner only (chmod 600)",
                 path.display()
+            );
+        }
+        if root_only && meta.uid() != 0 {
+            bail!(
+                "{key}: {} is owned by uid {}; it must be owned by root (chown root:root)",
+                path.display(),
+                meta.uid()
             );
         }
         let text = fs::read_to_string(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
@@ -40,6 +60,13 @@ impl Token {
         }
         if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             bail!("{key}: the token in {} must be one word", path.display());
+        }
+        if value.chars().count() < MIN_LEN {
+            bail!(
+                "{key}: the token in {} has {} characters; it needs at least {MIN_LEN} (make one with: head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1)",
+                path.display(),
+                value.chars().count()
+            );
         }
         Ok(Token::from_value(value))
     }
@@ -78,31 +105,46 @@ mod tests {
         (dir, path)
     }
 
+    const GOOD: &str = "0123456789abcdef0123456789abcdef";
+
     #[test]
     fn accepts_only_the_right_token() {
-        let (_d, path) = file(0o600, "s3cret\n");
+        let (_d, path) = file(0o600, &format!("{GOOD}\n"));
         let token = Token::load(&path, "k").unwrap();
-        assert!(token.accepts(Some("Bearer s3cret")));
+        assert!(token.accepts(Some(&format!("Bearer {GOOD}"))));
         for bad in [
             None,
-            Some("s3cret"),
-            Some("Bearer s3cre"),
-            Some("Bearer s3cret2"),
-            Some("Basic s3cret"),
+            Some(GOOD),
+            Some(&GOOD[1..]),
+            Some(&*format!("Bearer {GOOD}2")),
+            Some(&*format!("Basic {GOOD}")),
         ] {
             assert!(!token.accepts(bad), "{bad:?}");
         }
     }
 
     #[test]
-    fn refuses_open_or_empty_files() {
-        let (_d, path) = file(0o640, "x");
+    fn refuses_open_empty_short_or_foreign_files() {
+        let (_d, path) = file(0o640, GOOD);
         assert!(Token::load(&path, "k").unwrap_err().to_string().contains("mode 0640"));
-        let (_d, path) = file(0o604, "x");
+        let (_d, path) = file(0o604, GOOD);
         assert!(Token::load(&path, "k").is_err());
         let (_d, path) = file(0o600, " \n");
         assert!(Token::load(&path, "k").unwrap_err().to_string().contains("is empty"));
-        let (_d, path) = file(0o400, "ok");
-        assert!(Token::load(&path, "k").is_ok());
+        let (_d, path) = file(0o600, "s3cret");
+        let err = Token::load(&path, "k").unwrap_err();
+        assert!(
+            err.to_string().contains("has 6 characters; it needs at least 32"),
+            "{err}"
+        );
+        assert_eq!(crate::exit::code_for(&err), crate::exit::Code::InvalidConfig);
+        let (_d, path) = file(0o400, GOOD);
+        assert!(Token::read_checked(&path, "k", false).is_ok());
+        if nix::unistd::Uid::effective().is_root() {
+            assert!(Token::load(&path, "k").is_ok());
+            nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(1)), None).unwrap();
+            let err = Token::load(&path, "k").unwrap_err().to_string();
+            assert!(err.contains("owned by uid 1; it must be owned by root"), "{err}");
+        }
     }
 }

@@ -135,6 +135,21 @@ fn check_host(config: &Config, report: &mut Report) {
     if this.has(Role::Hopsfs) {
         check_hopsfs(config, report);
     }
+    // The agents need the token; a one-node cluster without one has no agents to talk to.
+    if crate::leader::needs_agents(config) || config.agent.token_file.exists() {
+        let key = o.key("agent", "token_file");
+        report.check(
+            crate::agent::token::Token::load(&config.agent.token_file, &key)
+                .map(|_| {
+                    format!(
+                        "{key}: {} is root's, mode 0600, with a token of at least {} characters",
+                        config.agent.token_file.display(),
+                        crate::agent::token::MIN_LEN
+                    )
+                })
+                .map_err(|e| format!("{e:#}")),
+        );
+    }
     if this.has(Role::Rondb) {
         let dir = &config.rondb.backup_dir;
         if dir.is_dir() {

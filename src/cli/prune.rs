@@ -39,6 +39,7 @@ pub fn prune_now(config: &Config, dry_run: bool, when: prune::Sweep) -> Result<P
 /// Runs `hwdr prune`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
+    crate::cancel::install()?;
     let report = prune_now(&config, args.dry_run, prune::Sweep::Always)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

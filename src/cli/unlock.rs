@@ -1,11 +1,17 @@
-//! `hwdr unlock`: remove a stale repository lock.
+//! `hwdr unlock`: remove a stale repository lock, and cancel the agents' jobs
+//! that were bound to it (their leader is gone; left running they would
+//! answer the next backup or restore with "busy").
 
 use std::path::Path;
 
 use anyhow::Result;
 
+use crate::agent::api::JobState;
+use crate::agent::client::AgentClient;
+use crate::config::Config;
 use crate::exit::Code;
-use crate::repo::{lock, Repository};
+use crate::repo::lock::{self, LockInfo};
+use crate::repo::Repository;
 
 /// Options of `hwdr unlock`.
 #[derive(Debug, clap::Args)]
@@ -27,5 +33,72 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         ),
         None => println!("the repository is not locked"),
     }
+    let current = lock::read(&repo.lock_path()).ok().flatten();
+    cancel_orphans(&config, current.as_ref())?;
     Ok(Code::Success)
+}
+
+/// How long `unlock` waits for a cancelled job to stop.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Cancels job `id` on `node` and waits (up to [`STOP_WAIT`]) until it stopped.
+async fn cancel_and_wait(
+    client: &AgentClient,
+    node: &crate::config::NodeSpec,
+    id: &str,
+) -> Result<crate::agent::api::JobStatus> {
+    let started = std::time::Instant::now();
+    let mut status = client.cancel(node, id, client.cancel_wait()).await?;
+    while status.state == JobState::Running && started.elapsed() < STOP_WAIT {
+        status = client.status_wait(node, id, client.cancel_wait()).await?;
+    }
+    Ok(status)
+}
+
+/// Cancels every running agent job bound to a lock other than `current`
+/// (none: every bound job is an orphan), waiting for each to stop.
+fn cancel_orphans(config: &Config, current: Option<&LockInfo>) -> Result<()> {
+    if !crate::leader::needs_agents(config) {
+        return Ok(());
+    }
+    let client = match AgentClient::new(config) {
+        Ok(client) => client,
+        Err(e) => {
+            println!("warn: cannot ask the agents about their jobs: {e:#}");
+            return Ok(());
+        }
+    };
+    let rt = super::runtime()?;
+    for node in &config.nodes {
+        let jobs = match rt.block_on(client.jobs(node)) {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                println!("warn: cannot ask node {} about its jobs: {e:#}", node.name);
+                continue;
+            }
+        };
+        let orphans = jobs
+            .into_iter()
+            .filter(|j| j.state == JobState::Running && j.lock.is_some() && j.lock.as_ref() != current);
+        for job in orphans {
+            let what = job.request.describe();
+            match rt.block_on(cancel_and_wait(&client, node, &job.id)) {
+                Ok(s) if s.state == JobState::Running => println!(
+                    "cancelled job {} on {} ({what}); it is still stopping",
+                    job.id, node.name
+                ),
+                Ok(s) => println!(
+                    "cancelled job {} on {} ({what}): {}",
+                    job.id,
+                    node.name,
+                    serde_json::to_value(s.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+                Err(e) => println!("warn: cannot cancel job {} on {}: {e:#}", job.id, node.name),
+            }
+        }
+    }
+    Ok(())
 }

@@ -28,6 +28,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let Some(id) = args.target.resolve(&config)? else {
         return Ok(Code::NotLeader);
     };
+    crate::cancel::install()?;
     let _span = info_span!("verify", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
     let report = verify::verify(&Repository::new(&config.repository), id, args.full)?;
     if let Err(e) = crate::metrics::record_verify(&config, report.ok()) {

@@ -284,6 +284,7 @@ pub fn verify_file(block: &Path, meta: &Path) -> Result<u64> {
     let buf_len = len.saturating_add(1).min(1 << 20) as usize;
     let mut buf = vec![0u8; buf_len];
     loop {
+        crate::cancel::check()?;
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,

@@ -18,7 +18,7 @@ use super::fsuser::FsUser;
 use super::inventory::{self, BlockLine, DirLine, Line, PoolLine, VersionLine};
 use super::layout;
 use super::listcache::{self, Folder, Stamp};
-use super::store::{BlockKey, BlockStore, PutError};
+use super::store::{Batch, BlockKey, BlockStore, Pending, PutError};
 use crate::backup_id::BackupId;
 use crate::config::Config;
 use crate::job::JobControl;
@@ -534,6 +534,7 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
         bytes: 0,
         bad: Vec::new(),
     };
+    let mut batch = Batch::new(&store);
     inventory::read(inv, |line| {
         match line {
             Line::Dir(d) => {
@@ -561,11 +562,13 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
                     id: b.id,
                     genstamp: b.genstamp,
                 };
-                match upload_one(&store, &hdfs, dir, &key, &b) {
-                    Ok(len) => {
+                crate::fault::point("hopsfs-upload-block", Some(control))?;
+                match upload_one(&store, &hdfs, dir, &key, &b, control) {
+                    Ok(pending) => {
+                        batch.push(pending)?;
                         done.blocks += 1;
-                        done.bytes += len;
-                        control.file_done(len);
+                        done.bytes += b.len;
+                        control.file_done(b.len);
                     }
                     Err(PutError::Corrupt(error)) => {
                         warn!("replica of {key} on this node is bad: {error}");
@@ -590,6 +593,8 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
             pools[*pi]
         );
     }
+    batch.commit()?;
+    // The renames are durable before the job reports success.
     store.sync()?;
     info!(
         blocks = done.blocks,
@@ -602,7 +607,14 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
     Ok(done)
 }
 
-fn upload_one(store: &BlockStore, hdfs: &RunAs, dir: &Path, key: &BlockKey, b: &BlockLine) -> Result<u64, PutError> {
+fn upload_one(
+    store: &BlockStore,
+    hdfs: &RunAs,
+    dir: &Path,
+    key: &BlockKey,
+    b: &BlockLine,
+    control: &JobControl,
+) -> Result<Pending, PutError> {
     let finalized = layout::finalized(dir, &key.pool);
     let rel = b.path.clone().unwrap_or_else(|| layout::canonical_rel_path(b.id));
     let block_path = finalized.join(&rel);
@@ -612,7 +624,7 @@ fn upload_one(store: &BlockStore, hdfs: &RunAs, dir: &Path, key: &BlockKey, b: &
         let open = |p: &Path| File::open(p).map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", p.display())));
         (open(&block_path)?, open(&meta_path)?)
     };
-    store.put(key, &mut block, &mut meta, b.len)
+    store.write_temp(key, &mut block, &mut meta, b.len, control)
 }
 
 #[cfg(test)]

@@ -11,9 +11,13 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use anyhow::{bail, Context, Result};
+use tracing::warn;
 
 use super::inventory::{self, Line};
+use super::meta;
 use super::node::{assignment_rel, inventory_rel};
 use super::store::{BlockKey, BlockStore};
 use crate::repo::fsutil::{self, FileEntry};
@@ -50,6 +54,10 @@ pub struct Distinct {
     pub blocks: HashMap<Key, Holding>,
     pub replicas: u64,
     pub replica_bytes: u64,
+    /// Blocks whose replicas do not all have the same length (one truncated,
+    /// or with bytes appended): every replica's (node, length). Rare. The
+    /// block's [`Holding`] is the length group tried first (see [`merge`]).
+    pub disputed: HashMap<Key, Vec<(usize, u64)>>,
 }
 
 impl Distinct {
@@ -92,21 +100,20 @@ pub fn merge(backup_dir: &Path, nodes: &[String]) -> Result<Distinct> {
                 }
                 Line::Block(b) => {
                     let pool = *local.get(&b.pool).context("block of an unlisted pool")?;
-                    let h = d
-                        .blocks
-                        .entry((pool, b.id, b.genstamp))
-                        .or_insert(Holding { len: b.len, holders: 0 });
-                    if h.len != b.len {
-                        bail!(
-                            "block {}/blk_{}_{} is {} bytes on {node} but {} bytes elsewhere",
-                            d.pools[pool as usize],
-                            b.id,
-                            b.genstamp,
-                            b.len,
-                            h.len
-                        );
-                    }
+                    let key = (pool, b.id, b.genstamp);
+                    let h = d.blocks.entry(key).or_insert(Holding { len: b.len, holders: 0 });
+                    let first = (h.len, h.holders);
                     h.holders |= 1 << i;
+                    if first.0 != b.len || d.disputed.contains_key(&key) {
+                        // Replicas of one block disagree on its length: sorted out below.
+                        let all = d.disputed.entry(key).or_insert_with(|| {
+                            (0..MAX_NODES)
+                                .filter(|n| first.1 & (1 << n) != 0)
+                                .map(|n| (n, first.0))
+                                .collect()
+                        });
+                        all.push((i, b.len));
+                    }
                     d.replicas += 1;
                     d.replica_bytes += b.len;
                 }
@@ -116,7 +123,66 @@ pub fn merge(backup_dir: &Path, nodes: &[String]) -> Result<Distinct> {
         })
         .with_context(|| format!("reading {}", path.display()))?;
     }
+    let disputed: Vec<Key> = d.disputed.keys().copied().collect();
+    for k in disputed {
+        take_length(&mut d, &k, 0);
+    }
     Ok(d)
+}
+
+/// The lengths the replicas of a disputed block have, best first: the length
+/// most replicas agree on, then the longer one (a truncated replica is the
+/// commoner fault). A replica is good only if it also passes its CRCs, which
+/// the upload checks.
+pub fn lengths(d: &Distinct, k: &Key) -> Vec<u64> {
+    let Some(all) = d.disputed.get(k) else {
+        return d.blocks.get(k).map(|h| vec![h.len]).unwrap_or_default();
+    };
+    let mut counted: Vec<(usize, u64)> = Vec::new();
+    for (_, len) in all {
+        match counted.iter_mut().find(|(_, l)| l == len) {
+            Some(c) => c.0 += 1,
+            None => counted.push((1, *len)),
+        }
+    }
+    counted.sort_by(|a, b| b.cmp(a));
+    counted.into_iter().map(|(_, len)| len).collect()
+}
+
+/// Makes the `nth` length of [`lengths`] the one a disputed block is taken
+/// with: its holders are the replicas of that length. Returns whether there
+/// is such a length.
+pub fn take_length(d: &mut Distinct, k: &Key, nth: usize) -> bool {
+    let Some(len) = lengths(d, k).get(nth).copied() else {
+        return false;
+    };
+    let holders = d.disputed.get(k).map_or(0, |all| {
+        all.iter()
+            .filter(|(_, l)| *l == len)
+            .fold(0u64, |m, (n, _)| m | (1 << n))
+    });
+    if let Some(h) = d.blocks.get_mut(k) {
+        h.len = len;
+        h.holders = holders | (h.holders & KNOWN);
+    }
+    true
+}
+
+/// The replicas of disputed blocks whose length differs from the one the
+/// block was stored with: (key, node index, their length, the good length).
+pub fn bad_lengths(d: &Distinct) -> Vec<(Key, usize, u64, u64)> {
+    let mut out: Vec<(Key, usize, u64, u64)> = d
+        .disputed
+        .iter()
+        .flat_map(|(k, all)| {
+            let good = d.blocks.get(k).map_or(0, |h| h.len);
+            all.iter()
+                .filter(move |(_, len)| *len != good)
+                .map(move |(n, len)| (*k, *n, *len, good))
+        })
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 /// Which node uploads which block in one round.
@@ -166,14 +232,61 @@ pub fn forget_known(d: &mut Distinct) {
 
 /// The distinct blocks the store does not hold yet: every block not marked by
 /// [`mark_known`] is looked for in the store (block with its length, and
-/// `.meta`).
-pub fn missing(d: &Distinct, store: &BlockStore) -> Vec<Key> {
-    d.blocks
+/// `.meta`). With `check_crcs` (`hwdr backup --check-store`) a block found is
+/// also re-read against its CRCs, and a damaged one counts as missing, so the
+/// upload replaces it from a data node. Returns the missing blocks and how
+/// many of them were present but damaged.
+pub fn missing(d: &Distinct, store: &BlockStore, check_crcs: bool) -> Result<(Vec<Key>, u64)> {
+    let unknown: Vec<(Key, u64)> = d
+        .blocks
         .iter()
-        .filter(|(k, h)| h.holders & KNOWN == 0 && !store.has(&d.key(k), h.len))
-        .map(|(k, _)| *k)
-        .collect()
+        .filter(|(_, h)| h.holders & KNOWN == 0)
+        .map(|(k, h)| (*k, h.len))
+        .collect();
+    let damaged = AtomicU64::new(0);
+    let next = AtomicUsize::new(0);
+    let chunks: Vec<Result<Vec<Key>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CHECK_THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((k, len)) = unknown.get(i) else { return Ok(out) };
+                        crate::cancel::check()?;
+                        let key = d.key(k);
+                        if !store.has(&key, *len) {
+                            out.push(*k);
+                        } else if check_crcs {
+                            if let Err(e) = meta::verify_file(&store.block_path(&key), &store.meta_path(&key)) {
+                                crate::cancel::check()?;
+                                warn!("stored block {key} is damaged, taking it again: {e:#}");
+                                damaged.fetch_add(1, Ordering::Relaxed);
+                                out.push(*k);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a store check thread panicked")))
+            })
+            .collect()
+    });
+    let mut missing = Vec::new();
+    for chunk in chunks {
+        missing.extend(chunk?);
+    }
+    Ok((missing, damaged.into_inner()))
 }
+
+/// Threads looking blocks up in the store (each lookup waits on the disk or
+/// the network file system).
+const CHECK_THREADS: usize = 4;
 
 /// Gives each of `blocks` to one holder not in `tried[block]`, largest blocks
 /// first, each to the holder with the fewest bytes so far. A block with no

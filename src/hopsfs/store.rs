@@ -6,12 +6,19 @@
 //! <repository>/blocks/<BP-…>/subdir<d1>/subdir<d2>/blk_<id>_<genstamp>.meta
 //! ```
 //!
-//! A block lands atomically: both files are written under temp names and
-//! checked against the block's own CRCs while they are copied; then the
-//! `.meta` and last the block are renamed into place. The block file is the
-//! commit mark: a `.meta` alone does not count. Uploads do not fsync every
-//! file; the job syncs the repository's file system once at its end, before it
-//! reports success (and so before any manifest names the blocks).
+//! A block lands atomically and durably: both files are written under temp
+//! names and checked against the block's own CRCs while they are copied
+//! ([`BlockStore::write_temp`]); a [`Batch`] of such blocks is made durable
+//! with one `syncfs` of the repository's file system, and only then are the
+//! `.meta` and last the block renamed into place. So a block file under its
+//! final name always holds bytes that reached the disk: a crash leaves temp
+//! files (swept by `hwdr prune`), never a wrong block under a final name. The
+//! block file is the commit mark: a `.meta` alone does not count. The job
+//! syncs once more at its end, so the renames are durable before it reports
+//! success (and so before any manifest names the blocks).
+//!
+//! Files are `0640`, folders `0750`, whatever the umask: blocks hold the
+//! company's data.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -21,7 +28,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::meta::BlockVerifier;
+use crate::job::JobControl;
 use crate::repo::{fsutil, mkdir};
+
+/// Mode of stored blocks and `.meta` files.
+const FILE_MODE: u32 = 0o640;
+/// Mode of the store's folders.
+const DIR_MODE: u32 = 0o750;
+/// A batch is made durable and renamed into place once it holds this many
+/// blocks or bytes: one `syncfs` per batch instead of one `fsync` per file.
+const BATCH_FILES: usize = 256;
+const BATCH_BYTES: u64 = 256 << 20;
 
 /// Identity of a block: pool, id, generation stamp.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,43 +109,50 @@ impl BlockStore {
             && fs::metadata(self.meta_path(key)).is_ok_and(|m| m.is_file())
     }
 
-    /// Stores one replica read from `block` and `meta`, expected to be `len`
-    /// bytes, checking every chunk against the meta's CRCs while copying.
-    pub fn put(&self, key: &BlockKey, block: &mut File, meta: &mut File, len: u64) -> Result<u64, PutError> {
+    /// Writes one replica read from `block` and `meta`, expected to be `len`
+    /// bytes, under temp names next to its final place, checking every chunk
+    /// against the meta's CRCs while copying. Nothing is under a final name
+    /// yet: add the result to a [`Batch`].
+    pub fn write_temp(
+        &self,
+        key: &BlockKey,
+        block: &mut File,
+        meta: &mut File,
+        len: u64,
+        control: &JobControl,
+    ) -> Result<Pending, PutError> {
         let mut meta_bytes = Vec::new();
         meta.read_to_end(&mut meta_bytes).context("reading the .meta")?;
         let mut verifier = BlockVerifier::new(&meta_bytes).map_err(|e| PutError::Corrupt(format!("{e:#}")))?;
         let dst = self.block_path(key);
         let dst_meta = self.meta_path(key);
-        mkdir(dst.parent().unwrap_or(&self.root), 0o755)?;
-        let (tmp, mut out) = fsutil::create_temp(&dst, 0o644)?;
-        let fail = |e: PutError| {
-            let _ = fs::remove_file(&tmp);
-            e
+        mkdir(dst.parent().unwrap_or(&self.root), DIR_MODE)?;
+        let (tmp, mut out) = fsutil::create_temp(&dst, FILE_MODE)?;
+        let mut pending = Pending {
+            tmp,
+            dst,
+            tmp_meta: None,
+            dst_meta,
+            len,
         };
-        copy_verified(block, &mut out, &mut verifier, len).map_err(fail)?;
-        let got = verifier
-            .finish()
-            .map_err(|e| fail(PutError::Corrupt(format!("{e:#}"))))?;
+        copy_verified(block, &mut out, &mut verifier, len, control)?;
+        let got = verifier.finish().map_err(|e| PutError::Corrupt(format!("{e:#}")))?;
         if got != len {
-            return Err(fail(PutError::Corrupt(format!(
+            return Err(PutError::Corrupt(format!(
                 "it is {got} bytes, the data node listed {len}"
-            ))));
+            )));
         }
-        let (tmp_meta, mut meta_out) = fsutil::create_temp(&dst_meta, 0o644).map_err(|e| fail(PutError::Io(e)))?;
-        if let Err(e) = meta_out.write_all(&meta_bytes) {
-            let _ = fs::remove_file(&tmp_meta);
-            return Err(fail(PutError::Io(anyhow::Error::from(e).context("writing the .meta"))));
-        }
-        drop((out, meta_out));
-        fs::rename(&tmp_meta, &dst_meta).with_context(|| format!("renaming into {}", dst_meta.display()))?;
-        fs::rename(&tmp, &dst).with_context(|| format!("renaming into {}", dst.display()))?;
-        Ok(got)
+        let (tmp_meta, mut meta_out) = fsutil::create_temp(&pending.dst_meta, FILE_MODE)?;
+        pending.tmp_meta = Some(tmp_meta);
+        meta_out
+            .write_all(&meta_bytes)
+            .map_err(|e| PutError::Io(anyhow::Error::from(e).context("writing the .meta")))?;
+        Ok(pending)
     }
 
     /// Makes everything written to the repository's file system durable.
     pub fn sync(&self) -> Result<()> {
-        mkdir(&self.root, 0o755)?;
+        mkdir(&self.root, DIR_MODE)?;
         let dir = File::open(&self.root).with_context(|| format!("opening {}", self.root.display()))?;
         // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
         if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
@@ -138,13 +162,101 @@ impl BlockStore {
     }
 }
 
+/// A block written under temp names, not yet in place. Dropped before its
+/// batch commits, it removes its temp files.
+#[derive(Debug)]
+pub struct Pending {
+    tmp: PathBuf,
+    dst: PathBuf,
+    tmp_meta: Option<PathBuf>,
+    dst_meta: PathBuf,
+    len: u64,
+}
+
+impl Pending {
+    fn rename_into_place(mut self) -> Result<()> {
+        if let Some(tmp_meta) = self.tmp_meta.take() {
+            fs::rename(&tmp_meta, &self.dst_meta)
+                .with_context(|| format!("renaming into {}", self.dst_meta.display()))?;
+        }
+        fs::rename(&self.tmp, &self.dst).with_context(|| format!("renaming into {}", self.dst.display()))?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        if let Some(tmp_meta) = &self.tmp_meta {
+            let _ = fs::remove_file(tmp_meta);
+        }
+    }
+}
+
+/// Blocks written under temp names, renamed into place together once they
+/// are durable. Dropped uncommitted (an error, a cancelled job), it removes
+/// its temp files.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    store: &'a BlockStore,
+    pending: Vec<Pending>,
+    bytes: u64,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch for `store`.
+    pub fn new(store: &'a BlockStore) -> Batch<'a> {
+        Batch {
+            store,
+            pending: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a written block; commits the batch when it is full.
+    pub fn push(&mut self, pending: Pending) -> Result<()> {
+        self.bytes += pending.len;
+        self.pending.push(pending);
+        if self.pending.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the batch's bytes durable (`syncfs`), then renames every block
+    /// into place, its `.meta` first.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        crate::fault::point("store-before-sync", None)?;
+        self.store.sync()?;
+        crate::fault::point("store-before-rename", None)?;
+        for pending in self.pending.drain(..) {
+            pending.rename_into_place()?;
+        }
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
 /// Copies `input` to `output`, feeding every byte to `verifier`. A CRC
 /// mismatch is [`PutError::Corrupt`]; a read or write failure is not.
-fn copy_verified(input: &mut File, output: &mut File, verifier: &mut BlockVerifier, len: u64) -> Result<(), PutError> {
+fn copy_verified(
+    input: &mut File,
+    output: &mut File,
+    verifier: &mut BlockVerifier,
+    len: u64,
+    control: &JobControl,
+) -> Result<(), PutError> {
     // Most blocks are small: a buffer of their size (one spare byte sees the
     // end in one read), at most 1 MiB.
     let mut buf = vec![0u8; len.saturating_add(1).min(1 << 20) as usize];
     loop {
+        control.check()?;
         let n = match input.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,

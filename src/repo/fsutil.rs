@@ -10,6 +10,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::job::JobControl;
+
 /// A file stored in the repository: path relative to the backup folder, size
 /// and SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,12 +76,13 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("fsync folder {}", dir.display()))
 }
 
-/// Copies `src` to `dst` atomically with `mode`, hashing while copying.
+/// Copies `src` to `dst` atomically with `mode`, hashing while copying, and
+/// stopping (with the temp file removed) when `control`'s job is stopped.
 /// `rel` is the path recorded in the returned entry.
-pub fn copy_hashed(src: &Path, dst: &Path, mode: u32, rel: String) -> Result<FileEntry> {
+pub fn copy_hashed(src: &Path, dst: &Path, mode: u32, rel: String, control: &JobControl) -> Result<FileEntry> {
     let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
     let (tmp, mut output) = create_temp(dst, mode)?;
-    let copied = copy_and_hash(&mut input, &mut output)
+    let copied = copy_and_hash(&mut input, &mut output, Some(control))
         .with_context(|| format!("copying {} to {}", src.display(), tmp.display()));
     let (size, sha256) = match copied {
         Ok(v) => v,
@@ -99,19 +102,27 @@ pub fn copy_hashed(src: &Path, dst: &Path, mode: u32, rel: String) -> Result<Fil
 /// Size and SHA-256 of a file.
 pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    copy_and_hash(&mut file, &mut io::sink()).with_context(|| format!("reading {}", path.display()))
+    copy_and_hash(&mut file, &mut io::sink(), None).with_context(|| format!("reading {}", path.display()))
 }
 
-fn copy_and_hash(input: &mut impl Read, output: &mut impl Write) -> io::Result<(u64, String)> {
+fn copy_and_hash(
+    input: &mut impl Read,
+    output: &mut impl Write,
+    control: Option<&JobControl>,
+) -> anyhow::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
+        match control {
+            Some(control) => control.check()?,
+            None => crate::cancel::check()?,
+        }
         let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         hasher.update(&buf[..n]);
         output.write_all(&buf[..n])?;
@@ -139,7 +150,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("a");
         fs::write(&src, b"abc").unwrap();
-        let entry = copy_hashed(&src, &dir.path().join("b"), 0o640, "b".into()).unwrap();
+        let entry = copy_hashed(&src, &dir.path().join("b"), 0o640, "b".into(), &JobControl::default()).unwrap();
         assert_eq!(entry.size, 3);
         assert_eq!(
             entry.sha256,

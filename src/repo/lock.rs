@@ -56,7 +56,8 @@ impl LockInfo {
         }
     }
 
-    fn describe(&self) -> String {
+    /// "backup of backup <id> by pid <pid> on host <host> since <time>".
+    pub fn describe(&self) -> String {
         let id = self
             .backup_id
             .as_deref()

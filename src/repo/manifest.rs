@@ -87,8 +87,25 @@ pub struct HopsfsInfo {
     /// Blocks this backup added to the store.
     pub new_blocks: u64,
     pub new_bytes: u64,
-    /// Replicas that failed their CRC check; each block was taken from another.
+    /// Replicas that failed their CRC check, or whose length differs from
+    /// the block's good replica; each block was taken from another.
     pub bad_replicas: Vec<String>,
+    /// The good length (`pool/blk_<id>_<genstamp>` → bytes) of every block
+    /// whose replicas disagreed on it: it overrides the length a node's
+    /// inventory lists for its bad replica.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lengths: std::collections::BTreeMap<String, u64>,
+}
+
+impl HopsfsInfo {
+    /// The length block `key` was stored with, given the length an inventory
+    /// lists for it.
+    pub fn good_len(&self, key: &crate::hopsfs::store::BlockKey, listed: u64) -> u64 {
+        if self.lengths.is_empty() {
+            return listed;
+        }
+        self.lengths.get(&key.to_string()).copied().unwrap_or(listed)
+    }
 }
 
 /// One step on one node.

@@ -15,7 +15,7 @@ pub mod manifest;
 
 use std::fs;
 use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -111,7 +111,7 @@ impl Repository {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", marker_path.display())),
         }
-        mkdir(&self.root.join("backups"), 0o755)
+        mkdir(&self.root.join("backups"), 0o750)
     }
 
     /// Creates the folder of a new backup; a taken id is an error, never an
@@ -119,7 +119,11 @@ impl Repository {
     pub fn create_backup_dir(&self, id: BackupId) -> Result<PathBuf> {
         let dir = self.backup_dir(id);
         match fs::DirBuilder::new().mode(0o750).create(&dir) {
-            Ok(()) => Ok(dir),
+            Ok(()) => {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o750))
+                    .with_context(|| format!("setting the mode of {}", dir.display()))?;
+                Ok(dir)
+            }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 Err(HwdrError::IdTaken(format!("backup id {id} is already taken: {} exists", dir.display())).into())
             }
@@ -219,11 +223,20 @@ impl Repository {
     }
 }
 
-/// Creates a folder (and its parents) with `mode`.
+/// Creates a folder (and its missing parents) with exactly `mode`, whatever
+/// the umask; folders that exist are left as they are.
 pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)
-        .with_context(|| format!("creating {}", path.display()))
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        mkdir(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", path.display())),
+        // Made meanwhile by another thread or node.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }

@@ -26,10 +26,6 @@ use crate::agent::jobs;
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
-use crate::hopsfs::inventory::{self};
-use crate::hopsfs::node::inventory_rel;
-use crate::hopsfs::store::BlockStore;
-use crate::repo::fsutil;
 use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{BackupStatus, Manifest};
 use crate::repo::Repository;
@@ -154,6 +150,16 @@ impl<'a> Restore<'a> {
         }
     }
 
+    /// Every node that stages something: it hosts a RonDB data node of the
+    /// backup, or holds HopsFS blocks of it. By name.
+    fn staging_nodes(&self) -> BTreeMap<String, &NodeSpec> {
+        let mut nodes: BTreeMap<String, &NodeSpec> = BTreeMap::new();
+        for node in self.hosts().values().copied().chain(self.hopsfs_nodes()) {
+            nodes.insert(node.name.to_string(), node);
+        }
+        nodes
+    }
+
     fn node_named(&self, name: &crate::config::NodeName) -> Result<&NodeSpec> {
         self.config
             .node(name)
@@ -172,16 +178,12 @@ impl<'a> Restore<'a> {
         let mut steps = Vec::new();
 
         let mut stage = vec![part(leader.name.to_string(), &leader, Action::StageLeader)];
-        let mut hosting: BTreeMap<String, &NodeSpec> = BTreeMap::new();
-        for node in self.hosts().values() {
-            hosting.insert(node.name.to_string(), node);
-        }
-        for node in hosting.values() {
+        for node in self.staging_nodes().values() {
             let job = JobRequest::RestoreStage {
                 node: node.name.clone(),
                 backup_id: id,
             };
-            stage.push(part(format!("{}/parts", node.name), node, Action::Job(job)));
+            stage.push(part(format!("{}/stage", node.name), node, Action::Job(job)));
         }
         steps.push(Step {
             name: "stage",
@@ -250,6 +252,7 @@ impl<'a> Restore<'a> {
             let node = self.node_named(&command.node)?;
             let job = JobRequest::RestoreCommand {
                 node: node.name.clone(),
+                backup_id: id,
                 step: kind,
             };
             steps.push(Step {
@@ -304,11 +307,7 @@ impl<'a> Restore<'a> {
                             staged.display()
                         ),
                     ),
-                    Action::Job(JobRequest::RestoreStage { .. }) => {
-                        let ids: Vec<u32> =
-                            self.hosts().iter().filter(|(_, n)| n.name == p.node.name).map(|(i, _)| *i).collect();
-                        ("root".into(), format!("copy the parts of data nodes {ids:?} into {} (checked against the manifest)", staged.display()))
-                    }
+                    Action::Job(JobRequest::RestoreStage { .. }) => ("root".into(), self.stage_text(&p.node, &staged)),
                     Action::Ndb(action) => {
                         (mysql.into(), rr::ndb_restore_cmd(c, placeholder(mysql), ndb, self.meta_node_id(), *action).argv_display())
                     }
@@ -326,9 +325,8 @@ impl<'a> Restore<'a> {
                     Action::Job(JobRequest::HopsfsRestore { .. }) => (
                         "root".into(),
                         format!(
-                            "stop {}, put back the node's VERSION files and blocks from {}/blocks (owned by {}:{}, CRC-checked), start it again",
+                            "stop {}, move the staged VERSION files and blocks into place (owned by {}:{}), start it again",
                             if c.hopsfs.datanode_unit.is_empty() { "nothing (no datanode_unit)" } else { &c.hopsfs.datanode_unit },
-                            c.repository.display(),
                             c.hopsfs.user,
                             c.hopsfs.group
                         ),
@@ -358,6 +356,32 @@ impl<'a> Restore<'a> {
         Ok(out)
     }
 
+    /// What the stage step does on `node`, for `--plan`.
+    fn stage_text(&self, node: &NodeSpec, staged: &std::path::Path) -> String {
+        let ids: Vec<u32> = self
+            .hosts()
+            .iter()
+            .filter(|(_, n)| n.name == node.name)
+            .map(|(i, _)| *i)
+            .collect();
+        let mut what = Vec::new();
+        if !ids.is_empty() {
+            what.push(format!(
+                "copy the parts of data nodes {ids:?} into {} (checked against the manifest)",
+                staged.display()
+            ));
+        }
+        if self.hopsfs_nodes().iter().any(|n| n.name == node.name) {
+            what.push(format!(
+                "copy the node's VERSION files and blocks from {}/blocks into {} inside each of its data folders (CRC-checked, owned by {}); the data node keeps running",
+                self.config.repository.display(),
+                crate::hopsfs::restore::STAGING,
+                self.config.hopsfs.user
+            ));
+        }
+        what.join("; ")
+    }
+
     /// Refuses, naming every problem, unless the backup can be restored here:
     /// complete, every file present with its size and checksum, every block
     /// in the store, every data node id and HopsFS node in `[[nodes]]`, and
@@ -381,15 +405,19 @@ impl<'a> Restore<'a> {
                 self.leader().name
             ));
         }
+        // Present with their size: a stat each. Their checksums, and the
+        // blocks, are checked as the stage step copies them (no extra pass).
         let dir = Repository::new(&self.config.repository).backup_dir(id);
         for f in m.files() {
-            match fsutil::hash_file(&dir.join(&f.path)) {
-                Ok((size, sha)) if size == f.size && sha == f.sha256 => {}
-                Ok((size, _)) if size != f.size => {
-                    problems.push(format!("{}: {size} bytes, the manifest says {}", f.path, f.size))
-                }
-                Ok(_) => problems.push(format!("{}: checksum differs from the manifest", f.path)),
-                Err(e) => problems.push(format!("{}: {e:#}", f.path)),
+            match std::fs::metadata(dir.join(&f.path)) {
+                Ok(meta) if meta.len() == f.size => {}
+                Ok(meta) => problems.push(format!(
+                    "{}: {} bytes, the manifest says {}",
+                    f.path,
+                    meta.len(),
+                    f.size
+                )),
+                Err(e) => problems.push(format!("{}: {e}", f.path)),
             }
         }
         let all = self.config.rondb_data_nodes();
@@ -412,9 +440,6 @@ impl<'a> Restore<'a> {
                         "HopsFS node {node} of the backup is not a [[nodes]] entry with the hopsfs role"
                     ));
                 }
-            }
-            if problems.is_empty() {
-                problems.extend(self.missing_blocks());
             }
         }
         let mut remote: BTreeMap<String, NodeSpec> = BTreeMap::new();
@@ -447,33 +472,6 @@ impl<'a> Restore<'a> {
         .into())
     }
 
-    /// Blocks the HopsFS inventories name that the block store lacks.
-    fn missing_blocks(&self) -> Vec<String> {
-        let store = BlockStore::new(&self.config.repository);
-        let dir = Repository::new(&self.config.repository).backup_dir(self.manifest.backup_id);
-        let mut missing = Vec::new();
-        let mut count = 0usize;
-        for node in self.manifest.hopsfs.iter().flat_map(|h| h.nodes.iter()) {
-            let path = dir.join(inventory_rel(node));
-            let read = inventory::for_each_block(&path, |key, len| {
-                if !store.has(&key, len) {
-                    count += 1;
-                    if missing.len() < 5 {
-                        missing.push(format!("block {key} ({len} bytes) is not in the block store"));
-                    }
-                }
-                Ok(())
-            });
-            if let Err(e) = read {
-                missing.push(format!("{e:#}"));
-            }
-        }
-        if count > missing.len() {
-            missing.push(format!("... {count} blocks are missing in all"));
-        }
-        missing
-    }
-
     /// Runs the restore (after [`Restore::preflight`]).
     pub fn run(mut self, opts: &Options) -> Result<RestoreState> {
         self.clean_hopsfs = opts.clean_hopsfs;
@@ -490,6 +488,7 @@ impl<'a> Restore<'a> {
         }
         let path = RestoreState::path(&self.config.restore.state_dir, id);
         let previous = RestoreState::load(&path)?;
+        let fresh = previous.is_none();
         let picked = opts.from.is_some() || opts.only.is_some();
         let mut state = match previous {
             None if opts.resume => {
@@ -550,6 +549,12 @@ impl<'a> Restore<'a> {
                     st.status = Status::Done;
                     state.save(&path)?;
                     info!("step {} done", step.name);
+                }
+                Err(e) if fresh && matches!(e.downcast_ref::<HwdrError>(), Some(HwdrError::Refused(_))) => {
+                    // Refused before anything changed: no restore was started.
+                    error!("{e:#}");
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
                 }
                 Err(e) => {
                     st.status = Status::Failed;
@@ -628,6 +633,8 @@ impl<'a> Restore<'a> {
         };
         let mut jobs_to_run = Vec::new();
         let mut failures = Vec::new();
+        // Files and blocks of the backup found missing or damaged by the stage.
+        let mut damaged: Vec<String> = Vec::new();
         for part in &pending {
             set_part(state, step.name, &part.name, Status::Running, None, Vec::new());
             match &part.action {
@@ -638,6 +645,9 @@ impl<'a> Restore<'a> {
                     let (status, err, tail) = match outcome {
                         Ok(tail) => (Status::Done, None, tail),
                         Err((e, tail)) => {
+                            if let Some(d) = e.downcast_ref::<rr::Damaged>() {
+                                damaged.push(d.0.clone());
+                            }
                             failures.push(format!("{}: {e:#}", part.name));
                             (Status::Failed, Some(format!("{e:#}")), tail)
                         }
@@ -660,6 +670,28 @@ impl<'a> Restore<'a> {
             let shipped = jobs::run_everywhere(self.config, jobs_to_run, self.client, self.rt, step.parallelism);
             for s in shipped {
                 let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
+                let found = match &s.result {
+                    Ok(JobResult::Staged { damaged, blocks, .. }) => {
+                        let mut found = damaged.clone();
+                        found.extend(blocks.iter().flat_map(|b| b.damaged.iter().cloned()));
+                        let unnamed = blocks
+                            .as_ref()
+                            .map_or(0, |b| b.damaged_count as usize - b.damaged.len());
+                        if unnamed > 0 {
+                            found.push(format!("... and {unnamed} more blocks on {}", s.node));
+                        }
+                        found
+                    }
+                    _ => Vec::new(),
+                };
+                if !found.is_empty() {
+                    let text = format!("missing or damaged in the repository: {}", found.join("; "));
+                    failures.push(format!("{}: {text}", s.node));
+                    damaged.extend(found);
+                    set_part(state, step.name, &part_name, Status::Failed, Some(text), Vec::new());
+                    state.save(path)?;
+                    continue;
+                }
                 match s.result {
                     Ok(result) => {
                         let tail = match result {
@@ -684,6 +716,14 @@ impl<'a> Restore<'a> {
                 state.save(path)?;
             }
         }
+        if !damaged.is_empty() {
+            return Err(HwdrError::Refused(format!(
+                "backup {} cannot be restored: files or blocks of it are missing or damaged in the repository; nothing was changed:\n  - {}",
+                self.manifest.backup_id,
+                damaged.join("\n  - ")
+            ))
+            .into());
+        }
         if failures.is_empty() {
             Ok(())
         } else {
@@ -704,8 +744,20 @@ impl<'a> Restore<'a> {
             Action::StageLeader => {
                 let ids = BTreeSet::from([self.meta_node_id()]);
                 let staged = rr::stage_parts(c, &self.manifest, &ids, &Default::default()).map_err(fail)?;
-                rr::stage_sql(c, &self.manifest).map_err(fail)?;
-                Ok(vec![format!("staged {} part files and the SQL files", staged.len())])
+                if !staged.damaged.is_empty() {
+                    return Err((anyhow!(rr::Damaged(staged.damaged.join("; "))), Vec::new()));
+                }
+                rr::stage_sql(c, &self.manifest).map_err(|e| {
+                    let tail = error_tail(&e);
+                    match e.downcast::<rr::Damaged>() {
+                        Ok(d) => (anyhow!(d), tail),
+                        Err(e) => (e, tail),
+                    }
+                })?;
+                Ok(vec![format!(
+                    "staged {} part files and the SQL files",
+                    staged.files.len()
+                )])
             }
             Action::Ndb(ndb_action) => {
                 let user = mysql().map_err(fail)?;
@@ -763,14 +815,23 @@ impl<'a> Restore<'a> {
                 "waiting for the namenode to leave safe mode ({}s so far): {said}",
                 start.elapsed().as_secs()
             );
-            std::thread::sleep(c.restore.safemode_poll);
+            crate::cancel::sleep(c.restore.safemode_poll)?;
         }
     }
 }
 
 fn summary(result: &JobResult) -> String {
     match result {
-        JobResult::Staged { files } => format!("staged {} files", files.len()),
+        JobResult::Staged { files, blocks, .. } => match blocks {
+            Some(b) => format!(
+                "staged {} RonDB files, {} blocks ({} bytes); {} blocks already in place",
+                files.len(),
+                b.blocks,
+                b.bytes,
+                b.kept
+            ),
+            None => format!("staged {} RonDB files", files.len()),
+        },
         JobResult::HopsfsRestored(r) => format!(
             "{} blocks written ({} bytes), {} kept, {} removed",
             r.blocks_written,

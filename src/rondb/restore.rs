@@ -110,16 +110,39 @@ pub fn judge_mysql(outcome: &Outcome) -> Result<()> {
     Ok(())
 }
 
+/// A file of the backup that is missing or does not match the manifest: the
+/// restore is refused, naming it.
+#[derive(Debug)]
+pub struct Damaged(pub String);
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Damaged {}
+
+/// What staging a node's RonDB parts did.
+#[derive(Debug, Default)]
+pub struct StagedParts {
+    /// The staged files, relative to the staging folder.
+    pub files: Vec<String>,
+    /// Files of the backup that are missing or damaged.
+    pub damaged: Vec<String>,
+}
+
 /// Copies the RonDB files of data nodes `node_ids` of the backup from the
 /// repository into this node's staging folder, each checked against the
 /// manifest, readable by the RonDB user. Files already staged with the
-/// right checksum are kept.
+/// right checksum are kept. A file that is missing or does not match is
+/// reported in [`StagedParts::damaged`], and the others are still staged.
 pub fn stage_parts(
     config: &Config,
     manifest: &Manifest,
     node_ids: &BTreeSet<u32>,
     control: &JobControl,
-) -> Result<Vec<String>> {
+) -> Result<StagedParts> {
     let ndb = manifest.rondb.ndb_backup_id;
     let prefix = format!("{}/", parts::repo_rel_dir(ndb));
     let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
@@ -127,39 +150,67 @@ pub fn stage_parts(
     let target = staged_dir(config, ndb);
     make_owned_dir(&config.restore.staging_dir, &user)?;
     make_owned_dir(&target, &user)?;
-    let mut staged = Vec::new();
-    for f in manifest.files().filter(|f| f.path.starts_with(&prefix)) {
+    let mine: Vec<&FileEntry> = manifest
+        .files()
+        .filter(|f| f.path.starts_with(&prefix))
+        .filter(|f| {
+            let name = f.path.rsplit('/').next().unwrap_or(&f.path);
+            parts::node_of_file(name, ndb).is_some_and(|n| node_ids.contains(&n))
+        })
+        .collect();
+    check_space(&target, mine.iter().map(|f| f.size).sum())?;
+    let mut staged = StagedParts::default();
+    for f in mine {
         let rel = &f.path[prefix.len()..];
-        let name = rel.rsplit('/').next().unwrap_or(rel);
-        if !parts::node_of_file(name, ndb).is_some_and(|n| node_ids.contains(&n)) {
-            continue;
-        }
         control.check()?;
         let dst = target.join(rel);
         if let Some(parent) = dst.parent() {
             make_owned_dir(parent, &user)?;
         }
         if fsutil::hash_file(&dst).is_ok_and(|(size, sha)| size == f.size && sha == f.sha256) {
-            staged.push(rel.to_owned());
+            staged.files.push(rel.to_owned());
             continue;
         }
-        copy_checked(&backup_dir.join(&f.path), &dst, f, &user, None)?;
+        match copy_checked(&backup_dir.join(&f.path), &dst, f, &user, None, control) {
+            Ok(()) => {}
+            Err(e) => match e.downcast::<Damaged>() {
+                Ok(damaged) => {
+                    staged.damaged.push(damaged.0);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+        }
         control.file_done(f.size);
-        staged.push(rel.to_owned());
+        staged.files.push(rel.to_owned());
     }
     let missing: Vec<_> = node_ids
         .iter()
-        .filter(|n| !staged.iter().any(|s| s.contains(&format!(".{n}."))))
+        .filter(|n| !staged.files.iter().any(|s| s.contains(&format!(".{n}."))))
         .collect();
-    if !missing.is_empty() {
+    if !missing.is_empty() && staged.damaged.is_empty() {
         bail!("the backup holds no files of data node(s) {missing:?}");
     }
     info!(
-        files = staged.len(),
+        files = staged.files.len(),
+        damaged = staged.damaged.len(),
         "staged the RonDB parts of data nodes {node_ids:?} in {}",
         target.display()
     );
     Ok(staged)
+}
+
+/// Fails unless the file system of `dir` has `bytes` free.
+fn check_space(dir: &Path, bytes: u64) -> Result<()> {
+    let stat = nix::sys::statvfs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    if bytes > free {
+        bail!(
+            "not enough space to stage the RonDB parts in {}: they need {bytes} bytes, {free} are free; nothing was changed",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// Stages `users.sql` (with `CREATE USER ` made `CREATE USER IF NOT EXISTS `,
@@ -178,12 +229,14 @@ pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathB
             .with_context(|| format!("the backup has no {rel}"))
     };
     let users = target.join("users.sql");
+    let control = JobControl::default();
     copy_checked(
         &backup_dir.join(USERS_FILE),
         &users,
         entry(USERS_FILE)?,
         &user,
         Some(rewrite_create_user),
+        &control,
     )?;
     let schemas = target.join("schemas.sql");
     copy_checked(
@@ -192,6 +245,7 @@ pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathB
         entry(SCHEMAS_FILE)?,
         &user,
         None,
+        &control,
     )?;
     Ok((users, schemas))
 }
@@ -210,8 +264,16 @@ type Rewrite = fn(&[u8], &mut dyn Write) -> std::io::Result<()>;
 
 /// Copies `src` to `dst` (mode 0600 for SQL with a rewrite, 0640 else, owned
 /// by `user`), checking the source's size and SHA-256 against `entry` while
-/// reading; `rewrite` transforms it line by line.
-fn copy_checked(src: &Path, dst: &Path, entry: &FileEntry, user: &RunAs, rewrite: Option<Rewrite>) -> Result<()> {
+/// reading; `rewrite` transforms it line by line. A source that is missing or
+/// does not match fails with [`Damaged`].
+fn copy_checked(
+    src: &Path,
+    dst: &Path,
+    entry: &FileEntry,
+    user: &RunAs,
+    rewrite: Option<Rewrite>,
+    control: &JobControl,
+) -> Result<()> {
     let mode = if rewrite.is_some() || entry.path.ends_with(".sql") {
         0o600
     } else {
@@ -222,12 +284,17 @@ fn copy_checked(src: &Path, dst: &Path, entry: &FileEntry, user: &RunAs, rewrite
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut out = BufWriter::new(&file);
-        let mut input = BufReader::with_capacity(
-            1 << 20,
-            File::open(src).with_context(|| format!("opening {}", src.display()))?,
-        );
+        let source = match File::open(src) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Damaged(format!("{}: missing from the repository", entry.path)).into())
+            }
+            Err(e) => return Err(e).with_context(|| format!("opening {}", src.display())),
+        };
+        let mut input = BufReader::with_capacity(1 << 20, source);
         match rewrite {
             None => loop {
+                control.check()?;
                 let buf = input.fill_buf()?;
                 if buf.is_empty() {
                     break;
@@ -254,12 +321,15 @@ fn copy_checked(src: &Path, dst: &Path, entry: &FileEntry, user: &RunAs, rewrite
         out.flush()?;
         drop(out);
         let sha = hex::encode(hasher.finalize());
-        if size != entry.size || sha != entry.sha256 {
-            bail!(
-                "{} does not match the manifest (size {size}, expected {}): it is damaged",
-                src.display(),
-                entry.size
-            );
+        if size != entry.size {
+            return Err(Damaged(format!(
+                "{}: {size} bytes, the manifest says {}",
+                entry.path, entry.size
+            ))
+            .into());
+        }
+        if sha != entry.sha256 {
+            return Err(Damaged(format!("{}: SHA-256 differs from the manifest", entry.path)).into());
         }
         fchown(&file, Some(user.uid.as_raw()), Some(user.gid.as_raw())).context("chown")?;
         Ok(())

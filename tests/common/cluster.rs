@@ -56,7 +56,7 @@ impl Cluster {
         let sim_conf: Value = serde_json::from_slice(&fs::read(sim.join("hwdr-sim.json")).unwrap()).unwrap();
         let repo = dir.path().join("repo");
         fs::create_dir(&repo).unwrap();
-        let token = format!("t{}", std::process::id());
+        let token = format!("hwdr-test-token-{:0>24}", std::process::id());
         let token_file = dir.path().join("agent.token");
         fs::write(&token_file, &token).unwrap();
         fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
@@ -265,10 +265,29 @@ parallelism = 2
         );
     }
 
+    /// Writes the repository lock as the leader of `operation` (`backup`,
+    /// `restore`) of backup `id` would; removed when the guard drops. Agents
+    /// run backup and restore jobs only under such a lock.
+    pub fn hold_lock(&self, operation: &str, id: &str) -> LockFile {
+        let info = hwdr::repo::lock::LockInfo::for_this_process(operation, Some(id.to_owned()), chrono::Utc::now());
+        let path = self.repo.join("lock");
+        fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
+        LockFile(path)
+    }
+
     /// An API request to `node`'s agent with the right token.
     pub fn api(&self, node: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
         let auth = format!("Bearer {}", self.token);
         http(&self.nodes[node].address, method, path, Some(&auth), body).unwrap()
+    }
+}
+
+/// A lock file written by [`Cluster::hold_lock`], removed on drop.
+pub struct LockFile(pub PathBuf);
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
     }
 }
 
