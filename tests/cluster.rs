@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::cluster::{http, wait_until, Cluster};
 use common::text;
@@ -407,4 +409,158 @@ fn status_request_with_wait_ms_answers_when_the_job_ends() {
     let (status, answer) = c.api("ndb1", "GET", &format!("/v1/jobs/{job}?wait_ms=soon"), None);
     assert_eq!(status, 400, "{answer}");
     assert!(answer["error"].as_str().unwrap().contains("wait_ms"), "{answer}");
+}
+
+/// Raises this test process's own file limit (root may raise the hard one
+/// too), for the connections it holds.
+fn raise_own_file_limit(wanted: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < wanted {
+        setrlimit(Resource::RLIMIT_NOFILE, wanted, hard.max(wanted)).unwrap();
+    }
+}
+
+/// Starts the program of `cmd` with a soft file limit of `soft`.
+fn limit_files(cmd: &mut std::process::Command, soft: u64) {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only the setrlimit system call runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+            setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+            Ok(())
+        });
+    }
+}
+
+/// Whether the agent still holds `stream` open (no EOF, no reset).
+fn held(stream: &TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    matches!((&*stream).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// How long after `since` the agent closed `stream` (EOF or reset).
+fn closed_after(mut stream: TcpStream, since: Instant) -> Duration {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return since.elapsed(),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return since.elapsed(),
+            Err(e) => panic!("the agent kept the connection open for 10 s: {e}"),
+        }
+    }
+}
+
+/// Regression: 1,100 idle connections to an agent made it stop answering (out
+/// of file descriptors, no timeouts), and the next backup failed at `agents`.
+#[test]
+fn backup_completes_while_1100_idle_connections_are_held_to_agents() {
+    raise_own_file_limit(8192);
+    let mut c = five_nodes();
+    // Timeouts far beyond the test: only the connection limit makes room.
+    for n in ["ndb1", "ndb2"] {
+        c.dropin(
+            n,
+            "80-timeouts.toml",
+            "[agent]\nheader_timeout = \"5m\"\nidle_timeout = \"5m\"\n",
+        );
+    }
+    // ndb1 with the default soft limit of 1024 files (a unit without LimitNOFILE=), ndb2 with more.
+    c.start_agent_with("ndb1", |cmd| limit_files(cmd, 1024));
+    c.start_agent("ndb2");
+    c.start_agent("ndb3");
+    let floods: Vec<(&str, Vec<TcpStream>)> = ["ndb1", "ndb2"]
+        .into_iter()
+        .map(|n| {
+            let address = &c.nodes[n].address;
+            (n, (0..1100).map(|_| TcpStream::connect(address).unwrap()).collect())
+        })
+        .collect();
+
+    let out = c.hwdr("head1", &["backup", "--id", ID]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(c.manifest(ID).unwrap()["status"], "complete");
+
+    for (node, flood) in &floods {
+        let open = flood.iter().filter(|s| held(s)).count();
+        // The oldest idle ones made room for the leader; most were held throughout.
+        assert!(flood.len() - open >= 1100 - 1024, "{node}: {open} of 1100 still open");
+        assert!(open >= 500, "{node}: only {open} of 1100 still open");
+        wait_until("the agent to log the evictions", Duration::from_secs(10), || {
+            c.agent_log(node).contains("idle connections to make room")
+        });
+    }
+    assert!(c.agent_log("ndb1").contains("leaves room for 768 connections at once"));
+}
+
+#[test]
+fn agent_closes_connections_without_a_header_in_time_but_never_a_request_in_flight() {
+    let mut c = five_nodes();
+    // A job of 3 s: longer than both timeouts.
+    c.dropin_everywhere(
+        "70-kafka.toml",
+        "[kafka]\nnode = \"ndb1\"\nrestore_command = [\"/bin/sleep\", \"3\"]\n",
+    );
+    c.dropin(
+        "ndb1",
+        "80-timeouts.toml",
+        "[agent]\nheader_timeout = \"1s\"\nidle_timeout = \"2s\"\n",
+    );
+    c.start_agent("ndb1");
+    let address = c.nodes["ndb1"].address.clone();
+    let connect = || (TcpStream::connect(&address).unwrap(), Instant::now());
+
+    let idle = connect();
+    let (mut half, since) = connect();
+    half.write_all(b"GET /v1/health HTTP/1.1\r\nHost: ndb1\r\n").unwrap();
+    // A keep-alive connection that got its answer, then sends nothing.
+    let (mut kept, _) = connect();
+    kept.write_all(b"GET /v1/health HTTP/1.1\r\nHost: ndb1\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("\"busy\"") {
+        let n = kept.read(&mut buf).unwrap();
+        assert!(n > 0, "no answer: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answered = Instant::now();
+    let watch = |(stream, since): (TcpStream, Instant)| std::thread::spawn(move || closed_after(stream, since));
+    let closes = [watch(idle), watch((half, since)), watch((kept, answered))];
+
+    // A status request waits for the job, in flight longer than both timeouts.
+    let (status, created) = c.api(
+        "ndb1",
+        "POST",
+        "/v1/jobs",
+        Some(r#"{"kind":"restore_command","node":"ndb1","step":"kafka"}"#),
+    );
+    assert_eq!(status, 202, "{created}");
+    let job = created["job_id"].as_str().unwrap();
+    let (status, answer) = c.api("ndb1", "GET", &format!("/v1/jobs/{job}?wait_ms=60000"), None);
+    assert_eq!((status, answer["state"].as_str()), (200, Some("succeeded")), "{answer}");
+
+    let [idle, half, kept] = closes.map(|t| t.join().unwrap());
+    let second = Duration::from_secs(1);
+    assert!(
+        idle >= second && idle < 5 * second,
+        "idle connection closed after {idle:?}"
+    );
+    assert!(
+        half >= second && half < 5 * second,
+        "half a header: closed after {half:?}"
+    );
+    // Idle between requests: the idle timeout (2 s), not the header timeout.
+    assert!(
+        kept >= 3 * second / 2 && kept < 5 * second,
+        "kept-alive connection closed after {kept:?}"
+    );
+    wait_until("the agent to log the timeouts", Duration::from_secs(10), || {
+        c.agent_log("ndb1").contains("without a complete request header")
+    });
 }

@@ -36,6 +36,9 @@ impl AgentClient {
         let http = reqwest::Client::builder()
             .timeout(config.agent.request_timeout)
             .connect_timeout(config.agent.request_timeout)
+            // Dropped well before the agent closes it ([agent] idle_timeout), so a
+            // request never goes out on a connection the agent is closing.
+            .pool_idle_timeout(config.agent.idle_timeout / 2)
             .build()
             .context("building the HTTP client")?;
         Ok(AgentClient {

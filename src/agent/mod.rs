@@ -5,10 +5,10 @@
 pub mod api;
 pub mod client;
 pub mod jobs;
+mod listener;
 mod server;
 pub mod token;
 
-use std::future::IntoFuture;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -33,6 +33,7 @@ pub fn run(config: Config) -> Result<()> {
     listener
         .set_nonblocking(true)
         .context("making the listening socket non-blocking")?;
+    listener::deepen_backlog(&listener).context("lengthening the listening socket's queue")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -41,22 +42,28 @@ pub fn run(config: Config) -> Result<()> {
     runtime.block_on(serve(config, token, listener))
 }
 
-async fn serve(config: Config, token: Token, listener: std::net::TcpListener) -> Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener).context("registering the listening socket")?;
-    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+async fn serve(config: Config, token: Token, socket: std::net::TcpListener) -> Result<()> {
+    let socket = tokio::net::TcpListener::from_std(socket).context("registering the listening socket")?;
+    let address = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let node = config.this_node.to_string();
     let shutdown_timeout = config.agent.shutdown_timeout;
+    let limits = listener::Limits {
+        header_timeout: config.agent.header_timeout,
+        idle_timeout: config.agent.idle_timeout,
+        max_connections: listener::connection_limit(),
+    };
+    if limits.max_connections < listener::MAX_CONNECTIONS {
+        warn!(
+            "the file limit (LimitNOFILE=) leaves room for {} connections at once, not {}",
+            limits.max_connections,
+            listener::MAX_CONNECTIONS
+        );
+    }
     let shared = server::Shared::new(config, token);
-    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
 
     let app = server::router(shared.clone());
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .into_future(),
-    );
+    let server = tokio::spawn(listener::serve(socket, app, limits, stop_rx));
     info!(hwdr_node = %node, "agent of node {node} listening on {address}");
     systemd::ready("idle");
     // After READY=1: the first tick fires at once.
@@ -81,8 +88,7 @@ async fn serve(config: Config, token: Token, listener: std::net::TcpListener) ->
     }
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => warn!("server ended with an error: {e}"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => warn!("server task failed: {e}"),
         Err(_) => warn!("connections did not close in 5s; exiting anyway"),
     }

@@ -163,6 +163,10 @@ pub struct AgentSettings {
     pub token_file: PathBuf,
     /// Limit of one HTTP request from the leader to an agent.
     pub request_timeout: Duration,
+    /// How long the agent waits for a complete request header.
+    pub header_timeout: Duration,
+    /// How long the agent keeps a connection with no request open.
+    pub idle_timeout: Duration,
     /// How long a stopping agent waits for its running job.
     pub shutdown_timeout: Duration,
 }
@@ -560,6 +564,8 @@ impl Validator<'_> {
             listen,
             token_file: self.abs_path("agent", "token_file", a.token_file, "/etc/hwdr/agent.token"),
             request_timeout: self.duration("agent", "request_timeout", a.request_timeout, Duration::from_secs(10)),
+            header_timeout: self.duration("agent", "header_timeout", a.header_timeout, Duration::from_secs(10)),
+            idle_timeout: self.duration("agent", "idle_timeout", a.idle_timeout, Duration::from_secs(60)),
             shutdown_timeout: self.duration("agent", "shutdown_timeout", a.shutdown_timeout, Duration::from_secs(75)),
         };
 

@@ -151,5 +151,7 @@ pub struct RawAgent {
     pub listen: Option<String>,
     pub token_file: Option<String>,
     pub request_timeout: Option<String>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
 }

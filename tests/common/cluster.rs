@@ -194,6 +194,15 @@ parallelism = 2
         }
     }
 
+    /// Adds a drop-in with `text` to node `name` only.
+    pub fn dropin(&self, name: &str, file: &str, text: &str) {
+        fs::write(
+            self.nodes[name].config.parent().unwrap().join("hwdr.d").join(file),
+            text,
+        )
+        .unwrap();
+    }
+
     /// Starts the agent of `name` and waits until it answers health.
     pub fn start_agent(&mut self, name: &str) {
         self.start_agent_with(name, |_| {});
