@@ -9,26 +9,28 @@
 //! blocks that no remaining backup names are swept, but only blocks written
 //! before the sweep started, so a backup running meanwhile is never robbed.
 //! Prune holds the repository lock: while a backup or restore holds it,
-//! prune removes nothing.
+//! prune removes nothing; nor does it while any manifest is damaged (it
+//! judges only what it can read).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self};
 use std::path::Path;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Datelike, Local, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::backup_id::BackupId;
 use crate::config::Retention;
+use crate::exit::HwdrError;
 use crate::hopsfs::inventory::{self};
 use crate::hopsfs::layout;
 use crate::hopsfs::node::inventory_rel;
 use crate::repo::lock::{self, LockInfo, RepoLock};
-use crate::repo::manifest::BackupStatus;
-use crate::repo::Repository;
+use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::{Entry, ManifestState, Repository};
 
 /// A backup as retention sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,16 +139,17 @@ pub struct PruneReport {
     pub freed_bytes: u64,
 }
 
-/// The backups of a repository as candidates.
-pub fn candidates(repo: &Repository) -> Result<Vec<Candidate>> {
+/// The backups of a repository as candidates. Every manifest must have
+/// passed its checks ([`refuse_damaged`]).
+pub fn candidates(repo: &Repository, entries: &[Entry]) -> Vec<Candidate> {
     let holder = lock::read(&repo.lock_path()).ok().flatten();
     let mut out = Vec::new();
-    for e in repo.entries()? {
+    for e in entries {
         let running = holder
             .as_ref()
             .is_some_and(|h| h.backup_id.as_deref() == Some(e.id.to_string().as_str()) && !h.is_stale());
         let (status, time) = match &e.manifest {
-            Ok(Some(m)) => (Some(m.status), m.started_at),
+            ManifestState::Ok(m) => (Some(m.status), m.started_at),
             _ => {
                 let t = fs::metadata(&e.dir)
                     .and_then(|m| m.modified())
@@ -162,7 +165,34 @@ pub fn candidates(repo: &Repository) -> Result<Vec<Candidate>> {
             running,
         });
     }
-    Ok(out)
+    out
+}
+
+/// Prune judges only what it can read: a damaged manifest stops it before it
+/// removes anything, naming every damaged backup and what to do.
+pub fn refuse_damaged(repo: &Repository, entries: &[Entry]) -> Result<()> {
+    let mut damaged: Vec<(BackupId, &str)> = entries
+        .iter()
+        .filter_map(|e| match &e.manifest {
+            ManifestState::Damaged(why) => Some((e.id, why.as_str())),
+            _ => None,
+        })
+        .collect();
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    damaged.sort();
+    let named: Vec<String> = damaged
+        .iter()
+        .map(|(id, why)| format!("backup {id} (manifest.json: {why})"))
+        .collect();
+    Err(HwdrError::Damaged(format!(
+        "prune removed nothing: the manifest of {} is damaged, so retention cannot be judged; check each backup \
+         (`hwdr verify <id>`), then move it aside out of {}/backups, or restore its manifest.json from a copy",
+        named.join(", "),
+        repo.root().display()
+    ))
+    .into())
 }
 
 /// When [`prune`] sweeps the block store.
@@ -194,11 +224,22 @@ pub fn prune(
     };
     // Blocks written from here on are never swept.
     let sweep_start = SystemTime::now();
-    let decisions = decide(&candidates(repo)?, policy, now);
+    let entries = repo.entries()?;
+    refuse_damaged(repo, &entries)?;
+    let decisions = decide(&candidates(repo, &entries), policy, now);
     let mut report = PruneReport {
         dry_run,
         decisions: decisions.clone(),
         ..Default::default()
+    };
+    let kept: HashSet<String> = decisions.iter().filter(|d| d.keep).map(|d| d.id.clone()).collect();
+    // Marked before anything is removed: an inventory that does not match
+    // its manifest stops the prune with nothing removed.
+    let marked = if when == Sweep::Always || decisions.iter().any(|d| !d.keep) {
+        let kept: Vec<&Entry> = entries.iter().filter(|e| kept.contains(&e.id.to_string())).collect();
+        Some(mark(repo, &kept)?)
+    } else {
+        None
     };
     for d in decisions.iter().filter(|d| !d.keep) {
         let id: BackupId = d.id.parse()?;
@@ -214,16 +255,9 @@ pub fn prune(
         report.removed_backups.push(d.id.clone());
         report.freed_bytes += size;
     }
-    let kept: Vec<BackupId> = decisions
-        .iter()
-        .filter(|d| d.keep)
-        .filter_map(|d| d.id.parse().ok())
-        .collect();
-    if when == Sweep::Always || !report.removed_backups.is_empty() {
-        let marked = mark(repo, &kept)?;
-        sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?;
-    } else {
-        info!("no backup removed: the block store is not swept");
+    match marked {
+        Some(marked) => sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?,
+        None => info!("no backup removed: the block store is not swept"),
     }
     info!(
         removed_backups = report.removed_backups.len(),
@@ -239,37 +273,67 @@ pub fn prune(
 }
 
 /// Every block (`pool/blk_<id>_<gs>`) named by the inventories of `kept`.
-fn mark(repo: &Repository, kept: &[BackupId]) -> Result<HashSet<String>> {
+fn mark(repo: &Repository, kept: &[&Entry]) -> Result<HashSet<String>> {
     let mut marked = HashSet::new();
-    for id in kept {
-        let dir = repo.backup_dir(*id);
-        let nodes: BTreeSet<String> = match repo.read_manifest(*id) {
-            Ok(Some(m)) => m.hopsfs.map(|h| h.nodes.into_iter().collect()).unwrap_or_default(),
-            // Unfinished or unreadable: keep every block any of its inventories names.
-            _ => fs::read_dir(dir.join("hopsfs"))
-                .map(|r| {
-                    r.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        for node in nodes {
-            let path = dir.join(inventory_rel(&node));
-            if !path.exists() {
-                continue;
-            }
-            let read = inventory::for_each_block(&path, |key, _| {
-                marked.insert(key.to_string());
-                Ok(())
-            });
-            if let Err(e) = read {
-                // A truncated inventory of an unfinished backup: what it listed is marked.
-                warn!("{e:#}");
-            }
+    for e in kept {
+        match &e.manifest {
+            ManifestState::Ok(m) => mark_listed(repo, m, &mut marked)?,
+            // Unfinished: keep every block any of its inventories names.
+            ManifestState::Missing => mark_unfinished(&e.dir, &mut marked),
+            ManifestState::Damaged(why) => bail!("backup {}: manifest.json: {why}", e.id),
         }
     }
     Ok(marked)
+}
+
+/// The blocks of a backup with a manifest: each inventory must be the one the
+/// manifest lists (size and SHA-256), or nothing is swept.
+fn mark_listed(repo: &Repository, m: &Manifest, marked: &mut HashSet<String>) -> Result<()> {
+    let id = m.backup_id;
+    let dir = repo.backup_dir(id);
+    for node in m.hopsfs.iter().flat_map(|h| h.nodes.iter()) {
+        let rel = inventory_rel(node);
+        let checked = match m.files().find(|f| f.path == rel) {
+            Some(expected) => inventory::for_each_block_checked(&dir.join(&rel), expected, |key, _| {
+                marked.insert(key.to_string());
+                Ok(())
+            })
+            .map(|_| ()),
+            None => Err(anyhow!("the manifest does not list {rel}")),
+        };
+        checked.map_err(|e| {
+            HwdrError::Damaged(format!(
+                "prune removed nothing: backup {id} is kept, but its inventory of node {node} cannot be trusted: \
+                 {e:#}; `hwdr verify {id}` names the damage"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// The blocks of an unfinished backup: whatever its inventories list so far.
+fn mark_unfinished(dir: &Path, marked: &mut HashSet<String>) {
+    let nodes: BTreeSet<String> = fs::read_dir(dir.join("hopsfs"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for node in nodes {
+        let path = dir.join(inventory_rel(&node));
+        if !path.exists() {
+            continue;
+        }
+        let read = inventory::for_each_block(&path, |key, _| {
+            marked.insert(key.to_string());
+            Ok(())
+        });
+        if let Err(e) = read {
+            // A truncated inventory of an unfinished backup: what it listed is marked.
+            warn!("{e:#}");
+        }
+    }
 }
 
 /// Removes block files (and their `.meta`) not in `marked` and older than

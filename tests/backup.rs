@@ -160,8 +160,9 @@ fn dry_run_prints_every_step_and_changes_nothing() {
         assert!(plan.contains(&expected), "plan lacks {expected:?}:\n{plan}");
     }
     assert!(c.invocations().is_empty(), "a dry run must run nothing");
-    assert!(
-        tree(&c.repo).is_empty(),
+    assert_eq!(
+        tree(&c.repo),
+        ["hwdr-repo.json"],
         "a dry run must write nothing: {:?}",
         tree(&c.repo)
     );
@@ -295,7 +296,7 @@ fn unknown_config_key_is_named_with_its_file() {
         err.contains("hwdr.d/20-rondb.toml: ") && err.contains("unknown field `usr`"),
         "{err}"
     );
-    assert!(tree(&c.repo).is_empty());
+    assert_eq!(tree(&c.repo), ["hwdr-repo.json"]);
 }
 
 #[test]
@@ -328,7 +329,7 @@ fn config_check_reports_what_it_checked() {
         assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
     }
     // A repository that is not there fails the check.
-    fs::remove_dir(&c.repo).unwrap();
+    fs::remove_dir_all(&c.repo).unwrap();
     let out = c.hwdr(&["config", "check"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stdout).contains("FAIL  hwdr.toml: [repository] path: "));
@@ -435,4 +436,140 @@ fn backup_files_keep_their_owner_root_and_group_modes() {
         .backup_dir
         .join(format!("BACKUP/BACKUP-{NDB_ID}/BACKUP-{NDB_ID}.2.ctl"));
     assert_eq!(fs::metadata(ctl).unwrap().uid(), mysql_uid);
+}
+
+/// Issue 9: an unmounted repository looked empty ("no backups", exit 0) and
+/// dry runs succeeded. A missing folder, and an empty one (an unmounted NFS
+/// mount point), now fail every command that reads the repository, until
+/// `hwdr repo init` marks the folder.
+#[test]
+fn an_unmounted_repository_fails_every_command_and_an_empty_folder_needs_repo_init() {
+    let c = Single::new(&[(2, 1)]);
+    assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+    let commands: [&[&str]; 11] = [
+        &["list"],
+        &["list", "--json"],
+        &["verify", "--latest"],
+        &["verify", ID],
+        &["prune", "--dry-run"],
+        &["prune"],
+        &["backup", "--dry-run"],
+        &["backup"],
+        &["restore", ID, "--plan"],
+        &["drill", "--latest"],
+        &["unlock"],
+    ];
+    let prom = c.dir.path().join("state/hwdr.prom");
+    let missing = format!(
+        "repository {} does not exist or is not a folder (is it mounted?)",
+        c.repo.display()
+    );
+    let unmarked = format!(
+        "repository {} is not an hwdr repository (no hwdr-repo.json): is it mounted? To create one there, run \
+         `hwdr repo init`",
+        c.repo.display()
+    );
+    let mounted = c.dir.path().join("mounted");
+    fs::rename(&c.repo, &mounted).unwrap();
+    for (state, expected) in [("missing", &missing), ("empty", &unmarked)] {
+        if state == "empty" {
+            fs::create_dir(&c.repo).unwrap();
+        }
+        for args in commands {
+            let out = c.hwdr(args);
+            assert_eq!(out.status.code(), Some(1), "{state} {args:?}: {}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains(expected.as_str()),
+                "{state} {args:?}: {}",
+                text(&out.stderr)
+            );
+            assert!(!text(&out.stdout).contains("no backups"), "{state} {args:?}");
+        }
+        // The daily backup that could not run says so in the metrics.
+        let metrics = fs::read_to_string(&prom).unwrap();
+        assert!(metrics.contains("hwdr_repository_ok{cluster=\"prod\"} 0"), "{metrics}");
+        assert!(!metrics.contains("hwdr_backups{"), "{metrics}");
+        let check = c.hwdr(&["config", "check"]);
+        assert_eq!(check.status.code(), Some(3));
+        assert!(
+            text(&check.stdout).contains(&format!("FAIL  hwdr.toml: [repository] path: {expected}")),
+            "{}",
+            text(&check.stdout)
+        );
+    }
+    assert_eq!(
+        tree(&c.repo),
+        Vec::<String>::new(),
+        "nothing was written into the mount point"
+    );
+
+    // `hwdr repo init` refuses a folder that is not empty and not a repository,
+    // and another cluster's repository; it never creates the folder.
+    fs::write(c.repo.join("notes.txt"), "x").unwrap();
+    let refused = c.hwdr(&["repo", "init"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("is not empty and not an hwdr repository (it holds notes.txt)"),
+        "{}",
+        text(&refused.stderr)
+    );
+    fs::remove_file(c.repo.join("notes.txt")).unwrap();
+    fs::remove_dir(&c.repo).unwrap();
+    let nowhere = c.hwdr(&["repo", "init"]);
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(!c.repo.exists());
+    let other = c.dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("hwdr-repo.json"), r#"{"format":1,"cluster":"staging"}"#).unwrap();
+    c.dropin(
+        "30-repo.toml",
+        &format!("[repository]\npath = \"{}\"\n", other.display()),
+    );
+    let theirs = c.hwdr(&["repo", "init"]);
+    assert_eq!(theirs.status.code(), Some(1));
+    assert!(text(&theirs.stderr).contains("belongs to cluster 'staging', not 'prod'"));
+    fs::remove_file(c.config.parent().unwrap().join("hwdr.d/30-repo.toml")).unwrap();
+
+    // Mounted again: everything works, the metric says so, and init is idempotent.
+    fs::rename(&mounted, &c.repo).unwrap();
+    let again = c.hwdr(&["repo", "init"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("already is the repository of cluster 'prod'"));
+    let list = c.hwdr(&["list"]);
+    assert!(list.status.success());
+    assert!(text(&list.stdout).contains(ID), "{}", text(&list.stdout));
+    assert!(c.hwdr(&["verify", "--latest"]).status.success());
+    let metrics = fs::read_to_string(&prom).unwrap();
+    assert!(metrics.contains("hwdr_repository_ok{cluster=\"prod\"} 1"), "{metrics}");
+    let check = c.hwdr(&["config", "check"]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
+    assert!(text(&check.stdout).contains("is the repository of cluster 'prod' (hwdr-repo.json)"));
+}
+
+/// Issue 14: `hwdr list | head -1` panicked on the broken pipe (exit 101). A
+/// closed stdout stops the printing; the command carries on and succeeds.
+#[test]
+fn list_into_a_closed_pipe_does_not_panic() {
+    let c = Single::new(&[(2, 1)]);
+    for id in ["2611231819", "2611231820", "2611231821"] {
+        assert!(c.hwdr(&["backup", "--id", id]).status.success());
+    }
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["verify", "--latest"],
+        &["prune", "--dry-run"],
+    ] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = c
+            .hwdr_cmd(args)
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }

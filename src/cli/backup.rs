@@ -10,6 +10,7 @@ use crate::agent::client::AgentClient;
 use crate::backup_id::BackupId;
 use crate::exit::Code;
 use crate::leader::{self, BackupOptions, Leadership};
+use crate::{out, outln};
 
 /// Options of `hwdr backup`.
 #[derive(Debug, clap::Args)]
@@ -41,8 +42,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     };
     let id = leader::choose_id(&opts, now)?;
     if args.dry_run {
-        print!("{}", leader::render_plan(&config, id));
-        println!("dry run: nothing was changed");
+        super::open_repository(&config)?;
+        out!("{}", leader::render_plan(&config, id));
+        outln!("dry run: nothing was changed");
         return Ok(Code::Success);
     }
     crate::cancel::install()?;
@@ -59,6 +61,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             return Ok(Code::NotLeader);
         }
     }
+    super::open_repository_for_metrics(&config)?;
     let _span = info_span!("backup", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
     let result = leader::run_backup(&config, id, &opts, now, client.as_ref(), &rt);
     if let Err(e) = crate::metrics::write_textfile(&config) {
@@ -76,7 +79,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         ),
         Err(e) => warn!("prune after backup {id} failed: {e:#}"),
     }
-    println!(
+    outln!(
         "backup {id} complete: {} files, {} bytes, RonDB data nodes {:?}",
         manifest.files().count(),
         manifest.size(),

@@ -5,7 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::exit::Code;
-use crate::repo::{lock, Repository};
+use crate::outln;
+use crate::repo::lock;
 
 /// Options of `hwdr unlock`.
 #[derive(Debug, clap::Args)]
@@ -19,13 +20,16 @@ pub struct Args {
 /// Runs `hwdr unlock`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    let repo = Repository::new(&config.repository);
+    let repo = super::open_repository(&config)?;
     match lock::unlock(&repo.lock_path(), args.force)? {
-        Some(holder) => println!(
+        Some(holder) => outln!(
             "removed the lock of {} by pid {} on {} since {}",
-            holder.operation, holder.pid, holder.host, holder.since
+            holder.operation,
+            holder.pid,
+            holder.host,
+            holder.since
         ),
-        None => println!("the repository is not locked"),
+        None => outln!("the repository is not locked"),
     }
     Ok(Code::Success)
 }

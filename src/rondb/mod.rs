@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::job::JobControl;
 use crate::repo::fsutil::FileEntry;
 use crate::repo::manifest::BackupStatus;
-use crate::repo::Repository;
+use crate::repo::{ManifestState, Repository};
 
 /// What collecting a node's parts stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +82,12 @@ pub fn prune_local(config: &Config, control: &JobControl) -> Result<Vec<String>>
     for (id, name) in ours.into_iter().take(keep) {
         control.check()?;
         let stored = match repo.read_manifest(id) {
-            Ok(Some(m)) => m.status == BackupStatus::Complete && my_ids.is_subset(&m.rondb.data_node_ids),
-            Ok(None) => false,
+            Ok(ManifestState::Ok(m)) => m.status == BackupStatus::Complete && my_ids.is_subset(&m.rondb.data_node_ids),
+            Ok(ManifestState::Missing) => false,
+            Ok(ManifestState::Damaged(why)) => {
+                warn!("keeping {name}: the manifest of backup {id} is damaged: {why}");
+                false
+            }
             Err(e) => {
                 warn!("keeping {name}: {e:#}");
                 false
