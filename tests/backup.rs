@@ -546,6 +546,26 @@ fn an_unmounted_repository_fails_every_command_and_an_empty_folder_needs_repo_in
     assert!(text(&check.stdout).contains("is the repository of cluster 'prod' (hwdr-repo.json)"));
 }
 
+/// Issue 10: `keep_local` sorted the local RonDB folders by id, so after one
+/// backup with a far-future id every later backup's local copy was deleted at
+/// once. The newest by backup time stays.
+#[test]
+fn keep_local_keeps_the_newest_backup_by_time_not_by_id() {
+    let c = Single::new(&[(2, 1)]);
+    for id in ["9912312359", "2611231819", "2611231820"] {
+        let out = c.hwdr(&["backup", "--id", id]);
+        assert!(out.status.success(), "{id}: {}", text(&out.stderr));
+    }
+    let local = |ndb: &str| c.backup_dir.join(format!("BACKUP/BACKUP-{ndb}"));
+    assert!(
+        local("263271820").is_dir(),
+        "the newest backup's local copy must stay: {:?}",
+        tree(&c.backup_dir)
+    );
+    assert!(!local("263271819").exists());
+    assert!(!local("993652359").exists(), "older by time, whatever its id");
+}
+
 /// Issue 14: `hwdr list | head -1` panicked on the broken pipe (exit 101). A
 /// closed stdout stops the printing; the command carries on and succeeds.
 #[test]
