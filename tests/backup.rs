@@ -6,10 +6,10 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{manifest_files, text, tree, Single};
+use common::{hwdr_bin, manifest_files, text, tree, Single};
 use sha2::{Digest, Sha256};
 
 const ID: &str = "2611231819";
@@ -176,6 +176,11 @@ fn taken_id_in_the_repository_is_refused_and_kept() {
     let out = c.hwdr(&["backup", "--id", ID]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&format!("backup id {ID} is already taken")));
+    assert!(
+        text(&out.stderr).contains("omit --id to use the next free minute"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(fs::read(c.backup_path(ID).join("manifest.json")).unwrap(), before);
     assert!(!c.repo.join("lock").exists());
 }
@@ -564,6 +569,53 @@ fn keep_local_keeps_the_newest_backup_by_time_not_by_id() {
     );
     assert!(!local("263271819").exists());
     assert!(!local("993652359").exists(), "older by time, whatever its id");
+}
+
+/// Issue 11: a backup that failed fast held its minute, and the operator's
+/// immediate retry got "id taken" (exit 4). Without --id the retry now waits
+/// for the next minute; the failed backup stays as it was. The clock is
+/// faked with libfaketime (LD_PRELOAD; the binary links glibc dynamically).
+#[test]
+fn a_retry_in_a_taken_minute_waits_for_the_next_one_and_overwrites_nothing() {
+    let c = Single::new(&[(2, 1)]);
+    let at_18_19_57 = |args: &[&str]| {
+        Command::new("faketime")
+            .arg("2026-11-23 18:19:57")
+            .arg(hwdr_bin())
+            .arg("--config")
+            .arg(&c.config)
+            .args(args)
+            .output()
+            .expect("faketime (Debian package faketime, see make deps)")
+    };
+    c.control("mysqlpump", "fail-once");
+    let first = at_18_19_57(&["backup"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let failed = c.backup_path(ID);
+    assert_eq!(c.manifest(ID).unwrap()["status"], "failed");
+    let files_before = tree(&failed);
+    let manifest_before = fs::read(failed.join("manifest.json")).unwrap();
+
+    let start = Instant::now();
+    let retry = at_18_19_57(&["backup"]);
+    let err = text(&retry.stderr);
+    assert!(retry.status.success(), "{err}");
+    assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        err.contains(&format!(
+            "backup id {ID} is taken (failed backup of 18:19); waiting 3 s for 2611231820"
+        )),
+        "{err}"
+    );
+    assert!(text(&retry.stdout).contains("backup 2611231820 complete"));
+    assert_eq!(c.manifest("2611231820").unwrap()["status"], "complete");
+    assert_eq!(tree(&failed), files_before);
+    assert_eq!(fs::read(failed.join("manifest.json")).unwrap(), manifest_before);
+
+    // An explicit --id that is taken stays an error, and says what to do.
+    let explicit = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(explicit.status.code(), Some(4));
+    assert!(text(&explicit.stderr).contains("omit --id to use the next free minute"));
 }
 
 /// Issue 14: `hwdr list | head -1` panicked on the broken pipe (exit 101). A

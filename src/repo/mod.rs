@@ -195,9 +195,12 @@ impl Repository {
         let dir = self.backup_dir(id);
         match fs::DirBuilder::new().mode(0o750).create(&dir) {
             Ok(()) => Ok(dir),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                Err(HwdrError::IdTaken(format!("backup id {id} is already taken: {} exists", dir.display())).into())
-            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(HwdrError::IdTaken(format!(
+                "backup id {id} is already taken: {} exists; omit --id to use the next free minute, or pick \
+                 another id",
+                dir.display()
+            ))
+            .into()),
             Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
         }
     }
