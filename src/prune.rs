@@ -7,15 +7,17 @@
 //! backup, anything younger than `min_age`, a backup being taken. Failed,
 //! partial and unfinished backups go after `keep_failed_days`. Then HopsFS
 //! blocks that no remaining backup names are swept, but only blocks written
-//! before the sweep started, so a backup running meanwhile is never robbed.
-//! Prune holds the repository lock: while a backup or restore holds it,
-//! prune removes nothing; nor does it while any manifest is damaged (it
-//! judges only what it can read).
+//! before the sweep started, so a backup running meanwhile is never robbed,
+//! and leftovers of crashed writes older than [`LEFTOVER_GRACE`]. Prune holds
+//! the repository lock: while a backup or restore holds it, prune removes
+//! nothing; nor does it while any manifest is damaged (it judges only what
+//! it can read).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self};
+use std::io::ErrorKind;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Datelike, Local, Utc};
@@ -129,6 +131,12 @@ pub fn decide(candidates: &[Candidate], policy: &Retention, now: DateTime<Utc>) 
         .collect()
 }
 
+/// How old a leftover in the block store must be before prune removes it: a
+/// temp file (`.<name>.tmp-<pid>`) or a `.meta` whose block file is missing
+/// (the block file is the commit mark). An upload in progress has both for
+/// moments; one left for an hour was left by a crash.
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(3600);
+
 /// What a prune did (or, dry, would do).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PruneReport {
@@ -136,6 +144,8 @@ pub struct PruneReport {
     pub decisions: Vec<Decision>,
     pub removed_backups: Vec<String>,
     pub removed_blocks: u64,
+    /// Leftover temp files and orphan `.meta` files in the block store.
+    pub removed_leftovers: u64,
     pub freed_bytes: u64,
 }
 
@@ -262,11 +272,13 @@ pub fn prune(
     info!(
         removed_backups = report.removed_backups.len(),
         removed_blocks = report.removed_blocks,
+        removed_leftovers = report.removed_leftovers,
         freed_bytes = report.freed_bytes,
-        "prune {}: {} backups and {} blocks, {} bytes",
+        "prune {}: {} backups, {} blocks and {} leftover files, {} bytes",
         if dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
+        report.removed_leftovers,
         report.freed_bytes
     );
     Ok(report)
@@ -337,7 +349,7 @@ fn mark_unfinished(dir: &Path, marked: &mut HashSet<String>) {
 }
 
 /// Removes block files (and their `.meta`) not in `marked` and older than
-/// `sweep_start`.
+/// `sweep_start`, and leftovers older than [`LEFTOVER_GRACE`].
 fn sweep(
     root: &Path,
     marked: &HashSet<String>,
@@ -346,6 +358,9 @@ fn sweep(
     report: &mut PruneReport,
 ) -> Result<()> {
     let Ok(pools) = fs::read_dir(root) else { return Ok(()) };
+    let leftover_before = sweep_start
+        .checked_sub(LEFTOVER_GRACE)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     for pool in pools.flatten() {
         let pool_name = pool.file_name().to_string_lossy().into_owned();
         let mut stack = vec![pool.path()];
@@ -361,6 +376,10 @@ fn sweep(
                     continue;
                 }
                 let name = e.file_name().to_string_lossy().into_owned();
+                if is_leftover(&path, &name) {
+                    remove_leftover(&e, leftover_before, dry_run, report)?;
+                    continue;
+                }
                 if name.ends_with(".meta") || layout::parse_meta_name(&name).is_some() {
                     continue;
                 }
@@ -385,6 +404,37 @@ fn sweep(
             }
         }
     }
+    Ok(())
+}
+
+/// A temp file of an atomic write, or a `.meta` without its block file.
+fn is_leftover(path: &Path, name: &str) -> bool {
+    if name.starts_with('.') && name.contains(".tmp-") {
+        return true;
+    }
+    name.strip_suffix(".meta").is_some_and(|block| {
+        fs::symlink_metadata(path.with_file_name(block)).is_err_and(|e| e.kind() == ErrorKind::NotFound)
+    })
+}
+
+/// Removes a leftover last changed before `before`.
+fn remove_leftover(e: &fs::DirEntry, before: SystemTime, dry_run: bool, report: &mut PruneReport) -> Result<()> {
+    let meta = e.metadata()?;
+    if meta.modified().map_or(true, |m| m >= before) {
+        return Ok(());
+    }
+    let path = e.path();
+    info!(
+        "{} leftover {} ({} bytes)",
+        if dry_run { "would remove" } else { "removing" },
+        path.display(),
+        meta.len()
+    );
+    if !dry_run {
+        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    report.removed_leftovers += 1;
+    report.freed_bytes += meta.len();
     Ok(())
 }
 

@@ -378,3 +378,51 @@ fn a_damaged_manifest_is_listed_damaged_and_prune_removes_nothing() {
     assert!(!orphan.exists());
     assert!(c.hwdr("head1", &["verify", "--latest", "--full"]).status.success());
 }
+
+/// Issue 14: prune never removed leftover temp files (`.<name>.tmp-<pid>`)
+/// or orphan `.meta` files (a `.meta` whose block file, the commit mark, is
+/// missing) in the block store. Those older than an hour go; fresh ones (an
+/// upload in progress) stay.
+#[test]
+fn prune_removes_old_leftovers_in_the_block_store_and_keeps_fresh_ones() {
+    let (c, _) = cluster();
+    assert!(c.hwdr("head1", &["backup", "--id", "2611231800"]).status.success());
+    let block = c.repo.join("blocks").join(&stored_blocks(&c)[0]);
+    let folder = block.parent().unwrap();
+    let old_temp = folder.join(".blk_77_1.tmp-4242");
+    let old_meta = folder.join("blk_78_1.meta");
+    let fresh_temp = folder.join(".blk_79_1.tmp-4243");
+    let fresh_meta = folder.join("blk_80_1.meta");
+    for (path, bytes) in [
+        (&old_temp, 1000),
+        (&old_meta, 15),
+        (&fresh_temp, 500),
+        (&fresh_meta, 15),
+    ] {
+        fs::write(path, vec![7u8; bytes]).unwrap();
+    }
+    set_age(&old_temp, Duration::from_secs(7200));
+    set_age(&old_meta, Duration::from_secs(7200));
+    // A stored block's own .meta, however old, is no leftover.
+    let own_meta = block.with_file_name(format!("{}.meta", block.file_name().unwrap().to_string_lossy()));
+    set_age(&own_meta, Duration::from_secs(7200));
+
+    let dry = c.hwdr("head1", &["prune", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).contains("would remove 0 backup(s), 0 block(s) and 2 leftover file(s), 1015 bytes freed"),
+        "{}",
+        text(&dry.stdout)
+    );
+    assert!(old_temp.exists() && old_meta.exists());
+
+    let out = c.hwdr("head1", &["prune", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed_leftovers"], 2, "{report}");
+    assert_eq!(report["freed_bytes"], 1015, "{report}");
+    assert!(!old_temp.exists() && !old_meta.exists());
+    assert!(fresh_temp.exists() && fresh_meta.exists());
+    assert!(own_meta.exists());
+    assert!(c.hwdr("head1", &["verify", "--latest", "--full"]).status.success());
+}

@@ -77,9 +77,10 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     // make the backup less good.
     match super::prune::prune_now(&config, false, crate::prune::Sweep::IfRemoved) {
         Ok(r) => info!(
-            "prune: removed {} backup(s) and {} block(s), {} bytes freed",
+            "prune: removed {} backup(s), {} block(s) and {} leftover file(s), {} bytes freed",
             r.removed_backups.len(),
             r.removed_blocks,
+            r.removed_leftovers,
             r.freed_bytes
         ),
         Err(e) => warn!("prune after backup {id} failed: {e:#}"),

@@ -64,10 +64,11 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         );
     }
     outln!(
-        "{} {} backup(s) and {} block(s), {} bytes freed",
+        "{} {} backup(s), {} block(s) and {} leftover file(s), {} bytes freed",
         if args.dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
+        report.removed_leftovers,
         report.freed_bytes
     );
     Ok(Code::Success)
