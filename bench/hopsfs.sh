@@ -134,8 +134,9 @@ timed() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# setup_cluster DIR NODES_ROOT: repository, simulated RonDB (data nodes 2 on
-# node1, 3 on node2), token, and the config of head1, node1..3.
+# setup_cluster DIR NODES_ROOT: repository (`hwdr repo init`), simulated
+# RonDB (data nodes 2 on node1, 3 on node2), token, and the config of head1,
+# node1..3.
 setup_cluster() {
   local dir=$1 nodes=$2 port i n
   port=$(free_port)
@@ -178,6 +179,8 @@ TOML
   for i in 1 2 3; do
     printf '[hopsfs]\ndata_dirs = ["%s"]\n' "$nodes/node$i/dn" >"$dir/etc-node$i/hwdr.d/60-hopsfs.toml"
   done
+  # Once, before the first backup: every command requires the marker.
+  "$hwdr" --config "$dir/etc-head1/hwdr.toml" repo init >/dev/null
   echo "$port" >"$dir/port"
 }
 

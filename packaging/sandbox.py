@@ -51,7 +51,8 @@ def up():
         kwargs["workdir"] = workdir
         return real_cluster(*args, **kwargs)
 
-    # The e2e test's own setup, in a folder the e2e tests do not clean up.
+    # The e2e test's own setup, in a folder the e2e tests do not clean up
+    # (it also runs `hwdr repo init` on head1, once, before any backup).
     test_cluster.Cluster = sandbox_cluster
     sandbox = test_cluster.ClusterTest
     sandbox.setUpClass()

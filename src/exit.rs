@@ -25,11 +25,14 @@ pub enum Code {
     Partial = 6,
     /// This head node is not the leader; another one runs the backup.
     NotLeader = 7,
-    /// The backup cannot be restored (incomplete, damaged, or the cluster
-    /// does not match it); nothing was changed.
+    /// The backup cannot be used: a restore was refused (incomplete,
+    /// damaged, or the cluster does not match it; nothing was changed), or
+    /// `hwdr verify` was asked to check a backup that is not complete.
     Refused = 8,
-    /// `hwdr verify` found damage.
+    /// `hwdr verify` found damage, or a damaged manifest stopped `hwdr prune`.
     Damaged = 9,
+    /// No backup has the id asked for.
+    NotFound = 10,
 }
 
 impl From<Code> for ExitCode {
@@ -54,9 +57,16 @@ pub enum HwdrError {
     /// A backup ended with some nodes missing.
     #[error("{0}")]
     Partial(String),
-    /// A restore was refused before it changed anything.
+    /// A restore was refused before it changed anything, or a backup that
+    /// is not complete was to be verified.
     #[error("{0}")]
     Refused(String),
+    /// Damage that stops a command before it changes anything.
+    #[error("{0}")]
+    Damaged(String),
+    /// No backup has the id asked for.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl HwdrError {
@@ -68,6 +78,8 @@ impl HwdrError {
             HwdrError::LockHeld(_) => Code::LockHeld,
             HwdrError::Partial(_) => Code::Partial,
             HwdrError::Refused(_) => Code::Refused,
+            HwdrError::Damaged(_) => Code::Damaged,
+            HwdrError::NotFound(_) => Code::NotFound,
         }
     }
 }

@@ -381,8 +381,7 @@ pub fn run_backup(
 ) -> Result<Manifest> {
     let mysql = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))
         .map_err(|e| HwdrError::Config(format!("{e:#}")))?;
-    let repo = Repository::new(&config.repository);
-    repo.open_for_writing(&config.cluster)?;
+    let repo = Repository::open(&config.repository, &config.cluster)?;
     let _lock = RepoLock::acquire(
         &repo.lock_path(),
         LockInfo::for_this_process("backup", Some(id.to_string()), now.with_timezone(&Utc)),
@@ -586,6 +585,7 @@ pub fn run_backup(
         rondb,
         hopsfs,
         nodes: records,
+        checksum: None,
     };
     repo.write_manifest(&manifest)?;
     let Some((step, e)) = failures.into_iter().next() else {

@@ -38,6 +38,9 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(cli::config::Command),
+    /// Set up the repository.
+    #[command(subcommand)]
+    Repo(cli::repo::Command),
     /// Remove a stale repository lock left by a process that died.
     Unlock(cli::unlock::Args),
     /// Run the node agent (the hwdr-agent service).
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => cli::prune::run(&cli.config, args),
         Command::Drill(args) => cli::drill::run(&cli.config, args),
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
+        Command::Repo(cmd) => cli::repo::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),
         Command::OnFailure { unit } => cli::on_failure::run(&unit),

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::repo::manifest::BackupStatus;
-use crate::repo::{fsutil, mkdir, Repository};
+use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::{fsutil, mkdir, Entry, ManifestState, Repository};
 
 /// What the repository cannot tell: the last verify and prune.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -54,14 +54,17 @@ pub fn record_prune(config: &Config, freed: u64) -> Result<()> {
     write_textfile(config)
 }
 
-/// The metrics in Prometheus text format.
+/// The metrics in Prometheus text format. A repository that cannot be opened
+/// (not mounted, no marker) is `hwdr_repository_ok 0`, never "no backups".
 pub fn render(config: &Config) -> Result<String> {
-    let repo = Repository::new(&config.repository);
-    let manifests: Vec<_> = repo
-        .entries()?
-        .into_iter()
-        .filter_map(|e| e.manifest.ok().flatten())
-        .collect();
+    let entries = match Repository::open(&config.repository, &config.cluster).and_then(|r| r.entries()) {
+        Ok(entries) => Some(entries),
+        Err(e) => {
+            // The metric says it; a scrape every few seconds must not flood the log.
+            tracing::debug!("metrics: {e:#}");
+            None
+        }
+    };
     let state = load_state(config);
     let mut out = String::new();
     let mut metric = |name: &str, help: &str, samples: Vec<(String, f64)>| {
@@ -72,6 +75,34 @@ pub fn render(config: &Config) -> Result<String> {
     };
     let cluster = format!("cluster=\"{}\"", config.cluster);
     let plain = |v: f64| vec![(format!("{{{cluster}}}"), v)];
+    metric(
+        "hwdr_repository_ok",
+        "1 if the repository is there and is this cluster's (0: not mounted, or no hwdr-repo.json).",
+        plain(f64::from(u8::from(entries.is_some()))),
+    );
+    if let Some(entries) = &entries {
+        backup_metrics(&mut metric, &cluster, entries);
+    }
+    verify_and_prune_metrics(&mut metric, &cluster, &state);
+    Ok(out)
+}
+
+/// A metric writer: name, help, and (labels, value) samples.
+type Metric<'a> = dyn FnMut(&str, &str, Vec<(String, f64)>) + 'a;
+
+fn backup_metrics(metric: &mut Metric<'_>, cluster: &str, entries: &[Entry]) {
+    let plain = |v: f64| vec![(format!("{{{cluster}}}"), v)];
+    let manifests: Vec<&Manifest> = entries
+        .iter()
+        .filter_map(|e| match &e.manifest {
+            ManifestState::Ok(m) => Some(m.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let damaged = entries
+        .iter()
+        .filter(|e| matches!(e.manifest, ManifestState::Damaged(_)))
+        .count();
     let last = manifests.iter().max_by_key(|m| (m.started_at, m.backup_id));
     let good = manifests
         .iter()
@@ -121,15 +152,22 @@ pub fn render(config: &Config) -> Result<String> {
     }
     metric(
         "hwdr_backups",
-        "Backups in the repository by status.",
-        ["complete", "partial", "failed"]
+        "Backups in the repository by status (damaged: a manifest that does not parse or match its checksum).",
+        ["complete", "partial", "failed", "damaged"]
             .iter()
             .map(|s| {
-                let n = manifests.iter().filter(|m| m.status.to_string() == *s).count();
+                let n = match *s {
+                    "damaged" => damaged,
+                    _ => manifests.iter().filter(|m| m.status.to_string() == *s).count(),
+                };
                 (format!("{{{cluster},status=\"{s}\"}}"), n as f64)
             })
             .collect(),
     );
+}
+
+fn verify_and_prune_metrics(metric: &mut Metric<'_>, cluster: &str, state: &MetricsState) {
+    let plain = |v: f64| vec![(format!("{{{cluster}}}"), v)];
     if let Some((time, ok)) = state.last_verify {
         metric(
             "hwdr_last_verify_timestamp_seconds",
@@ -154,7 +192,6 @@ pub fn render(config: &Config) -> Result<String> {
             plain(freed as f64),
         );
     }
-    Ok(out)
 }
 
 /// Writes `[metrics] textfile` atomically.

@@ -7,28 +7,32 @@
 //! backup, anything younger than `min_age`, a backup being taken. Failed,
 //! partial and unfinished backups go after `keep_failed_days`. Then HopsFS
 //! blocks that no remaining backup names are swept, but only blocks written
-//! before the sweep started, so a backup running meanwhile is never robbed.
-//! Prune holds the repository lock: while a backup or restore holds it,
-//! prune removes nothing.
+//! before the sweep started, so a backup running meanwhile is never robbed,
+//! and leftovers of crashed writes older than [`LEFTOVER_GRACE`]. Prune holds
+//! the repository lock: while a backup or restore holds it, prune removes
+//! nothing; nor does it while any manifest is damaged (it judges only what
+//! it can read).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{self};
+use std::io::ErrorKind;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Datelike, Local, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::backup_id::BackupId;
 use crate::config::Retention;
+use crate::exit::HwdrError;
 use crate::hopsfs::inventory::{self};
 use crate::hopsfs::layout;
 use crate::hopsfs::node::inventory_rel;
 use crate::repo::lock::{self, LockInfo, RepoLock};
-use crate::repo::manifest::BackupStatus;
-use crate::repo::Repository;
+use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::{Entry, ManifestState, Repository};
 
 /// A backup as retention sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +131,12 @@ pub fn decide(candidates: &[Candidate], policy: &Retention, now: DateTime<Utc>) 
         .collect()
 }
 
+/// How old a leftover in the block store must be before prune removes it: a
+/// temp file (`.<name>.tmp-<pid>`) or a `.meta` whose block file is missing
+/// (the block file is the commit mark). An upload in progress has both for
+/// moments; one left for an hour was left by a crash.
+pub const LEFTOVER_GRACE: Duration = Duration::from_secs(3600);
+
 /// What a prune did (or, dry, would do).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PruneReport {
@@ -134,19 +144,22 @@ pub struct PruneReport {
     pub decisions: Vec<Decision>,
     pub removed_backups: Vec<String>,
     pub removed_blocks: u64,
+    /// Leftover temp files and orphan `.meta` files in the block store.
+    pub removed_leftovers: u64,
     pub freed_bytes: u64,
 }
 
-/// The backups of a repository as candidates.
-pub fn candidates(repo: &Repository) -> Result<Vec<Candidate>> {
+/// The backups of a repository as candidates. Every manifest must have
+/// passed its checks ([`refuse_damaged`]).
+pub fn candidates(repo: &Repository, entries: &[Entry]) -> Vec<Candidate> {
     let holder = lock::read(&repo.lock_path()).ok().flatten();
     let mut out = Vec::new();
-    for e in repo.entries()? {
+    for e in entries {
         let running = holder
             .as_ref()
             .is_some_and(|h| h.backup_id.as_deref() == Some(e.id.to_string().as_str()) && !h.is_stale());
         let (status, time) = match &e.manifest {
-            Ok(Some(m)) => (Some(m.status), m.started_at),
+            ManifestState::Ok(m) => (Some(m.status), m.started_at),
             _ => {
                 let t = fs::metadata(&e.dir)
                     .and_then(|m| m.modified())
@@ -162,7 +175,34 @@ pub fn candidates(repo: &Repository) -> Result<Vec<Candidate>> {
             running,
         });
     }
-    Ok(out)
+    out
+}
+
+/// Prune judges only what it can read: a damaged manifest stops it before it
+/// removes anything, naming every damaged backup and what to do.
+pub fn refuse_damaged(repo: &Repository, entries: &[Entry]) -> Result<()> {
+    let mut damaged: Vec<(BackupId, &str)> = entries
+        .iter()
+        .filter_map(|e| match &e.manifest {
+            ManifestState::Damaged(why) => Some((e.id, why.as_str())),
+            _ => None,
+        })
+        .collect();
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    damaged.sort();
+    let named: Vec<String> = damaged
+        .iter()
+        .map(|(id, why)| format!("backup {id} (manifest.json: {why})"))
+        .collect();
+    Err(HwdrError::Damaged(format!(
+        "prune removed nothing: the manifest of {} is damaged, so retention cannot be judged; check each backup \
+         (`hwdr verify <id>`), then move it aside out of {}/backups, or restore its manifest.json from a copy",
+        named.join(", "),
+        repo.root().display()
+    ))
+    .into())
 }
 
 /// When [`prune`] sweeps the block store.
@@ -194,11 +234,22 @@ pub fn prune(
     };
     // Blocks written from here on are never swept.
     let sweep_start = SystemTime::now();
-    let decisions = decide(&candidates(repo)?, policy, now);
+    let entries = repo.entries()?;
+    refuse_damaged(repo, &entries)?;
+    let decisions = decide(&candidates(repo, &entries), policy, now);
     let mut report = PruneReport {
         dry_run,
         decisions: decisions.clone(),
         ..Default::default()
+    };
+    let kept: HashSet<String> = decisions.iter().filter(|d| d.keep).map(|d| d.id.clone()).collect();
+    // Marked before anything is removed: an inventory that does not match
+    // its manifest stops the prune with nothing removed.
+    let marked = if when == Sweep::Always || decisions.iter().any(|d| !d.keep) {
+        let kept: Vec<&Entry> = entries.iter().filter(|e| kept.contains(&e.id.to_string())).collect();
+        Some(mark(repo, &kept)?)
+    } else {
+        None
     };
     for d in decisions.iter().filter(|d| !d.keep) {
         crate::cancel::check()?;
@@ -215,67 +266,92 @@ pub fn prune(
         report.removed_backups.push(d.id.clone());
         report.freed_bytes += size;
     }
-    let kept: Vec<BackupId> = decisions
-        .iter()
-        .filter(|d| d.keep)
-        .filter_map(|d| d.id.parse().ok())
-        .collect();
-    if when == Sweep::Always || !report.removed_backups.is_empty() {
-        let marked = mark(repo, &kept)?;
-        sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?;
-    } else {
-        info!("no backup removed: the block store is not swept");
+    match marked {
+        Some(marked) => sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?,
+        None => info!("no backup removed: the block store is not swept"),
     }
     info!(
         removed_backups = report.removed_backups.len(),
         removed_blocks = report.removed_blocks,
+        removed_leftovers = report.removed_leftovers,
         freed_bytes = report.freed_bytes,
-        "prune {}: {} backups and {} blocks, {} bytes",
+        "prune {}: {} backups, {} blocks and {} leftover files, {} bytes",
         if dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
+        report.removed_leftovers,
         report.freed_bytes
     );
     Ok(report)
 }
 
 /// Every block (`pool/blk_<id>_<gs>`) named by the inventories of `kept`.
-fn mark(repo: &Repository, kept: &[BackupId]) -> Result<HashSet<String>> {
+fn mark(repo: &Repository, kept: &[&Entry]) -> Result<HashSet<String>> {
     let mut marked = HashSet::new();
-    for id in kept {
+    for e in kept {
         crate::cancel::check()?;
-        let dir = repo.backup_dir(*id);
-        let nodes: BTreeSet<String> = match repo.read_manifest(*id) {
-            Ok(Some(m)) => m.hopsfs.map(|h| h.nodes.into_iter().collect()).unwrap_or_default(),
-            // Unfinished or unreadable: keep every block any of its inventories names.
-            _ => fs::read_dir(dir.join("hopsfs"))
-                .map(|r| {
-                    r.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        for node in nodes {
-            let path = dir.join(inventory_rel(&node));
-            if !path.exists() {
-                continue;
-            }
-            let read = inventory::for_each_block(&path, |key, _| {
-                marked.insert(key.to_string());
-                Ok(())
-            });
-            if let Err(e) = read {
-                // A truncated inventory of an unfinished backup: what it listed is marked.
-                warn!("{e:#}");
-            }
+        match &e.manifest {
+            ManifestState::Ok(m) => mark_listed(repo, m, &mut marked)?,
+            // Unfinished: keep every block any of its inventories names.
+            ManifestState::Missing => mark_unfinished(&e.dir, &mut marked),
+            ManifestState::Damaged(why) => bail!("backup {}: manifest.json: {why}", e.id),
         }
     }
     Ok(marked)
 }
 
+/// The blocks of a backup with a manifest: each inventory must be the one the
+/// manifest lists (size and SHA-256), or nothing is swept.
+fn mark_listed(repo: &Repository, m: &Manifest, marked: &mut HashSet<String>) -> Result<()> {
+    let id = m.backup_id;
+    let dir = repo.backup_dir(id);
+    for node in m.hopsfs.iter().flat_map(|h| h.nodes.iter()) {
+        let rel = inventory_rel(node);
+        let checked = match m.files().find(|f| f.path == rel) {
+            Some(expected) => inventory::for_each_block_checked(&dir.join(&rel), expected, |key, _| {
+                marked.insert(key.to_string());
+                Ok(())
+            })
+            .map(|_| ()),
+            None => Err(anyhow!("the manifest does not list {rel}")),
+        };
+        checked.map_err(|e| {
+            HwdrError::Damaged(format!(
+                "prune removed nothing: backup {id} is kept, but its inventory of node {node} cannot be trusted: \
+                 {e:#}; `hwdr verify {id}` names the damage"
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// The blocks of an unfinished backup: whatever its inventories list so far.
+fn mark_unfinished(dir: &Path, marked: &mut HashSet<String>) {
+    let nodes: BTreeSet<String> = fs::read_dir(dir.join("hopsfs"))
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for node in nodes {
+        let path = dir.join(inventory_rel(&node));
+        if !path.exists() {
+            continue;
+        }
+        let read = inventory::for_each_block(&path, |key, _| {
+            marked.insert(key.to_string());
+            Ok(())
+        });
+        if let Err(e) = read {
+            // A truncated inventory of an unfinished backup: what it listed is marked.
+            warn!("{e:#}");
+        }
+    }
+}
+
 /// Removes block files (and their `.meta`) not in `marked` and older than
-/// `sweep_start`.
+/// `sweep_start`, and leftovers older than [`LEFTOVER_GRACE`].
 fn sweep(
     root: &Path,
     marked: &HashSet<String>,
@@ -284,6 +360,9 @@ fn sweep(
     report: &mut PruneReport,
 ) -> Result<()> {
     let Ok(pools) = fs::read_dir(root) else { return Ok(()) };
+    let leftover_before = sweep_start
+        .checked_sub(LEFTOVER_GRACE)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     for pool in pools.flatten() {
         let pool_name = pool.file_name().to_string_lossy().into_owned();
         let mut stack = vec![pool.path()];
@@ -300,6 +379,10 @@ fn sweep(
                     continue;
                 }
                 let name = e.file_name().to_string_lossy().into_owned();
+                if is_leftover(&path, &name) {
+                    remove_leftover(&e, leftover_before, dry_run, report)?;
+                    continue;
+                }
                 if name.ends_with(".meta") || layout::parse_meta_name(&name).is_some() {
                     continue;
                 }
@@ -324,6 +407,37 @@ fn sweep(
             }
         }
     }
+    Ok(())
+}
+
+/// A temp file of an atomic write, or a `.meta` without its block file.
+fn is_leftover(path: &Path, name: &str) -> bool {
+    if name.starts_with('.') && name.contains(".tmp-") {
+        return true;
+    }
+    name.strip_suffix(".meta").is_some_and(|block| {
+        fs::symlink_metadata(path.with_file_name(block)).is_err_and(|e| e.kind() == ErrorKind::NotFound)
+    })
+}
+
+/// Removes a leftover last changed before `before`.
+fn remove_leftover(e: &fs::DirEntry, before: SystemTime, dry_run: bool, report: &mut PruneReport) -> Result<()> {
+    let meta = e.metadata()?;
+    if meta.modified().map_or(true, |m| m >= before) {
+        return Ok(());
+    }
+    let path = e.path();
+    info!(
+        "{} leftover {} ({} bytes)",
+        if dry_run { "would remove" } else { "removing" },
+        path.display(),
+        meta.len()
+    );
+    if !dry_run {
+        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    report.removed_leftovers += 1;
+    report.freed_bytes += meta.len();
     Ok(())
 }
 

@@ -7,16 +7,17 @@ use std::collections::HashSet;
 
 use anyhow::{anyhow, Result};
 use serde::Serialize;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::backup_id::BackupId;
+use crate::exit::HwdrError;
 use crate::hopsfs::inventory::{self};
 use crate::hopsfs::meta;
 use crate::hopsfs::node::inventory_rel;
 use crate::hopsfs::store::{BlockKey, BlockStore};
 use crate::repo::fsutil;
-use crate::repo::manifest::{BackupStatus, Manifest};
-use crate::repo::Repository;
+use crate::repo::manifest::{BackupStatus, HopsfsInfo, Manifest};
+use crate::repo::{ManifestState, Repository};
 
 /// What a verify found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -45,29 +46,44 @@ pub fn latest_complete(repo: &Repository) -> Result<BackupId> {
         .ok_or_else(|| anyhow!("the repository has no complete backup"))
 }
 
-/// Verifies backup `id`.
+/// Verifies backup `id`: a damaged manifest is damage; a backup that does
+/// not exist is [`HwdrError::NotFound`], one that is not complete is
+/// [`HwdrError::Refused`] (there is nothing a restore could use to verify).
 pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
     let mut report = Report {
         backup_id: id.to_string(),
         full,
         ..Report::default()
     };
-    let manifest: Manifest = match repo.read_manifest(id) {
-        Ok(Some(m)) => m,
-        Ok(None) => {
-            report.damage.push(format!("backup {id}: no manifest.json"));
+    let manifest: Manifest = match repo.read_manifest(id)? {
+        ManifestState::Ok(m) => *m,
+        ManifestState::Damaged(why) => {
+            report.damage.push(format!("manifest.json: {why}"));
             return Ok(report);
         }
-        Err(e) => {
-            report.damage.push(format!("backup {id}: {e:#}"));
-            return Ok(report);
+        ManifestState::Missing => {
+            return Err(HwdrError::Refused(format!(
+                "backup {id} has no manifest: it is not a complete backup (unfinished, or being taken); see \
+                 `hwdr list`"
+            ))
+            .into())
         }
     };
     if manifest.status != BackupStatus::Complete {
-        warn!("backup {id} is {}: verifying what it holds", manifest.status);
+        return Err(HwdrError::Refused(format!(
+            "backup {id} is {}, not a complete backup: there is nothing to verify; see `hwdr list`",
+            manifest.status
+        ))
+        .into());
     }
     let dir = repo.backup_dir(id);
-    for f in manifest.files() {
+    // Inventories are checked while their blocks stream by, below.
+    let inventories: HashSet<String> = manifest
+        .hopsfs
+        .iter()
+        .flat_map(|h| h.nodes.iter().map(|n| inventory_rel(n)))
+        .collect();
+    for f in manifest.files().filter(|f| !inventories.contains(&f.path)) {
         crate::cancel::check()?;
         report.files_checked += 1;
         match fsutil::hash_file(&dir.join(&f.path)) {
@@ -90,25 +106,7 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
         }
     }
     if let Some(h) = &manifest.hopsfs {
-        let store = BlockStore::new(repo.root());
-        let mut seen: HashSet<BlockKey> = HashSet::new();
-        for node in &h.nodes {
-            let rel = inventory_rel(node);
-            let read = inventory::for_each_block(&dir.join(&rel), |key, len| {
-                crate::cancel::check()?;
-                if !seen.contains(&key) {
-                    let len = h.good_len(&key, len);
-                    check_block(&store, &key, len, full, &mut report);
-                    seen.insert(key);
-                }
-                Ok(())
-            });
-            if let Err(e) = read {
-                // A stop request is not damage.
-                crate::cancel::check()?;
-                report.damage.push(format!("{rel}: {e:#}"));
-            }
-        }
+        check_blocks(repo, &manifest, h, full, &mut report)?;
     }
     crate::cancel::check()?;
     info!(
@@ -119,6 +117,38 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
         if report.ok() { "ok" } else { "damaged" }
     );
     Ok(report)
+}
+
+/// Every block the inventories of `nodes` name, each once; every inventory
+/// read through and checked against the manifest.
+fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bool, report: &mut Report) -> Result<()> {
+    let store = BlockStore::new(repo.root());
+    let dir = repo.backup_dir(manifest.backup_id);
+    let mut seen: HashSet<BlockKey> = HashSet::new();
+    for node in &h.nodes {
+        let rel = inventory_rel(node);
+        let Some(expected) = manifest.files().find(|f| f.path == rel) else {
+            report.damage.push(format!("{rel}: not in the manifest"));
+            continue;
+        };
+        report.files_checked += 1;
+        report.bytes_read += expected.size;
+        let read = inventory::for_each_block_checked(&dir.join(&rel), expected, |key, len| {
+            crate::cancel::check()?;
+            if !seen.contains(&key) {
+                let len = h.good_len(&key, len);
+                check_block(&store, &key, len, full, report);
+                seen.insert(key);
+            }
+            Ok(())
+        });
+        if let Err(e) = read {
+            // A stop request is not damage.
+            crate::cancel::check()?;
+            report.damage.push(format!("{rel}: {e:#}"));
+        }
+    }
+    Ok(())
 }
 
 fn check_block(store: &BlockStore, key: &BlockKey, len: u64, full: bool, report: &mut Report) {

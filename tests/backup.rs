@@ -6,10 +6,10 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{manifest_files, text, tree, Single};
+use common::{hwdr_bin, manifest_files, text, tree, Single};
 use sha2::{Digest, Sha256};
 
 const ID: &str = "2611231819";
@@ -160,8 +160,9 @@ fn dry_run_prints_every_step_and_changes_nothing() {
         assert!(plan.contains(&expected), "plan lacks {expected:?}:\n{plan}");
     }
     assert!(c.invocations().is_empty(), "a dry run must run nothing");
-    assert!(
-        tree(&c.repo).is_empty(),
+    assert_eq!(
+        tree(&c.repo),
+        ["hwdr-repo.json"],
         "a dry run must write nothing: {:?}",
         tree(&c.repo)
     );
@@ -175,6 +176,11 @@ fn taken_id_in_the_repository_is_refused_and_kept() {
     let out = c.hwdr(&["backup", "--id", ID]);
     assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains(&format!("backup id {ID} is already taken")));
+    assert!(
+        text(&out.stderr).contains("omit --id to use the next free minute"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(fs::read(c.backup_path(ID).join("manifest.json")).unwrap(), before);
     assert!(!c.repo.join("lock").exists());
 }
@@ -295,7 +301,7 @@ fn unknown_config_key_is_named_with_its_file() {
         err.contains("hwdr.d/20-rondb.toml: ") && err.contains("unknown field `usr`"),
         "{err}"
     );
-    assert!(tree(&c.repo).is_empty());
+    assert_eq!(tree(&c.repo), ["hwdr-repo.json"]);
 }
 
 #[test]
@@ -328,7 +334,7 @@ fn config_check_reports_what_it_checked() {
         assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
     }
     // A repository that is not there fails the check.
-    fs::remove_dir(&c.repo).unwrap();
+    fs::remove_dir_all(&c.repo).unwrap();
     let out = c.hwdr(&["config", "check"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stdout).contains("FAIL  hwdr.toml: [repository] path: "));
@@ -435,4 +441,207 @@ fn backup_files_keep_their_owner_root_and_group_modes() {
         .backup_dir
         .join(format!("BACKUP/BACKUP-{NDB_ID}/BACKUP-{NDB_ID}.2.ctl"));
     assert_eq!(fs::metadata(ctl).unwrap().uid(), mysql_uid);
+}
+
+/// Issue 9: an unmounted repository looked empty ("no backups", exit 0) and
+/// dry runs succeeded. A missing folder, and an empty one (an unmounted NFS
+/// mount point), now fail every command that reads the repository, until
+/// `hwdr repo init` marks the folder.
+#[test]
+fn an_unmounted_repository_fails_every_command_and_an_empty_folder_needs_repo_init() {
+    let c = Single::new(&[(2, 1)]);
+    assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+    let commands: [&[&str]; 11] = [
+        &["list"],
+        &["list", "--json"],
+        &["verify", "--latest"],
+        &["verify", ID],
+        &["prune", "--dry-run"],
+        &["prune"],
+        &["backup", "--dry-run"],
+        &["backup"],
+        &["restore", ID, "--plan"],
+        &["drill", "--latest"],
+        &["unlock"],
+    ];
+    let prom = c.dir.path().join("state/hwdr.prom");
+    let missing = format!(
+        "repository {} does not exist or is not a folder (is it mounted?)",
+        c.repo.display()
+    );
+    let unmarked = format!(
+        "repository {} is not an hwdr repository (no hwdr-repo.json): is it mounted? To create one there, run \
+         `hwdr repo init`",
+        c.repo.display()
+    );
+    let mounted = c.dir.path().join("mounted");
+    fs::rename(&c.repo, &mounted).unwrap();
+    for (state, expected) in [("missing", &missing), ("empty", &unmarked)] {
+        if state == "empty" {
+            fs::create_dir(&c.repo).unwrap();
+        }
+        for args in commands {
+            let out = c.hwdr(args);
+            assert_eq!(out.status.code(), Some(1), "{state} {args:?}: {}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains(expected.as_str()),
+                "{state} {args:?}: {}",
+                text(&out.stderr)
+            );
+            assert!(!text(&out.stdout).contains("no backups"), "{state} {args:?}");
+        }
+        // The daily backup that could not run says so in the metrics.
+        let metrics = fs::read_to_string(&prom).unwrap();
+        assert!(metrics.contains("hwdr_repository_ok{cluster=\"prod\"} 0"), "{metrics}");
+        assert!(!metrics.contains("hwdr_backups{"), "{metrics}");
+        let check = c.hwdr(&["config", "check"]);
+        assert_eq!(check.status.code(), Some(3));
+        assert!(
+            text(&check.stdout).contains(&format!("FAIL  hwdr.toml: [repository] path: {expected}")),
+            "{}",
+            text(&check.stdout)
+        );
+    }
+    assert_eq!(
+        tree(&c.repo),
+        Vec::<String>::new(),
+        "nothing was written into the mount point"
+    );
+
+    // `hwdr repo init` refuses a folder that is not empty and not a repository,
+    // and another cluster's repository; it never creates the folder.
+    fs::write(c.repo.join("notes.txt"), "x").unwrap();
+    let refused = c.hwdr(&["repo", "init"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("is not empty and not an hwdr repository (it holds notes.txt)"),
+        "{}",
+        text(&refused.stderr)
+    );
+    fs::remove_file(c.repo.join("notes.txt")).unwrap();
+    fs::remove_dir(&c.repo).unwrap();
+    let nowhere = c.hwdr(&["repo", "init"]);
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(!c.repo.exists());
+    let other = c.dir.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("hwdr-repo.json"), r#"{"format":1,"cluster":"staging"}"#).unwrap();
+    c.dropin(
+        "30-repo.toml",
+        &format!("[repository]\npath = \"{}\"\n", other.display()),
+    );
+    let theirs = c.hwdr(&["repo", "init"]);
+    assert_eq!(theirs.status.code(), Some(1));
+    assert!(text(&theirs.stderr).contains("belongs to cluster 'staging', not 'prod'"));
+    fs::remove_file(c.config.parent().unwrap().join("hwdr.d/30-repo.toml")).unwrap();
+
+    // Mounted again: everything works, the metric says so, and init is idempotent.
+    fs::rename(&mounted, &c.repo).unwrap();
+    let again = c.hwdr(&["repo", "init"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("already is the repository of cluster 'prod'"));
+    let list = c.hwdr(&["list"]);
+    assert!(list.status.success());
+    assert!(text(&list.stdout).contains(ID), "{}", text(&list.stdout));
+    assert!(c.hwdr(&["verify", "--latest"]).status.success());
+    let metrics = fs::read_to_string(&prom).unwrap();
+    assert!(metrics.contains("hwdr_repository_ok{cluster=\"prod\"} 1"), "{metrics}");
+    let check = c.hwdr(&["config", "check"]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
+    assert!(text(&check.stdout).contains("is the repository of cluster 'prod' (hwdr-repo.json)"));
+}
+
+/// Issue 10: `keep_local` sorted the local RonDB folders by id, so after one
+/// backup with a far-future id every later backup's local copy was deleted at
+/// once. The newest by backup time stays.
+#[test]
+fn keep_local_keeps_the_newest_backup_by_time_not_by_id() {
+    let c = Single::new(&[(2, 1)]);
+    for id in ["9912312359", "2611231819", "2611231820"] {
+        let out = c.hwdr(&["backup", "--id", id]);
+        assert!(out.status.success(), "{id}: {}", text(&out.stderr));
+    }
+    let local = |ndb: &str| c.backup_dir.join(format!("BACKUP/BACKUP-{ndb}"));
+    assert!(
+        local("263271820").is_dir(),
+        "the newest backup's local copy must stay: {:?}",
+        tree(&c.backup_dir)
+    );
+    assert!(!local("263271819").exists());
+    assert!(!local("993652359").exists(), "older by time, whatever its id");
+}
+
+/// Issue 11: a backup that failed fast held its minute, and the operator's
+/// immediate retry got "id taken" (exit 4). Without --id the retry now waits
+/// for the next minute; the failed backup stays as it was. The clock is
+/// faked with libfaketime (LD_PRELOAD; the binary links glibc dynamically).
+#[test]
+fn a_retry_in_a_taken_minute_waits_for_the_next_one_and_overwrites_nothing() {
+    let c = Single::new(&[(2, 1)]);
+    let at_18_19_57 = |args: &[&str]| {
+        Command::new("faketime")
+            .arg("2026-11-23 18:19:57")
+            .arg(hwdr_bin())
+            .arg("--config")
+            .arg(&c.config)
+            .args(args)
+            .output()
+            .expect("faketime (Debian package faketime, see make deps)")
+    };
+    c.control("mysqlpump", "fail-once");
+    let first = at_18_19_57(&["backup"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let failed = c.backup_path(ID);
+    assert_eq!(c.manifest(ID).unwrap()["status"], "failed");
+    let files_before = tree(&failed);
+    let manifest_before = fs::read(failed.join("manifest.json")).unwrap();
+
+    let start = Instant::now();
+    let retry = at_18_19_57(&["backup"]);
+    let err = text(&retry.stderr);
+    assert!(retry.status.success(), "{err}");
+    assert!(start.elapsed() >= Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        err.contains(&format!(
+            "backup id {ID} is taken (failed backup of 18:19); waiting 3 s for 2611231820"
+        )),
+        "{err}"
+    );
+    assert!(text(&retry.stdout).contains("backup 2611231820 complete"));
+    assert_eq!(c.manifest("2611231820").unwrap()["status"], "complete");
+    assert_eq!(tree(&failed), files_before);
+    assert_eq!(fs::read(failed.join("manifest.json")).unwrap(), manifest_before);
+
+    // An explicit --id that is taken stays an error, and says what to do.
+    let explicit = c.hwdr(&["backup", "--id", ID]);
+    assert_eq!(explicit.status.code(), Some(4));
+    assert!(text(&explicit.stderr).contains("omit --id to use the next free minute"));
+}
+
+/// Issue 14: `hwdr list | head -1` panicked on the broken pipe (exit 101). A
+/// closed stdout stops the printing; the command carries on and succeeds.
+#[test]
+fn list_into_a_closed_pipe_does_not_panic() {
+    let c = Single::new(&[(2, 1)]);
+    for id in ["2611231819", "2611231820", "2611231821"] {
+        assert!(c.hwdr(&["backup", "--id", id]).status.success());
+    }
+    for args in [
+        &["list"][..],
+        &["list", "--json"],
+        &["verify", "--latest"],
+        &["prune", "--dry-run"],
+    ] {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = c
+            .hwdr_cmd(args)
+            .stdout(Stdio::from(write))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
 }

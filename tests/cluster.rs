@@ -534,11 +534,14 @@ fn agent_closes_connections_without_a_header_in_time_but_never_a_request_in_flig
     let closes = [watch(idle), watch((half, since)), watch((kept, answered))];
 
     // A status request waits for the job, in flight longer than both timeouts.
+    let _lock = c.hold_lock("restore", ID);
     let (status, created) = c.api(
         "ndb1",
         "POST",
         "/v1/jobs",
-        Some(r#"{"kind":"restore_command","node":"ndb1","step":"kafka"}"#),
+        Some(&format!(
+            r#"{{"kind":"restore_command","node":"ndb1","backup_id":"{ID}","step":"kafka"}}"#
+        )),
     );
     assert_eq!(status, 202, "{created}");
     let job = created["job_id"].as_str().unwrap();

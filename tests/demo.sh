@@ -83,6 +83,8 @@ for n in head1 head2 ndb1 ndb2 ndb3; do
   printf '[node]\nname = "%s"\n[restore]\nstate_dir = "%s"\nstaging_dir = "%s"\n[metrics]\ntextfile = "%s"\n' \
     "$n" "$demo/state-$n" "$demo/staging-$n" "$demo/state-$n/hwdr.prom" > "$demo/etc-$n/hwdr.d/50-node.toml"
 done
+# The repository is set up once, before the first backup.
+"$hwdr" --config "$demo/etc-head1/hwdr.toml" repo init
 for i in 1 2 3; do
   printf '[rondb]\nbackup_dir = "%s"\n[hopsfs]\ndata_dirs = ["%s"]\n' \
     "$demo/sim/ndb$((i + 1))/backups" "$demo/hopsfs/node$i/dn" >> "$demo/etc-ndb$i/hwdr.d/50-node.toml"

@@ -238,3 +238,191 @@ fn prune_never_robs_a_backup_running_at_the_same_time() {
     assert!(fresh.exists());
     assert!(c.hwdr("head1", &["verify", "2611231801", "--full"]).status.success());
 }
+
+fn backup_ids(c: &Cluster) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(c.repo.join("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn set_age(path: &std::path::Path, age: Duration) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - age)
+        .unwrap();
+}
+
+/// Issue 7: one damaged byte in the newest complete backup's manifest made
+/// `list` call it `incomplete`, and prune removed it after `keep_failed_days`.
+/// It is `damaged` everywhere, and prune removes nothing (no backup, no
+/// block) until the manifest is mended; then the newest complete one stays.
+#[test]
+fn a_damaged_manifest_is_listed_damaged_and_prune_removes_nothing() {
+    let (c, _) = cluster();
+    assert!(c.hwdr("head1", &["backup", "--id", "2611231800"]).status.success());
+    c.control("mgm-client.sh", "fail-once");
+    assert!(!c.hwdr("head1", &["backup", "--id", "2611231801"]).status.success());
+    let out = c.hwdr("head1", &["backup", "--id", "2611231802"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // From here on every rule would remove all but the newest complete backup.
+    c.dropin_everywhere(
+        "70-retention.toml",
+        "[retention]\nkeep_last = 0\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nmin_age = \"1s\"\nkeep_failed_days = 0\n",
+    );
+    let some = c.repo.join("blocks").join(&stored_blocks(&c)[0]);
+    let orphan = some.with_file_name("blk_999999_1");
+    fs::copy(&some, &orphan).unwrap();
+    set_age(&orphan, Duration::from_secs(7200));
+    std::thread::sleep(Duration::from_millis(1100));
+
+    // One flipped byte in the newest complete backup's manifest.
+    let path = c.repo.join("backups/2611231802/manifest.json");
+    let good = fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x04;
+    fs::write(&path, &bad).unwrap();
+
+    let list: serde_json::Value = serde_json::from_slice(&c.hwdr("head1", &["list", "--json"]).stdout).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "2611231802")
+        .unwrap();
+    assert_eq!(row["status"], "damaged", "{list}");
+    assert!(row["error"].as_str().unwrap().starts_with("manifest.json: "), "{list}");
+    let table = text(&c.hwdr("head1", &["list"]).stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("2611231802  damaged") && l.contains("manifest.json: ")),
+        "{table}"
+    );
+
+    let verify = c.hwdr("head1", &["verify", "2611231802"]);
+    assert_eq!(verify.status.code(), Some(9));
+    assert!(
+        text(&verify.stdout).contains("DAMAGED manifest.json: "),
+        "{}",
+        text(&verify.stdout)
+    );
+    // --latest finds the newest complete backup whose manifest is whole.
+    let latest = c.hwdr("head1", &["verify", "--latest"]);
+    assert!(latest.status.success(), "{}", text(&latest.stderr));
+    assert!(
+        text(&latest.stdout).contains("backup 2611231800: ok"),
+        "{}",
+        text(&latest.stdout)
+    );
+    let restore = c.hwdr("head1", &["restore", "2611231802", "--plan"]);
+    assert_eq!(restore.status.code(), Some(8));
+    assert!(text(&restore.stderr).contains("backup 2611231802 is damaged: manifest.json: "));
+
+    for args in [&["prune", "--dry-run"][..], &["prune"]] {
+        let out = c.hwdr("head1", args);
+        assert_eq!(out.status.code(), Some(9), "{args:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("prune removed nothing: the manifest of backup 2611231802 (manifest.json: ")
+                && err.contains("restore its manifest.json from a copy"),
+            "{err}"
+        );
+    }
+    // The prune after a backup is stopped too; the backup stays good.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = c.hwdr("head1", &["backup", "--id", "2611231803"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("prune removed nothing"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(backup_ids(&c), ["2611231800", "2611231801", "2611231802", "2611231803"]);
+    assert!(orphan.exists(), "no block is swept while a manifest is damaged");
+    assert_eq!(fs::read(&path).unwrap(), bad);
+
+    // The metrics say so, in the text file and on /metrics.
+    let prom = fs::read_to_string(c.dir.path().join("state-head1/hwdr.prom")).unwrap();
+    assert_eq!(
+        metric(&prom, "hwdr_backups{cluster=\"prod\",status=\"damaged\"}"),
+        Some(1.0),
+        "{prom}"
+    );
+    let (_, body) = http(&c.nodes["node1"].address, "GET", "/metrics", None, None).unwrap();
+    assert!(
+        body.as_str()
+            .unwrap()
+            .contains("hwdr_backups{cluster=\"prod\",status=\"damaged\"} 1"),
+        "{body}"
+    );
+
+    // The manifest restored from a copy: prune judges again. The newest
+    // complete backup stays, whatever the rules say.
+    fs::write(&path, &good).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = c.hwdr("head1", &["prune"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("keep   2611231803  (newest complete backup"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(backup_ids(&c), ["2611231803"]);
+    assert!(!orphan.exists());
+    assert!(c.hwdr("head1", &["verify", "--latest", "--full"]).status.success());
+}
+
+/// Issue 14: prune never removed leftover temp files (`.<name>.tmp-<pid>`)
+/// or orphan `.meta` files (a `.meta` whose block file, the commit mark, is
+/// missing) in the block store. Those older than an hour go; fresh ones (an
+/// upload in progress) stay.
+#[test]
+fn prune_removes_old_leftovers_in_the_block_store_and_keeps_fresh_ones() {
+    let (c, _) = cluster();
+    assert!(c.hwdr("head1", &["backup", "--id", "2611231800"]).status.success());
+    let block = c.repo.join("blocks").join(&stored_blocks(&c)[0]);
+    let folder = block.parent().unwrap();
+    let old_temp = folder.join(".blk_77_1.tmp-4242");
+    let old_meta = folder.join("blk_78_1.meta");
+    let fresh_temp = folder.join(".blk_79_1.tmp-4243");
+    let fresh_meta = folder.join("blk_80_1.meta");
+    for (path, bytes) in [
+        (&old_temp, 1000),
+        (&old_meta, 15),
+        (&fresh_temp, 500),
+        (&fresh_meta, 15),
+    ] {
+        fs::write(path, vec![7u8; bytes]).unwrap();
+    }
+    set_age(&old_temp, Duration::from_secs(7200));
+    set_age(&old_meta, Duration::from_secs(7200));
+    // A stored block's own .meta, however old, is no leftover.
+    let own_meta = block.with_file_name(format!("{}.meta", block.file_name().unwrap().to_string_lossy()));
+    set_age(&own_meta, Duration::from_secs(7200));
+
+    let dry = c.hwdr("head1", &["prune", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        text(&dry.stdout).contains("would remove 0 backup(s), 0 block(s) and 2 leftover file(s), 1015 bytes freed"),
+        "{}",
+        text(&dry.stdout)
+    );
+    assert!(old_temp.exists() && old_meta.exists());
+
+    let out = c.hwdr("head1", &["prune", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed_leftovers"], 2, "{report}");
+    assert_eq!(report["freed_bytes"], 1015, "{report}");
+    assert!(!old_temp.exists() && !old_meta.exists());
+    assert!(fresh_temp.exists() && fresh_meta.exists());
+    assert!(own_meta.exists());
+    assert!(c.hwdr("head1", &["verify", "--latest", "--full"]).status.success());
+}

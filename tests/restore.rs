@@ -409,10 +409,14 @@ fn restore_is_refused_for_a_failed_backup_and_for_a_corrupted_file_naming_it() {
         "{}",
         text(&out.stderr)
     );
-    // No backup at all.
+    // No backup at all: not found (10), not "refused".
     let out = s.c.hwdr("head1", &["restore", "2611231821"]);
-    assert_eq!(out.status.code(), Some(8));
-    assert!(text(&out.stderr).contains("has no manifest"));
+    assert_eq!(out.status.code(), Some(10));
+    assert!(
+        text(&out.stderr).contains("no backup 2611231821 in "),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

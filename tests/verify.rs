@@ -1,13 +1,16 @@
 //! Integration tests of `hwdr verify`: it catches a flipped byte in a block
-//! (with --full), a truncated RonDB part and a missing file, naming each.
+//! (with --full), a truncated RonDB part and a missing file, naming each; a
+//! hand-edited manifest is damaged and never restored; an id that does not
+//! exist is "not found", never damage.
 
 mod common;
 
 use std::fs;
 
 use common::cluster::Cluster;
-use common::text;
+use common::{text, Single};
 use hwdr::hopsfs::gen::GenSpec;
+use sha2::{Digest, Sha256};
 
 const ID: &str = "2611231819";
 
@@ -98,4 +101,129 @@ fn verify_catches_flipped_bytes_truncated_parts_and_missing_files() {
     );
     assert!(damage.iter().any(|d| d.starts_with("rondb/users.sql")), "{damage:?}");
     assert_eq!(damage.len(), 2, "{damage:?}");
+}
+
+fn metric(c: &Single, name: &str) -> Option<String> {
+    let text = fs::read_to_string(c.dir.path().join("state/hwdr.prom")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+}
+
+/// Issue 7: a failed backup's status hand-edited to `complete` was listed
+/// complete, verified "ok" and planned for restore with `ndb_restore -n 0`.
+/// Its checksum fails, so it is damaged; and a "complete" manifest that names
+/// no RonDB data node is damaged even with a valid checksum.
+#[test]
+fn a_failed_backup_hand_edited_to_complete_is_damaged_and_never_restored() {
+    let c = Single::new(&[(2, 1)]);
+    c.control("mysqlpump", "fail-once");
+    assert_eq!(c.hwdr(&["backup", "--id", ID]).status.code(), Some(1));
+    let path = c.backup_path(ID).join("manifest.json");
+    let original = fs::read_to_string(&path).unwrap();
+    assert!(original.contains("\"checksum\": \"sha256:"), "{original}");
+    let edited = original.replacen("\"status\": \"failed\"", "\"status\": \"complete\"", 1);
+    assert_ne!(edited, original);
+
+    // The body's own checksum, recomputed by hand as the README describes it.
+    let forged = {
+        let mut value: serde_json::Value = serde_json::from_str(&edited).unwrap();
+        value.as_object_mut().unwrap().remove("checksum");
+        let body = serde_json::to_string_pretty(&value).unwrap();
+        let sum = hex::encode(Sha256::digest(body.as_bytes()));
+        format!(
+            "{},\n  \"checksum\": \"sha256:{sum}\"\n}}\n",
+            body.strip_suffix("\n}").unwrap()
+        )
+    };
+    for (text_of, why) in [
+        (&edited, "its checksum does not match its content"),
+        (&forged, "it says complete but names no RonDB data node"),
+    ] {
+        fs::write(&path, text_of).unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&c.hwdr(&["list", "--json"]).stdout).unwrap();
+        assert_eq!(list[0]["status"], "damaged", "{list}");
+        assert!(list[0]["error"].as_str().unwrap().contains(why), "{list}");
+
+        let verify = c.hwdr(&["verify", ID]);
+        assert_eq!(verify.status.code(), Some(9), "{}", text(&verify.stderr));
+        assert!(
+            text(&verify.stdout).contains(&format!("DAMAGED manifest.json: {why}")),
+            "{}",
+            text(&verify.stdout)
+        );
+        assert!(!text(&verify.stdout).contains(": ok ("));
+        assert_eq!(
+            metric(&c, "hwdr_last_verify_ok{cluster=\"prod\"}").as_deref(),
+            Some("0")
+        );
+
+        for args in [&["restore", ID, "--plan"][..], &["restore", ID], &["drill", ID]] {
+            let out = c.hwdr(args);
+            assert_eq!(out.status.code(), Some(8), "{args:?}: {}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains(&format!("backup {ID} is damaged: manifest.json: {why}")),
+                "{args:?}: {}",
+                text(&out.stderr)
+            );
+            assert!(!text(&out.stdout).contains("ndb_restore"), "{args:?}");
+        }
+        let latest = c.hwdr(&["verify", "--latest"]);
+        assert_eq!(latest.status.code(), Some(1));
+        assert!(text(&latest.stderr).contains("the repository has no complete backup"));
+    }
+    assert!(c.invocations().iter().all(|r| r["program"] != "ndb_restore"));
+}
+
+/// Issue 8: `verify` of an id that does not exist said "DAMAGED" (exit 9) and
+/// set `hwdr_last_verify_ok 0`, firing the damaged-backup alert for a typo.
+/// It is "not found" (10) and leaves the metric alone; a backup that is not
+/// complete is "cannot be used" (8), never "ok".
+#[test]
+fn verify_of_a_missing_id_is_not_found_and_of_a_failed_backup_is_refused_leaving_the_metric() {
+    let c = Single::new(&[(2, 1)]);
+    assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+    assert!(c.hwdr(&["verify", ID]).status.success());
+    assert_eq!(
+        metric(&c, "hwdr_last_verify_ok{cluster=\"prod\"}").as_deref(),
+        Some("1")
+    );
+    let verified_at = metric(&c, "hwdr_last_verify_timestamp_seconds{cluster=\"prod\"}");
+
+    let typo = "2611231918";
+    let expected = format!("no backup {typo} in {}; see `hwdr list`", c.repo.display());
+    for args in [
+        &["verify", typo][..],
+        &["restore", typo],
+        &["restore", typo, "--plan"],
+        &["drill", typo],
+    ] {
+        let out = c.hwdr(args);
+        assert_eq!(out.status.code(), Some(10), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(&expected), "{args:?}: {}", text(&out.stderr));
+        assert!(!text(&out.stdout).contains("DAMAGED"), "{args:?}");
+    }
+
+    c.control("mysqlpump", "fail-once");
+    assert_eq!(c.hwdr(&["backup", "--id", "2611231820"]).status.code(), Some(1));
+    fs::create_dir(c.backup_path("2611231821")).unwrap();
+    for (id, why) in [
+        ("2611231820", "backup 2611231820 is failed, not a complete backup"),
+        (
+            "2611231821",
+            "backup 2611231821 has no manifest: it is not a complete backup",
+        ),
+    ] {
+        let out = c.hwdr(&["verify", id]);
+        assert_eq!(out.status.code(), Some(8), "{id}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(why), "{id}: {}", text(&out.stderr));
+        assert!(!text(&out.stdout).contains("ok"), "{id}: {}", text(&out.stdout));
+    }
+    assert_eq!(
+        metric(&c, "hwdr_last_verify_ok{cluster=\"prod\"}").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        metric(&c, "hwdr_last_verify_timestamp_seconds{cluster=\"prod\"}"),
+        verified_at
+    );
 }

@@ -9,6 +9,8 @@ use anyhow::Result;
 
 use crate::config::{Config, Role};
 use crate::exit::{Code, HwdrError};
+use crate::outln;
+use crate::repo::Repository;
 use crate::runner::RunAs;
 
 /// `hwdr config ...`
@@ -26,16 +28,16 @@ struct Report {
 
 impl Report {
     fn ok(&mut self, what: impl AsRef<str>) {
-        println!("ok    {}", what.as_ref());
+        outln!("ok    {}", what.as_ref());
     }
 
     fn fail(&mut self, what: impl AsRef<str>) {
         self.failed += 1;
-        println!("FAIL  {}", what.as_ref());
+        outln!("FAIL  {}", what.as_ref());
     }
 
     fn warn(&mut self, what: impl AsRef<str>) {
-        println!("warn  {}", what.as_ref());
+        outln!("warn  {}", what.as_ref());
     }
 
     fn check(&mut self, result: Result<String, String>) {
@@ -66,7 +68,7 @@ pub fn run(config_path: &Path, Command::Check: Command) -> Result<Code> {
     if report.failed > 0 {
         return Err(HwdrError::Config(format!("{} check(s) failed", report.failed)).into());
     }
-    println!("all checks passed");
+    outln!("all checks passed");
     Ok(Code::Success)
 }
 
@@ -176,6 +178,19 @@ fn check_host(config: &Config, report: &mut Report) {
                 )
             })
             .map_err(|e| format!("{}: {e}", o.key("repository", "path"))),
+    );
+    report.check(
+        Repository::open(&config.repository, &config.cluster)
+            .map(|_| {
+                format!(
+                    "{}: {} is the repository of cluster '{}' ({})",
+                    o.key("repository", "path"),
+                    config.repository.display(),
+                    config.cluster,
+                    crate::repo::MARKER
+                )
+            })
+            .map_err(|e| format!("{}: {e:#}", o.key("repository", "path"))),
     );
 }
 

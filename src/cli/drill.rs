@@ -7,6 +7,7 @@ use tracing::info_span;
 
 use crate::drill;
 use crate::exit::Code;
+use crate::outln;
 
 /// Options of `hwdr drill`.
 #[derive(Debug, clap::Args)]
@@ -18,22 +19,22 @@ pub struct Args {
 /// Runs `hwdr drill`: exit 0 when it passes, 1 with the failing step.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    let Some(id) = args.target.resolve(&config)? else {
+    let Some((_repo, id)) = args.target.resolve(&config, super::open_repository)? else {
         return Ok(Code::NotLeader);
     };
     crate::cancel::install()?;
     let _span = info_span!("drill", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
     let report = drill::drill(&config, id)?;
     for (step, what) in &report.steps {
-        println!("ok    {step}: {what}");
+        outln!("ok    {step}: {what}");
     }
     match &report.failure {
         None => {
-            println!("drill of backup {id}: passed");
+            outln!("drill of backup {id}: passed");
             Ok(Code::Success)
         }
         Some((step, why)) => {
-            println!("FAIL  {step}: {why}");
+            outln!("FAIL  {step}: {why}");
             anyhow::bail!("drill of backup {id} failed at step {step}: {why}")
         }
     }

@@ -8,7 +8,8 @@ use chrono::{DateTime, Local, Utc};
 use serde::Serialize;
 
 use crate::exit::Code;
-use crate::repo::{lock, Repository};
+use crate::outln;
+use crate::repo::{lock, ManifestState, Repository};
 
 /// Options of `hwdr list`.
 #[derive(Debug, clap::Args)]
@@ -22,8 +23,9 @@ pub struct Args {
 #[derive(Debug, Serialize)]
 pub struct Row {
     pub id: String,
-    /// complete, partial, failed, in_progress, or incomplete (no manifest and
-    /// no live lock: the backup died).
+    /// complete, partial, failed, in_progress, incomplete (no manifest and
+    /// no live lock: the backup died), or damaged (a manifest that does not
+    /// parse or match its checksum; `error` says why).
     pub status: String,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -45,7 +47,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
     for entry in repo.entries()? {
         let id = entry.id.to_string();
         let row = match entry.manifest {
-            Ok(Some(m)) => Row {
+            ManifestState::Ok(m) => Row {
                 status: m.status.to_string(),
                 started_at: Some(m.started_at),
                 finished_at: Some(m.finished_at),
@@ -58,7 +60,20 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                 error: m.error.clone(),
                 id,
             },
-            other => {
+            ManifestState::Damaged(why) => Row {
+                status: "damaged".into(),
+                started_at: modified(&entry.dir),
+                finished_at: None,
+                size_bytes: None,
+                added_bytes: None,
+                files: None,
+                nodes: Vec::new(),
+                hwdr_version: None,
+                ndb_backup_id: Some(entry.id.ndb_id()),
+                error: Some(format!("manifest.json: {why}")),
+                id,
+            },
+            ManifestState::Missing => {
                 let running = holder
                     .as_ref()
                     .is_some_and(|h| h.backup_id.as_deref() == Some(id.as_str()) && !h.is_stale());
@@ -77,7 +92,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                     nodes: Vec::new(),
                     hwdr_version: None,
                     ndb_backup_id: Some(entry.id.ndb_id()),
-                    error: other.err(),
+                    error: None,
                     id,
                 }
             }
@@ -98,25 +113,36 @@ fn modified(dir: &Path) -> Option<DateTime<Utc>> {
 /// Runs `hwdr list`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    let rows = rows(&Repository::new(&config.repository))?;
+    let rows = rows(&super::open_repository(&config)?)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(Code::Success);
     }
     if rows.is_empty() {
-        println!("no backups in {}", config.repository.display());
+        outln!("no backups in {}", config.repository.display());
         return Ok(Code::Success);
     }
     let local = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_else(|| "-".into())
     };
-    println!(
+    outln!(
         "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:<8}  NODES",
-        "ID", "STATUS", "STARTED", "FINISHED", "SIZE", "ADDED", "VERSION"
+        "ID",
+        "STATUS",
+        "STARTED",
+        "FINISHED",
+        "SIZE",
+        "ADDED",
+        "VERSION"
     );
     for r in &rows {
-        println!(
+        // A damaged backup has no nodes to show: its reason, shortened, instead.
+        let last = match (&r.error, r.status.as_str()) {
+            (Some(why), "damaged") => shorten(why, 60),
+            _ => r.nodes.join(","),
+        };
+        outln!(
             "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:<8}  {}",
             r.id,
             r.status,
@@ -125,8 +151,17 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             r.size_bytes.map_or("-".into(), |s| s.to_string()),
             r.added_bytes.map_or("-".into(), |s| s.to_string()),
             r.hwdr_version.as_deref().unwrap_or("-"),
-            r.nodes.join(",")
+            last
         );
     }
     Ok(Code::Success)
+}
+
+/// `text` cut to at most `max` characters, with `...` when cut.
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(max.saturating_sub(3)).collect();
+    format!("{cut}...")
 }

@@ -6,7 +6,9 @@ pub mod config;
 pub mod drill;
 pub mod list;
 pub mod on_failure;
+pub mod out;
 pub mod prune;
+pub mod repo;
 pub mod restore;
 pub mod unlock;
 pub mod verify;
@@ -15,6 +17,7 @@ use std::path::Path;
 
 use crate::backup_id::BackupId;
 use crate::config::Config;
+use crate::repo::Repository;
 
 /// `Some(leader)` when another head node leads (or this node has no head
 /// role): timers fire on every node, and only the leader does the work.
@@ -46,19 +49,25 @@ pub struct Target {
 }
 
 impl Target {
-    /// The backup to work on, or `None` when `--leader-only` and another
-    /// node leads (it prints who).
-    pub fn resolve(&self, config: &Config) -> anyhow::Result<Option<BackupId>> {
+    /// The repository (opened with `open`) and the backup to work on, or
+    /// `None` when `--leader-only` and another node leads (it prints who).
+    pub fn resolve(
+        &self,
+        config: &Config,
+        open: fn(&Config) -> anyhow::Result<Repository>,
+    ) -> anyhow::Result<Option<(Repository, BackupId)>> {
         if self.leader_only {
             if let Some(leader) = other_leader(config, &runtime()?)? {
-                println!("not the leader: {leader} leads");
+                crate::outln!("not the leader: {leader} leads");
                 return Ok(None);
             }
         }
-        match self.id {
-            Some(id) => Ok(Some(id)),
-            None => crate::verify::latest_complete(&crate::repo::Repository::new(&config.repository)).map(Some),
-        }
+        let repo = open(config)?;
+        let id = match self.id {
+            Some(id) => id,
+            None => crate::verify::latest_complete(&repo)?,
+        };
+        Ok(Some((repo, id)))
     }
 }
 
@@ -69,6 +78,23 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// The configured repository, checked: every command that reads or writes it
+/// opens it here ([`Repository::open`]).
+pub fn open_repository(config: &Config) -> anyhow::Result<Repository> {
+    Repository::open(&config.repository, &config.cluster)
+}
+
+/// [`open_repository`] for the commands that keep the metrics text file
+/// (backup, verify, prune): a repository that does not open shows there as
+/// `hwdr_repository_ok 0`, so the alert fires.
+pub fn open_repository_for_metrics(config: &Config) -> anyhow::Result<Repository> {
+    open_repository(config).inspect_err(|_| {
+        if let Err(e) = crate::metrics::write_textfile(config) {
+            tracing::warn!("could not write the metrics: {e:#}");
+        }
+    })
 }
 
 /// Loads the configuration; errors select the "invalid config" exit code.

@@ -7,8 +7,8 @@ use chrono::Utc;
 
 use crate::config::Config;
 use crate::exit::Code;
+use crate::outln;
 use crate::prune::{self, PruneReport};
-use crate::repo::Repository;
 
 /// Options of `hwdr prune`.
 #[derive(Debug, clap::Args)]
@@ -23,17 +23,28 @@ pub struct Args {
 
 /// Prunes the repository of `config` and records the metrics.
 pub fn prune_now(config: &Config, dry_run: bool, when: prune::Sweep) -> Result<PruneReport> {
-    let report = prune::prune(
-        &Repository::new(&config.repository),
-        &config.retention,
-        Utc::now(),
-        dry_run,
-        when,
-    )?;
-    if !dry_run {
-        crate::metrics::record_prune(config, report.freed_bytes)?;
+    let repo = if dry_run {
+        super::open_repository(config)?
+    } else {
+        super::open_repository_for_metrics(config)?
+    };
+    let report = prune::prune(&repo, &config.retention, Utc::now(), dry_run, when);
+    match report {
+        Ok(report) if !dry_run => {
+            crate::metrics::record_prune(config, report.freed_bytes)?;
+            Ok(report)
+        }
+        Ok(report) => Ok(report),
+        Err(e) => {
+            // Whatever stopped it (a damaged manifest) shows in the metrics too.
+            if !dry_run {
+                if let Err(m) = crate::metrics::write_textfile(config) {
+                    tracing::warn!("could not write the metrics: {m:#}");
+                }
+            }
+            Err(e)
+        }
     }
-    Ok(report)
 }
 
 /// Runs `hwdr prune`.
@@ -42,22 +53,23 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     crate::cancel::install()?;
     let report = prune_now(&config, args.dry_run, prune::Sweep::Always)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(Code::Success);
     }
     for d in &report.decisions {
-        println!(
+        outln!(
             "{} {}  ({})",
             if d.keep { "keep  " } else { "remove" },
             d.id,
             d.reasons.join(", ")
         );
     }
-    println!(
-        "{} {} backup(s) and {} block(s), {} bytes freed",
+    outln!(
+        "{} {} backup(s), {} block(s) and {} leftover file(s), {} bytes freed",
         if args.dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
+        report.removed_leftovers,
         report.freed_bytes
     );
     Ok(Code::Success)

@@ -11,6 +11,7 @@ use crate::backup_id::BackupId;
 use crate::exit::Code;
 use crate::restore::state::RestoreState;
 use crate::restore::{Options, Restore};
+use crate::{out, outln};
 
 /// Options of `hwdr restore`.
 #[derive(Debug, clap::Args)]
@@ -43,8 +44,8 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     if args.status {
         let path = RestoreState::path(&config.restore.state_dir, args.id);
         match RestoreState::load(&path)? {
-            Some(state) => print!("{}", state.render()),
-            None => println!(
+            Some(state) => out!("{}", state.render()),
+            None => outln!(
                 "no restore of backup {} has run here ({} does not exist)",
                 args.id,
                 path.display()
@@ -52,6 +53,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         }
         return Ok(Code::Success);
     }
+    super::open_repository(&config)?;
     let rt = super::runtime()?;
     let client = if crate::leader::needs_agents(&config) {
         Some(AgentClient::new(&config)?)
@@ -60,7 +62,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     };
     let restore = Restore::new(&config, args.id, client.as_ref(), &rt)?;
     if args.plan {
-        print!("{}", restore.render_plan()?);
+        out!("{}", restore.render_plan()?);
         return Ok(Code::Success);
     }
     crate::cancel::install()?;
@@ -73,7 +75,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         clean_hopsfs: args.clean_hopsfs,
     };
     let state = restore.run(&opts)?;
-    print!("{}", state.render());
-    println!("restore of backup {} finished", args.id);
+    out!("{}", state.render());
+    outln!("restore of backup {} finished", args.id);
     Ok(Code::Success)
 }

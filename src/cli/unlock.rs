@@ -10,8 +10,8 @@ use crate::agent::api::JobState;
 use crate::agent::client::AgentClient;
 use crate::config::Config;
 use crate::exit::Code;
+use crate::outln;
 use crate::repo::lock::{self, LockInfo};
-use crate::repo::Repository;
 
 /// Options of `hwdr unlock`.
 #[derive(Debug, clap::Args)]
@@ -25,13 +25,16 @@ pub struct Args {
 /// Runs `hwdr unlock`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    let repo = Repository::new(&config.repository);
+    let repo = super::open_repository(&config)?;
     match lock::unlock(&repo.lock_path(), args.force)? {
-        Some(holder) => println!(
+        Some(holder) => outln!(
             "removed the lock of {} by pid {} on {} since {}",
-            holder.operation, holder.pid, holder.host, holder.since
+            holder.operation,
+            holder.pid,
+            holder.host,
+            holder.since
         ),
-        None => println!("the repository is not locked"),
+        None => outln!("the repository is not locked"),
     }
     let current = lock::read(&repo.lock_path()).ok().flatten();
     cancel_orphans(&config, current.as_ref())?;
@@ -64,7 +67,7 @@ fn cancel_orphans(config: &Config, current: Option<&LockInfo>) -> Result<()> {
     let client = match AgentClient::new(config) {
         Ok(client) => client,
         Err(e) => {
-            println!("warn: cannot ask the agents about their jobs: {e:#}");
+            outln!("warn: cannot ask the agents about their jobs: {e:#}");
             return Ok(());
         }
     };
@@ -73,7 +76,7 @@ fn cancel_orphans(config: &Config, current: Option<&LockInfo>) -> Result<()> {
         let jobs = match rt.block_on(client.jobs(node)) {
             Ok(jobs) => jobs,
             Err(e) => {
-                println!("warn: cannot ask node {} about its jobs: {e:#}", node.name);
+                outln!("warn: cannot ask node {} about its jobs: {e:#}", node.name);
                 continue;
             }
         };
@@ -83,11 +86,12 @@ fn cancel_orphans(config: &Config, current: Option<&LockInfo>) -> Result<()> {
         for job in orphans {
             let what = job.request.describe();
             match rt.block_on(cancel_and_wait(&client, node, &job.id)) {
-                Ok(s) if s.state == JobState::Running => println!(
+                Ok(s) if s.state == JobState::Running => outln!(
                     "cancelled job {} on {} ({what}); it is still stopping",
-                    job.id, node.name
+                    job.id,
+                    node.name
                 ),
-                Ok(s) => println!(
+                Ok(s) => outln!(
                     "cancelled job {} on {} ({what}): {}",
                     job.id,
                     node.name,
@@ -96,7 +100,7 @@ fn cancel_orphans(config: &Config, current: Option<&LockInfo>) -> Result<()> {
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default()
                 ),
-                Err(e) => println!("warn: cannot cancel job {} on {}: {e:#}", job.id, node.name),
+                Err(e) => outln!("warn: cannot cancel job {} on {}: {e:#}", job.id, node.name),
             }
         }
     }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use tracing::info_span;
 
 use crate::exit::Code;
-use crate::repo::Repository;
+use crate::outln;
 use crate::verify;
 
 /// Options of `hwdr verify`.
@@ -22,25 +22,27 @@ pub struct Args {
     json: bool,
 }
 
-/// Runs `hwdr verify`; exit code 9 when anything is damaged.
+/// Runs `hwdr verify`; exit code 9 when anything is damaged. A backup that
+/// does not exist (10) or is not complete (8) is no verdict: the last
+/// verify's metric stays as it was.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    let Some(id) = args.target.resolve(&config)? else {
+    let Some((repo, id)) = args.target.resolve(&config, super::open_repository_for_metrics)? else {
         return Ok(Code::NotLeader);
     };
     crate::cancel::install()?;
     let _span = info_span!("verify", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
-    let report = verify::verify(&Repository::new(&config.repository), id, args.full)?;
+    let report = verify::verify(&repo, id, args.full)?;
     if let Err(e) = crate::metrics::record_verify(&config, report.ok()) {
         tracing::warn!("could not write the metrics: {e:#}");
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for d in &report.damage {
-            println!("DAMAGED {d}");
+            outln!("DAMAGED {d}");
         }
-        println!(
+        outln!(
             "backup {id}: {} ({} files, {} blocks{}, {} bytes read)",
             if report.ok() {
                 "ok".to_owned()
@@ -57,7 +59,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             report.bytes_read
         );
         if report.damage.iter().any(|d| d.starts_with("blocks/")) {
-            println!(
+            outln!(
                 "blocks are damaged or missing in the store: move damaged ones out of {}/blocks, then \
                  `hwdr backup --check-store` takes every block the data nodes still hold again",
                 config.repository.display()

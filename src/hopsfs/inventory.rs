@@ -22,12 +22,14 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
 
 use super::store::BlockKey;
+use crate::repo::fsutil::FileEntry;
 
 const MAGIC: &str = "hwdr-hopsfs-inventory\t1";
 
@@ -229,10 +231,38 @@ pub fn read<R: BufRead>(input: R, mut each: impl FnMut(Line) -> Result<()>) -> R
 
 /// Streams the blocks of the inventory file at `path`: each block's identity
 /// (with its pool's name) and length. Errors name the file.
-pub fn for_each_block(path: &Path, mut each: impl FnMut(BlockKey, u64) -> Result<()>) -> Result<(u64, u64)> {
+pub fn for_each_block(path: &Path, each: impl FnMut(BlockKey, u64) -> Result<()>) -> Result<(u64, u64)> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    blocks_of(BufReader::with_capacity(1 << 20, file), each).with_context(|| format!("reading {}", path.display()))
+}
+
+/// [`for_each_block`] of an inventory a manifest lists as `expected`: the
+/// file streams through SHA-256 and, at the end (after the callbacks), a size
+/// or hash that differs from the manifest's fails the call. What the
+/// callbacks saw counts only if the call succeeds.
+pub fn for_each_block_checked(
+    path: &Path,
+    expected: &FileEntry,
+    each: impl FnMut(BlockKey, u64) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut input = BufReader::with_capacity(1 << 20, Hashing::new(file));
+    let read = blocks_of(&mut input, each);
+    // Whatever follows the end line (or an error) is part of the file too.
+    io::copy(&mut input, &mut io::sink()).with_context(|| format!("reading {}", path.display()))?;
+    let (size, sha256) = input.into_inner().finish();
+    if size != expected.size {
+        bail!("{}: {size} bytes, the manifest says {}", path.display(), expected.size);
+    }
+    if sha256 != expected.sha256 {
+        bail!("{}: SHA-256 differs from the manifest", path.display());
+    }
+    read.with_context(|| format!("reading {}", path.display()))
+}
+
+fn blocks_of<R: BufRead>(input: R, mut each: impl FnMut(BlockKey, u64) -> Result<()>) -> Result<(u64, u64)> {
     let mut pools: HashMap<u16, String> = HashMap::new();
-    read(BufReader::with_capacity(1 << 20, file), |line| match line {
+    read(input, |line| match line {
         Line::Pool(p) => {
             pools.insert(p.index, p.id);
             Ok(())
@@ -253,7 +283,37 @@ pub fn for_each_block(path: &Path, mut each: impl FnMut(BlockKey, u64) -> Result
         }
         _ => Ok(()),
     })
-    .with_context(|| format!("reading {}", path.display()))
+}
+
+/// A reader that counts and hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+
+    /// Size and SHA-256 (hex) of everything read.
+    fn finish(self) -> (u64, String) {
+        (self.size, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
 }
 
 fn parse(text: &str) -> Result<Line> {
@@ -394,6 +454,79 @@ mod tests {
 
         let cut = &bytes[..bytes.len() - 8];
         assert!(read(cut, |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn checked_streaming_fails_after_the_blocks_when_the_file_differs_from_the_manifest() {
+        let version = VersionLine {
+            dir: 0,
+            mode: 0o644,
+            size: 10,
+            sha256: "ab".into(),
+            stored: "hopsfs/n/VERSION".into(),
+        };
+        let mut w = Writer::new(Vec::new(), "n").unwrap();
+        w.write(&Line::Pool(PoolLine {
+            dir: 0,
+            index: 0,
+            id: "BP-1".into(),
+            version,
+        }))
+        .unwrap();
+        for id in 1..=3 {
+            w.write(&Line::Block(BlockLine {
+                dir: 0,
+                pool: 0,
+                id,
+                genstamp: 1,
+                len: 10,
+                mode: 0o644,
+                meta_len: 7,
+                meta_mode: 0o644,
+                path: None,
+            }))
+            .unwrap();
+        }
+        let bytes = w.finish().unwrap().0;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inventory.tsv");
+        std::fs::write(&path, &bytes).unwrap();
+        let entry = FileEntry {
+            path: "hopsfs/n/inventory.tsv".into(),
+            size: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        };
+        let mut seen = 0;
+        let totals = for_each_block_checked(&path, &entry, |_, _| {
+            seen += 1;
+            Ok(())
+        });
+        assert_eq!((totals.unwrap(), seen), ((3, 30), 3));
+
+        // One byte changed in a block's genstamp: every block is still seen,
+        // then the call fails.
+        let text = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replacen("\t1\t10\t", "\t2\t10\t", 1);
+        std::fs::write(&path, &text).unwrap();
+        let mut seen = 0;
+        let err = for_each_block_checked(&path, &entry, |_, _| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(seen, 3);
+        assert!(
+            format!("{err:#}").contains("SHA-256 differs from the manifest"),
+            "{err:#}"
+        );
+
+        // Bytes after the end line count too.
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"x");
+        std::fs::write(&path, &longer).unwrap();
+        let err = for_each_block_checked(&path, &entry, |_, _| Ok(())).unwrap_err();
+        assert!(format!("{err:#}").contains("the manifest says"), "{err:#}");
     }
 
     #[test]

@@ -1,17 +1,32 @@
 //! `manifest.json`: what a backup holds and how it went, node by node. It is
 //! written last and atomically; a backup folder without one never counts.
+//!
+//! Every manifest carries the SHA-256 of its own content as its last key, so
+//! one damaged byte (or a hand-edited status) is seen: the body is the pretty
+//! JSON of the manifest without the checksum (it ends with `\n}`), and the file
+//! is that body with `,\n  "checksum": "sha256:<hex of the body>"\n}\n` put in
+//! place of its final `\n}`. Reading checks the raw bytes, never a
+//! re-serialisation ([`encode`], [`decode`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
+use anyhow::{bail, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::fsutil::FileEntry;
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Role};
 
-/// Version of the manifest format.
-pub const FORMAT: u32 = 1;
+/// Version of the manifest format (2: with its own checksum).
+pub const FORMAT: u32 = 2;
+
+/// What comes between the body and the checksum's hex digits.
+const CHECKSUM_KEY: &[u8] = b",\n  \"checksum\": \"sha256:";
+/// What follows the hex digits: the end of the file.
+const CHECKSUM_END: &[u8] = b"\"\n}\n";
 
 /// Outcome of a whole backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +167,9 @@ pub struct Manifest {
     #[serde(default)]
     pub hopsfs: Option<HopsfsInfo>,
     pub nodes: Vec<NodeRecord>,
+    /// `sha256:<hex>` of the manifest's own content (see [`encode`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 impl Manifest {
@@ -166,5 +184,163 @@ impl Manifest {
     /// Total size of the backup's own files.
     pub fn size(&self) -> u64 {
         self.files().map(|f| f.size).sum()
+    }
+}
+
+/// The bytes of `manifest.json` for `manifest`: its pretty JSON with the
+/// checksum of that JSON as the last key.
+pub fn encode(manifest: &Manifest) -> Result<Vec<u8>> {
+    let plain = match manifest.checksum {
+        None => Cow::Borrowed(manifest),
+        Some(_) => Cow::Owned(Manifest {
+            checksum: None,
+            ..manifest.clone()
+        }),
+    };
+    let mut body = serde_json::to_vec_pretty(plain.as_ref())?;
+    if !body.ends_with(b"\n}") {
+        bail!("the manifest's JSON does not end with a closing brace on its own line");
+    }
+    let sum = hex::encode(Sha256::digest(&body));
+    body.truncate(body.len() - 2);
+    body.extend_from_slice(CHECKSUM_KEY);
+    body.extend_from_slice(sum.as_bytes());
+    body.extend_from_slice(CHECKSUM_END);
+    Ok(body)
+}
+
+/// The manifest in `bytes` if they are exactly what [`encode`] wrote: they
+/// end with the checksum, the checksum matches, they parse, and the format is
+/// [`FORMAT`]. Otherwise why not, for a "damaged" verdict.
+pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
+    let Some((body, sum)) = split_checksum(bytes) else {
+        return Err(match serde_json::from_slice::<FormatOnly>(bytes) {
+            Ok(f) if f.format != FORMAT => format!("it has format {}, this hwdr reads format {FORMAT}", f.format),
+            _ => "it does not end with its checksum (truncated or edited)".into(),
+        });
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(body);
+    hasher.update(b"\n}");
+    if hex::encode(hasher.finalize()).as_bytes() != sum {
+        return Err("its checksum does not match its content (changed after it was written)".into());
+    }
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("it does not parse: {e}"))?;
+    if manifest.format != FORMAT {
+        return Err(format!(
+            "it has format {}, this hwdr reads format {FORMAT}",
+            manifest.format
+        ));
+    }
+    Ok(manifest)
+}
+
+/// The body before the checksum key and the checksum's hex digits, if the
+/// file ends exactly as [`encode`] ends it.
+fn split_checksum(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = bytes.windows(CHECKSUM_KEY.len()).rposition(|w| w == CHECKSUM_KEY)?;
+    let (sum, end) = bytes[at + CHECKSUM_KEY.len()..].split_at_checked(64)?;
+    let hex_digits = sum.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+    (hex_digits && end == CHECKSUM_END).then(|| (&bytes[..at], sum))
+}
+
+/// Enough of any manifest to name its format.
+#[derive(Deserialize)]
+struct FormatOnly {
+    format: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let t = DateTime::parse_from_rfc3339("2026-11-23T18:19:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        Manifest {
+            format: FORMAT,
+            backup_id: "2611231819".parse().unwrap(),
+            cluster: "prod".into(),
+            status: BackupStatus::Complete,
+            hwdr_version: "0.1.0".into(),
+            leader: "head1".into(),
+            started_at: t,
+            finished_at: t,
+            failed_step: None,
+            error: None,
+            rondb: RondbInfo {
+                ndb_backup_id: 263_271_819,
+                result: None,
+                data_node_ids: [2].into(),
+                parts: [(2, 1)].into(),
+            },
+            hopsfs: None,
+            nodes: Vec::new(),
+            checksum: None,
+        }
+    }
+
+    #[test]
+    fn encoded_manifests_decode_with_their_checksum() {
+        let bytes = encode(&manifest()).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.ends_with("\"\n}\n"), "{text}");
+        let body = text.rsplit_once(",\n  \"checksum\"").unwrap().0;
+        let sum = hex::encode(Sha256::digest(format!("{body}\n}}")));
+        assert!(text.contains(&format!("\"checksum\": \"sha256:{sum}\"")), "{text}");
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.checksum, Some(format!("sha256:{sum}")));
+        assert_eq!(
+            Manifest {
+                checksum: None,
+                ..back.clone()
+            },
+            manifest()
+        );
+        // Encoding a manifest that was read gives the same bytes.
+        assert_eq!(encode(&back).unwrap(), bytes);
+    }
+
+    #[test]
+    fn any_changed_byte_or_a_missing_checksum_is_damage() {
+        let bytes = encode(&manifest()).unwrap();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                decode(&bad).is_err(),
+                "byte {i} flipped: {}",
+                String::from_utf8_lossy(&bad)
+            );
+        }
+        let edited = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"complete\"", "\"failed\"");
+        let why = decode(edited.as_bytes()).unwrap_err();
+        assert!(why.contains("checksum does not match"), "{why}");
+        assert!(decode(&bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .contains("does not end with its checksum"));
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(b"\n");
+        assert!(decode(&extra).is_err());
+    }
+
+    #[test]
+    fn a_manifest_without_checksum_or_of_another_format_is_damage() {
+        let old = Manifest {
+            format: 1,
+            ..manifest()
+        };
+        let plain = serde_json::to_vec_pretty(&old).unwrap();
+        assert_eq!(decode(&plain).unwrap_err(), "it has format 1, this hwdr reads format 2");
+        // With a valid checksum, the format is still checked.
+        let why = decode(&encode(&old).unwrap()).unwrap_err();
+        assert_eq!(why, "it has format 1, this hwdr reads format 2");
+        let mut current = serde_json::to_vec_pretty(&manifest()).unwrap();
+        current.push(b'\n');
+        assert!(decode(&current).unwrap_err().contains("does not end with its checksum"));
+        assert!(decode(b"").is_err());
     }
 }

@@ -28,6 +28,9 @@ use manifest::Manifest;
 /// Version of the repository layout.
 const REPO_FORMAT: u32 = 1;
 
+/// The file that makes a folder a repository (written by `hwdr repo init`).
+pub const MARKER: &str = "hwdr-repo.json";
+
 #[derive(Debug, Serialize, Deserialize)]
 struct RepoMarker {
     format: u32,
@@ -40,21 +43,134 @@ pub struct Repository {
     root: PathBuf,
 }
 
+/// What a backup folder's `manifest.json` says.
+#[derive(Debug)]
+pub enum ManifestState {
+    /// There is none: the backup is unfinished, or being taken.
+    Missing,
+    /// It cannot be trusted: it does not read, parse or match its checksum,
+    /// or it contradicts its folder. The reason.
+    Damaged(String),
+    /// It passed every check.
+    Ok(Box<Manifest>),
+}
+
 /// A backup folder as found in the repository.
 #[derive(Debug)]
 pub struct Entry {
     pub id: BackupId,
     pub dir: PathBuf,
-    /// `None` when the folder has no (readable) manifest.
-    pub manifest: Result<Option<Manifest>, String>,
+    pub manifest: ManifestState,
+}
+
+/// What `hwdr repo init` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Init {
+    /// The folder was empty and is now a repository.
+    Created,
+    /// The folder already was this cluster's repository.
+    Existing,
 }
 
 impl Repository {
-    /// The repository at `root`; nothing is checked or created yet.
+    /// The repository at `root`; nothing is checked. Commands use
+    /// [`Repository::open`]; this is for steps of a command that already did.
     pub fn new(root: &Path) -> Repository {
         Repository {
             root: root.to_path_buf(),
         }
+    }
+
+    /// The repository of `cluster` at `root`, for every command that reads or
+    /// writes it: the folder must exist and hold the marker `hwdr-repo.json`
+    /// of that cluster. An unmounted repository (a missing folder, or the
+    /// empty mount point) must never look like a repository without backups.
+    pub fn open(root: &Path, cluster: &str) -> Result<Repository> {
+        let repo = Repository::new(root);
+        if !root.is_dir() {
+            bail!(
+                "repository {} does not exist or is not a folder (is it mounted?)",
+                root.display()
+            );
+        }
+        match repo.marker()? {
+            Some(marker) => repo.check_marker(&marker, cluster)?,
+            None => bail!(
+                "repository {} is not an hwdr repository (no {MARKER}): is it mounted? To create one there, run \
+                 `hwdr repo init`",
+                root.display()
+            ),
+        }
+        Ok(repo)
+    }
+
+    /// Makes the existing, empty folder `root` the repository of `cluster`
+    /// (`hwdr repo init`). Never creates the folder itself; a folder that is
+    /// already this cluster's repository is left as it is.
+    pub fn init(root: &Path, cluster: &str) -> Result<Init> {
+        let repo = Repository::new(root);
+        if !root.is_dir() {
+            bail!(
+                "{} does not exist or is not a folder: create it (or mount the repository's file system there) first",
+                root.display()
+            );
+        }
+        if let Some(marker) = repo.marker()? {
+            repo.check_marker(&marker, cluster)?;
+            mkdir(&root.join("backups"), 0o755)?;
+            return Ok(Init::Existing);
+        }
+        let mut others: Vec<String> = fs::read_dir(root)
+            .with_context(|| format!("listing {}", root.display()))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("listing {}", root.display()))?;
+        // A freshly formatted ext4 file system holds lost+found.
+        others.retain(|name| name != "lost+found");
+        if !others.is_empty() {
+            others.sort();
+            bail!(
+                "{} is not empty and not an hwdr repository (it holds {}): use an empty folder",
+                root.display(),
+                others.join(", ")
+            );
+        }
+        let marker = RepoMarker {
+            format: REPO_FORMAT,
+            cluster: cluster.to_owned(),
+        };
+        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o644)?;
+        mkdir(&root.join("backups"), 0o755)?;
+        Ok(Init::Created)
+    }
+
+    fn marker(&self) -> Result<Option<RepoMarker>> {
+        let path = self.root.join(MARKER);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?,
+            )),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn check_marker(&self, marker: &RepoMarker, cluster: &str) -> Result<()> {
+        if marker.format != REPO_FORMAT {
+            bail!(
+                "{} has format {}, this hwdr knows {REPO_FORMAT}",
+                self.root.join(MARKER).display(),
+                marker.format
+            );
+        }
+        if marker.cluster != cluster {
+            bail!(
+                "repository {} belongs to cluster '{}', not '{cluster}'",
+                self.root.display(),
+                marker.cluster
+            );
+        }
+        Ok(())
     }
 
     /// The repository's folder.
@@ -72,51 +188,10 @@ impl Repository {
         self.root.join("backups").join(id.to_string())
     }
 
-    /// Checks the repository is there and belongs to `cluster`; marks a new,
-    /// existing folder as a repository. Never creates the folder itself: a
-    /// missing mount must not turn into a backup on the root file system.
-    pub fn open_for_writing(&self, cluster: &str) -> Result<()> {
-        if !self.root.is_dir() {
-            bail!(
-                "repository {} does not exist or is not a folder (is it mounted?)",
-                self.root.display()
-            );
-        }
-        let marker_path = self.root.join("hwdr-repo.json");
-        match fs::read(&marker_path) {
-            Ok(bytes) => {
-                let marker: RepoMarker =
-                    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", marker_path.display()))?;
-                if marker.format != REPO_FORMAT {
-                    bail!(
-                        "{} has format {}, this hwdr knows {REPO_FORMAT}",
-                        marker_path.display(),
-                        marker.format
-                    );
-                }
-                if marker.cluster != cluster {
-                    bail!(
-                        "repository {} belongs to cluster '{}', not '{cluster}'",
-                        self.root.display(),
-                        marker.cluster
-                    );
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                let marker = RepoMarker {
-                    format: REPO_FORMAT,
-                    cluster: cluster.to_owned(),
-                };
-                fsutil::write_atomic(&marker_path, &serde_json::to_vec_pretty(&marker)?, 0o644)?;
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", marker_path.display())),
-        }
-        mkdir(&self.root.join("backups"), 0o750)
-    }
-
     /// Creates the folder of a new backup; a taken id is an error, never an
     /// overwrite.
     pub fn create_backup_dir(&self, id: BackupId) -> Result<PathBuf> {
+        mkdir(&self.root.join("backups"), 0o750)?;
         let dir = self.backup_dir(id);
         match fs::DirBuilder::new().mode(0o750).create(&dir) {
             Ok(()) => {
@@ -124,9 +199,12 @@ impl Repository {
                     .with_context(|| format!("setting the mode of {}", dir.display()))?;
                 Ok(dir)
             }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                Err(HwdrError::IdTaken(format!("backup id {id} is already taken: {} exists", dir.display())).into())
-            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(HwdrError::IdTaken(format!(
+                "backup id {id} is already taken: {} exists; omit --id to use the next free minute, or pick \
+                 another id",
+                dir.display()
+            ))
+            .into()),
             Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
         }
     }
@@ -144,61 +222,61 @@ impl Repository {
         Ok(dir)
     }
 
-    /// Writes the manifest of a backup: last, atomically.
+    /// Writes the manifest of a backup, with its checksum: last, atomically.
     pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
         let path = self.backup_dir(manifest.backup_id).join("manifest.json");
-        let mut body = serde_json::to_vec_pretty(manifest)?;
-        body.push(b'\n');
-        fsutil::write_atomic(&path, &body, 0o640)
+        fsutil::write_atomic(&path, &manifest::encode(manifest)?, 0o640)
     }
 
-    /// Reads the manifest of backup `id`; `None` if it has none.
-    pub fn read_manifest(&self, id: BackupId) -> Result<Option<Manifest>> {
-        let path = self.backup_dir(id).join("manifest.json");
-        let manifest: Manifest = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        // The folder, the visible id and the NDB id must all name one backup.
-        let ndb = manifest.rondb.ndb_backup_id;
-        if manifest.backup_id != id || BackupId::from_ndb_id(ndb).ok() != Some(id) {
-            bail!(
-                "{} is inconsistent: it names backup {} with RonDB id {ndb}, but lies in the folder of {id}",
-                path.display(),
-                manifest.backup_id
+    /// The manifest of backup `id`, judged. A backup folder that does not
+    /// exist is [`HwdrError::NotFound`].
+    pub fn read_manifest(&self, id: BackupId) -> Result<ManifestState> {
+        let dir = self.backup_dir(id);
+        if !dir.is_dir() {
+            return Err(
+                HwdrError::NotFound(format!("no backup {id} in {}; see `hwdr list`", self.root.display())).into(),
             );
         }
-        Ok(Some(manifest))
+        Ok(judge(&dir.join("manifest.json"), id))
     }
 
-    /// The manifest of backup `id` if the backup may be restored: it exists
-    /// and is complete.
+    /// The manifest of backup `id` if the backup may be used (restored,
+    /// drilled): it exists, passed its checks, and is complete. Anything else
+    /// is [`HwdrError::NotFound`] or [`HwdrError::Refused`], naming why.
     pub fn complete_manifest(&self, id: BackupId) -> Result<Manifest> {
-        let manifest = self
-            .read_manifest(id)?
-            .ok_or_else(|| anyhow::anyhow!("backup {id} has no manifest"))?;
-        if manifest.status != manifest::BackupStatus::Complete {
-            bail!(
-                "backup {id} is {}, not complete: it cannot be restored",
-                manifest.status
-            );
+        let refused = |why: String| anyhow::Error::from(HwdrError::Refused(why));
+        match self.read_manifest(id)? {
+            ManifestState::Missing => Err(refused(format!(
+                "backup {id} has no manifest: it is not a complete backup (unfinished, or being taken)"
+            ))),
+            ManifestState::Damaged(why) => Err(refused(format!(
+                "backup {id} is damaged: manifest.json: {why}; it cannot be used"
+            ))),
+            ManifestState::Ok(m) if m.status != manifest::BackupStatus::Complete => Err(refused(format!(
+                "backup {id} is {}, not complete (failed at {}: {}): it cannot be restored",
+                m.status,
+                m.failed_step.as_deref().unwrap_or("?"),
+                m.error.as_deref().unwrap_or("?")
+            ))),
+            ManifestState::Ok(m) => Ok(*m),
         }
-        Ok(manifest)
     }
 
-    /// The manifest of the newest complete backup (by its end time), if any.
+    /// The manifest of the newest complete backup (by its end time), if any;
+    /// damaged manifests never count.
     pub fn latest_complete(&self) -> Result<Option<Manifest>> {
         Ok(self
             .entries()?
             .into_iter()
-            .filter_map(|e| e.manifest.ok().flatten())
-            .filter(|m| m.status == manifest::BackupStatus::Complete)
+            .filter_map(|e| match e.manifest {
+                ManifestState::Ok(m) if m.status == manifest::BackupStatus::Complete => Some(*m),
+                _ => None,
+            })
             .max_by_key(|m| (m.finished_at, m.backup_id)))
     }
 
-    /// Every backup folder, in no particular order. Folders whose name is not
-    /// a backup id are skipped.
+    /// Every backup folder with its manifest judged, in no particular order.
+    /// Folders whose name is not a backup id are skipped.
     pub fn entries(&self) -> Result<Vec<Entry>> {
         let dir = self.root.join("backups");
         let read = match fs::read_dir(&dir) {
@@ -212,15 +290,41 @@ impl Repository {
             let Some(id) = item.file_name().to_str().and_then(|n| n.parse::<BackupId>().ok()) else {
                 continue;
             };
-            let manifest = self.read_manifest(id).map_err(|e| format!("{e:#}"));
             entries.push(Entry {
                 id,
+                manifest: judge(&item.path().join("manifest.json"), id),
                 dir: item.path(),
-                manifest,
             });
         }
         Ok(entries)
     }
+}
+
+/// Reads and checks the manifest at `path` of backup `id`'s folder.
+fn judge(path: &Path, id: BackupId) -> ManifestState {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return ManifestState::Missing,
+        Err(e) => return ManifestState::Damaged(format!("cannot be read: {e}")),
+    };
+    let manifest = match manifest::decode(&bytes) {
+        Ok(m) => m,
+        Err(why) => return ManifestState::Damaged(why),
+    };
+    // The folder, the visible id and the NDB id must all name one backup.
+    let ndb = manifest.rondb.ndb_backup_id;
+    if manifest.backup_id != id || BackupId::from_ndb_id(ndb).ok() != Some(id) {
+        return ManifestState::Damaged(format!(
+            "it names backup {} with RonDB id {ndb}, but lies in the folder of {id}",
+            manifest.backup_id
+        ));
+    }
+    // A complete backup holds every data node's part; one naming none could
+    // only be "restored" with `ndb_restore -n 0`.
+    if manifest.status == manifest::BackupStatus::Complete && manifest.rondb.data_node_ids.is_empty() {
+        return ManifestState::Damaged("it says complete but names no RonDB data node".into());
+    }
+    ManifestState::Ok(Box::new(manifest))
 }
 
 /// Creates a folder (and its missing parents) with exactly `mode`, whatever

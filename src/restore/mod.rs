@@ -28,7 +28,7 @@ use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
 use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{BackupStatus, Manifest};
-use crate::repo::Repository;
+use crate::repo::{ManifestState, Repository};
 use crate::rondb::restore::{self as rr, NdbAction};
 use crate::runner::{self, Cmd, RunAs};
 use state::{PartState, RestoreState, Status, StepState};
@@ -101,11 +101,24 @@ pub struct Restore<'a> {
 }
 
 impl<'a> Restore<'a> {
-    /// A restore of backup `id`; fails if it has no manifest.
+    /// A restore of backup `id`; fails if it does not exist (not found), or
+    /// has no manifest or a damaged one (refused).
     pub fn new(config: &'a Config, id: BackupId, client: Option<&'a AgentClient>, rt: &'a Runtime) -> Result<Self> {
-        let manifest = Repository::new(&config.repository)
-            .read_manifest(id)?
-            .ok_or_else(|| HwdrError::Refused(format!("backup {id} has no manifest: it is not a backup")))?;
+        let manifest = match Repository::new(&config.repository).read_manifest(id)? {
+            ManifestState::Ok(m) => *m,
+            ManifestState::Missing => {
+                return Err(HwdrError::Refused(format!(
+                    "backup {id} has no manifest: it is not a complete backup (unfinished, or being taken)"
+                ))
+                .into())
+            }
+            ManifestState::Damaged(why) => {
+                return Err(HwdrError::Refused(format!(
+                    "backup {id} is damaged: manifest.json: {why}; it cannot be restored"
+                ))
+                .into())
+            }
+        };
         Ok(Restore {
             config,
             manifest,

@@ -10,8 +10,10 @@ pub mod restore;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::path::Path;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::backup_id::BackupId;
@@ -19,7 +21,7 @@ use crate::config::Config;
 use crate::job::JobControl;
 use crate::repo::fsutil::FileEntry;
 use crate::repo::manifest::BackupStatus;
-use crate::repo::Repository;
+use crate::repo::{ManifestState, Repository};
 
 /// What collecting a node's parts stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,16 +53,49 @@ pub fn collect_parts(config: &Config, id: BackupId, control: &JobControl) -> Res
 }
 
 /// Removes local `BACKUP-<id>` folders of hwdr backups, keeping the newest
-/// `[rondb] keep_local` and every one whose parts are not in a complete
-/// backup of the repository. Folders not named by an hwdr id are left alone.
+/// `[rondb] keep_local` (by the backup times in the manifests, never by id)
+/// and every one whose parts are not in a complete backup of the repository.
+/// Folders not named by an hwdr id are left alone.
 pub fn prune_local(config: &Config, control: &JobControl) -> Result<Vec<String>> {
     let root = config.rondb.backup_dir.join("BACKUP");
-    let mut ours: Vec<(BackupId, String)> = Vec::new();
-    let entries = match fs::read_dir(&root) {
+    let repo = Repository::new(&config.repository);
+    let my_ids: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
+    // Only folders whose backup is complete in the repository may go.
+    let mut stored: Vec<(DateTime<Utc>, BackupId, String)> = Vec::new();
+    for (id, name) in local_backups(&root)? {
+        control.check()?;
+        match repo.read_manifest(id) {
+            Ok(ManifestState::Ok(m))
+                if m.status == BackupStatus::Complete && my_ids.is_subset(&m.rondb.data_node_ids) =>
+            {
+                stored.push((m.started_at, id, name));
+            }
+            Ok(ManifestState::Damaged(why)) => warn!("keeping {name}: the manifest of backup {id} is damaged: {why}"),
+            Ok(_) => info!("keeping {name}: backup {id} is not complete in the repository"),
+            Err(_) => info!("keeping {name}: backup {id} is not in the repository"),
+        }
+    }
+    // Newest first, by when the backups were taken.
+    stored.sort_by(|a, b| b.cmp(a));
+    let mut removed = Vec::new();
+    for (_, id, name) in stored.into_iter().skip(config.rondb.keep_local) {
+        control.check()?;
+        let path = root.join(&name);
+        fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+        info!("removed local RonDB backup {name} (backup {id} is in the repository)");
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+/// The `BACKUP-<ndb id>` folders below `root` that an hwdr id names.
+fn local_backups(root: &Path) -> Result<Vec<(BackupId, String)>> {
+    let entries = match fs::read_dir(root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("listing {}", root.display())),
     };
+    let mut ours = Vec::new();
     for entry in entries {
         let name = entry
             .with_context(|| format!("listing {}", root.display()))?
@@ -74,29 +109,5 @@ pub fn prune_local(config: &Config, control: &JobControl) -> Result<Vec<String>>
             ours.push((id, name));
         }
     }
-    ours.sort();
-    let keep = ours.len().saturating_sub(config.rondb.keep_local);
-    let repo = Repository::new(&config.repository);
-    let my_ids: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
-    let mut removed = Vec::new();
-    for (id, name) in ours.into_iter().take(keep) {
-        control.check()?;
-        let stored = match repo.read_manifest(id) {
-            Ok(Some(m)) => m.status == BackupStatus::Complete && my_ids.is_subset(&m.rondb.data_node_ids),
-            Ok(None) => false,
-            Err(e) => {
-                warn!("keeping {name}: {e:#}");
-                false
-            }
-        };
-        if !stored {
-            info!("keeping {name}: backup {id} is not complete in the repository");
-            continue;
-        }
-        let path = root.join(&name);
-        fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
-        info!("removed local RonDB backup {name} (backup {id} is in the repository)");
-        removed.push(name);
-    }
-    Ok(removed)
+    Ok(ours)
 }

@@ -157,6 +157,14 @@ parallelism = 2
                 },
             );
         }
+        // The repository is set up once, from the first node.
+        let first = &built[nodes[0].0];
+        run_ok(
+            Command::new(hwdr_bin())
+                .arg("--config")
+                .arg(&first.config)
+                .args(["repo", "init"]),
+        );
         Cluster {
             dir,
             sim,

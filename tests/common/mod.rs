@@ -176,6 +176,12 @@ textfile = "{state}/hwdr.prom"
             ),
         )
         .unwrap();
+        run_ok(
+            Command::new(hwdr_bin())
+                .arg("--config")
+                .arg(&config)
+                .args(["repo", "init"]),
+        );
         Single {
             dir,
             sim,

@@ -167,6 +167,7 @@ class HopsfsRestoreTest(unittest.TestCase):
     def _agent(cls):
         node = cls.node
         node.write("/etc/hwdr/hwdr.toml", CONFIG)
+        node.run(["hwdr", "repo", "init"])
         cls.token = secrets.token_hex(32)
         node.write(TOKEN_FILE, cls.token + "\n", mode=0o600)
         # Type=notify: systemd-run returns once the agent sent READY=1.

@@ -41,6 +41,7 @@ class JournaldTest(unittest.TestCase):
             node.run(["install", "-d", "-m", "0755", "/srv/repo"])
             node.write("/etc/hwdr/cluster-definition.yml", "name: prod\nnodes: [head1]\n")
             node.write("/etc/hwdr/hwdr.toml", CONFIG)
+            node.run(["hwdr", "repo", "init"])
         except BaseException:
             cls.cluster.dump_failed_journals()
             raise
