@@ -20,13 +20,17 @@ test: fmt-check clippy unit sim-test e2e
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
+# Both builds: the release one, and the tests' one with fault injection.
 clippy:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
 
 # Unit tests and the integration tests in tests/ (the built binary against
-# temp dirs and the simulators). Tests that switch users need root.
+# temp dirs and the simulators). Tests that switch users need root. The
+# binary is built with fault injection (feature `failpoints`, src/fault.rs)
+# so the fault tests can kill or stop it at a chosen step.
 unit:
-	$(CARGO) test --locked -- --test-threads=4
+	$(CARGO) test --locked --features failpoints -- --test-threads=4
 
 sim-test:
 	$(PYTHON) -m unittest discover -s tests/sim -p 'test_*.py'
@@ -41,7 +45,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps systemd systemd-container dbus rsync \
-		build-essential debhelper dpkg-dev lintian faketime
+		build-essential debhelper dpkg-dev lintian faketime strace
 
 # The main job on this machine: a backup of a simulated five-node cluster.
 demo: build

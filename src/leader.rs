@@ -646,18 +646,22 @@ fn trust_latest_complete(config: &Config, distinct: &mut plan::Distinct) {
             return;
         }
     };
-    let Some(hopsfs) = prev.hopsfs.filter(|h| h.block_storage == BlockStorage::Local) else {
+    let Some(hopsfs) = prev.hopsfs.as_ref().filter(|h| h.block_storage == BlockStorage::Local) else {
         return;
     };
-    let paths: Vec<PathBuf> = hopsfs
-        .nodes
-        .iter()
-        .map(|n| {
-            repo.backup_dir(prev.backup_id)
-                .join(crate::hopsfs::node::inventory_rel(n))
-        })
-        .collect();
-    match plan::mark_known(distinct, &paths) {
+    let mut inventories: Vec<(PathBuf, FileEntry)> = Vec::new();
+    for node in &hopsfs.nodes {
+        let rel = crate::hopsfs::node::inventory_rel(node);
+        let Some(entry) = prev.files().find(|f| f.path == rel) else {
+            warn!(
+                "looking every block up in the store: backup {} does not list {rel}",
+                prev.backup_id
+            );
+            return;
+        };
+        inventories.push((repo.backup_dir(prev.backup_id).join(&rel), entry.clone()));
+    }
+    match plan::mark_known(distinct, &inventories) {
         Ok(known) => info!(
             known,
             "{known} blocks are listed by backup {}, the latest complete one: not looked up in the store",

@@ -227,3 +227,60 @@ fn verify_of_a_missing_id_is_not_found_and_of_a_failed_backup_is_refused_leaving
         verified_at
     );
 }
+
+/// A repository written by hwdr 0.1 (format 1, manifests without checksum)
+/// is not taken for damaged: every command names `hwdr repo upgrade`, which
+/// seals the manifests that parse and leaves a damaged one damaged.
+#[test]
+fn a_format_1_repository_is_upgraded_not_called_damaged() {
+    let c = Single::new(&[(2, 1)]);
+    for id in [ID, "2611231820"] {
+        let out = c.hwdr(&["backup", "--id", id]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    // As hwdr 0.1 left them: format 1, no checksum; one of them unreadable.
+    for id in [ID, "2611231820"] {
+        let path = c.backup_path(id).join("manifest.json");
+        let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        m["format"] = 1.into();
+        m.as_object_mut().unwrap().remove("checksum");
+        fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    }
+    let broken = c.backup_path("2611231820").join("manifest.json");
+    let mut bytes = fs::read(&broken).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&broken, bytes).unwrap();
+    let marker = c.repo.join("hwdr-repo.json");
+    fs::write(&marker, r#"{"format":1,"cluster":"prod"}"#).unwrap();
+
+    let out = c.hwdr(&["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("run `hwdr repo upgrade`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = c.hwdr(&["repo", "upgrade"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains(&format!("backup {ID}: manifest sealed")), "{said}");
+    assert!(said.contains("backup 2611231820: DAMAGED manifest.json"), "{said}");
+    assert!(!c.repo.join("lock").exists());
+
+    let out = c.hwdr(&["verify", ID]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let list = text(&c.hwdr(&["list"]).stdout);
+    assert!(
+        list.lines().any(|l| l.starts_with(ID) && l.contains("complete")),
+        "{list}"
+    );
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("2611231820") && l.contains("damaged")),
+        "{list}"
+    );
+    // Twice is harmless.
+    let again = c.hwdr(&["repo", "upgrade"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+}

@@ -16,11 +16,38 @@ pub enum Command {
     /// Mark the configured repository folder (existing and empty, mounted) as
     /// this cluster's repository; once, before the first backup.
     Init,
+    /// Bring a repository written by hwdr 0.1 (format 1) to the current
+    /// format: seal every manifest with its checksum. Once, after upgrading.
+    Upgrade,
 }
 
-/// Runs `hwdr repo init`.
-pub fn run(config_path: &Path, Command::Init: Command) -> Result<Code> {
+/// Runs `hwdr repo init` or `hwdr repo upgrade`.
+pub fn run(config_path: &Path, command: Command) -> Result<Code> {
     let config = super::load_config(config_path)?;
+    match command {
+        Command::Init => init(&config),
+        Command::Upgrade => upgrade(&config),
+    }
+}
+
+fn upgrade(config: &crate::config::Config) -> Result<Code> {
+    let done = Repository::upgrade(&config.repository, &config.cluster)?;
+    for id in &done.sealed {
+        outln!("backup {id}: manifest sealed with its checksum");
+    }
+    for (id, why) in &done.damaged {
+        outln!("backup {id}: DAMAGED manifest.json: {why} (left as it is; it lists as damaged)");
+    }
+    outln!(
+        "{} is at the current format: {} manifest(s) sealed, {} damaged",
+        config.repository.display(),
+        done.sealed.len(),
+        done.damaged.len()
+    );
+    Ok(Code::Success)
+}
+
+fn init(config: &crate::config::Config) -> Result<Code> {
     let path = config.repository.display();
     match Repository::init(&config.repository, &config.cluster)? {
         Init::Created => outln!(

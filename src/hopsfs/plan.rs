@@ -201,16 +201,17 @@ impl Assignment {
     }
 }
 
-/// Marks the blocks that the inventories at `paths` (those of the latest
-/// complete backup) list with the same length. A complete backup's blocks
+/// Marks the blocks that the `inventories` (those of the latest
+/// complete backup, each checked against its manifest entry while it is
+/// read) list with the same length. A complete backup's blocks
 /// were stored, synced before its manifest was written, and pruning keeps
 /// them while its manifest exists, so [`missing`] need not look for them in
 /// the store. Returns how many blocks were marked. The inventories are
 /// streamed; nothing but the marks is kept.
-pub fn mark_known(d: &mut Distinct, paths: &[PathBuf]) -> Result<u64> {
+pub fn mark_known(d: &mut Distinct, inventories: &[(PathBuf, FileEntry)]) -> Result<u64> {
     let mut marked = 0;
-    for path in paths {
-        inventory::for_each_block(path, |key, len| {
+    for (path, expected) in inventories {
+        inventory::for_each_block_checked(path, expected, |key, len| {
             if let Some(h) = compact(d, &key).and_then(|k| d.blocks.get_mut(&k)) {
                 if h.len == len && h.holders & KNOWN == 0 {
                     h.holders |= KNOWN;

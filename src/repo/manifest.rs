@@ -235,6 +235,16 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
     Ok(manifest)
 }
 
+/// The manifest of a repository of format 1 (hwdr 0.1, no checksums), for
+/// `hwdr repo upgrade`: it must parse and say format 1.
+pub fn decode_legacy(bytes: &[u8]) -> Result<Manifest, String> {
+    let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("it does not parse: {e}"))?;
+    if manifest.format != 1 || manifest.checksum.is_some() {
+        return Err(format!("it has format {}, not 1", manifest.format));
+    }
+    Ok(manifest)
+}
+
 /// The body before the checksum key and the checksum's hex digits, if the
 /// file ends exactly as [`encode`] ends it.
 fn split_checksum(bytes: &[u8]) -> Option<(&[u8], &[u8])> {

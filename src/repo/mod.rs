@@ -25,8 +25,9 @@ use crate::backup_id::BackupId;
 use crate::exit::HwdrError;
 use manifest::Manifest;
 
-/// Version of the repository layout.
-const REPO_FORMAT: u32 = 1;
+/// Version of the repository layout: 2 since manifests carry a checksum of
+/// their own content (format 1: hwdr 0.1, `hwdr repo upgrade` seals them).
+const REPO_FORMAT: u32 = 2;
 
 /// The file that makes a folder a repository (written by `hwdr repo init`).
 pub const MARKER: &str = "hwdr-repo.json";
@@ -61,6 +62,15 @@ pub struct Entry {
     pub id: BackupId,
     pub dir: PathBuf,
     pub manifest: ManifestState,
+}
+
+/// What `hwdr repo upgrade` did.
+#[derive(Debug, Default)]
+pub struct Upgrade {
+    /// Backups whose manifest was sealed with its checksum.
+    pub sealed: Vec<BackupId>,
+    /// Backups whose manifest does not parse, and why (left as they are).
+    pub damaged: Vec<(BackupId, String)>,
 }
 
 /// What `hwdr repo init` found.
@@ -117,7 +127,7 @@ impl Repository {
         }
         if let Some(marker) = repo.marker()? {
             repo.check_marker(&marker, cluster)?;
-            mkdir(&root.join("backups"), 0o755)?;
+            mkdir(&root.join("backups"), 0o750)?;
             return Ok(Init::Existing);
         }
         let mut others: Vec<String> = fs::read_dir(root)
@@ -139,9 +149,75 @@ impl Repository {
             format: REPO_FORMAT,
             cluster: cluster.to_owned(),
         };
-        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o644)?;
-        mkdir(&root.join("backups"), 0o755)?;
+        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o640)?;
+        mkdir(&root.join("backups"), 0o750)?;
         Ok(Init::Created)
+    }
+
+    /// Brings a format-1 repository of `cluster` (hwdr 0.1) to the current
+    /// format: every manifest that parses is written again with its checksum
+    /// (atomically), then the marker. Manifests that do not parse are left as
+    /// they are and named (they will be listed as damaged). Holds the lock.
+    pub fn upgrade(root: &Path, cluster: &str) -> Result<Upgrade> {
+        let repo = Repository::new(root);
+        let marker = repo
+            .marker()?
+            .ok_or_else(|| anyhow::anyhow!("{} is not an hwdr repository (no {MARKER})", root.display()))?;
+        if marker.format == REPO_FORMAT {
+            repo.check_marker(&marker, cluster)?;
+            return Ok(Upgrade::default());
+        }
+        if marker.format != 1 || marker.cluster != cluster {
+            repo.check_marker(&marker, cluster)?;
+        }
+        let _lock = lock::RepoLock::acquire(
+            &repo.lock_path(),
+            lock::LockInfo::for_this_process("upgrade", None, chrono::Utc::now()),
+        )?;
+        let mut done = Upgrade::default();
+        for id in repo.backup_ids()? {
+            let path = repo.backup_dir(id).join("manifest.json");
+            let bytes = match fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            match manifest::decode_legacy(&bytes) {
+                Ok(mut m) => {
+                    m.format = manifest::FORMAT;
+                    fsutil::write_atomic(&path, &manifest::encode(&m)?, 0o640)?;
+                    done.sealed.push(id);
+                }
+                // Sealed already (an upgrade that stopped half-way).
+                Err(_) if manifest::decode(&bytes).is_ok() => {}
+                Err(why) => done.damaged.push((id, why)),
+            }
+        }
+        let marker = RepoMarker {
+            format: REPO_FORMAT,
+            cluster: cluster.to_owned(),
+        };
+        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o640)?;
+        Ok(done)
+    }
+
+    /// The ids of every backup folder (by folder name).
+    fn backup_ids(&self) -> Result<Vec<BackupId>> {
+        let dir = self.root.join("backups");
+        let read = match fs::read_dir(&dir) {
+            Ok(read) => read,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        let mut ids = Vec::new();
+        for item in read {
+            let item = item.with_context(|| format!("listing {}", dir.display()))?;
+            if let Some(id) = item.file_name().to_str().and_then(|n| n.parse().ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
     }
 
     fn marker(&self) -> Result<Option<RepoMarker>> {
@@ -156,6 +232,13 @@ impl Repository {
     }
 
     fn check_marker(&self, marker: &RepoMarker, cluster: &str) -> Result<()> {
+        if marker.format == 1 {
+            bail!(
+                "repository {} has format 1 (hwdr 0.1): its manifests carry no checksum; run `hwdr repo upgrade` once \
+                 to check and seal them",
+                self.root.display()
+            );
+        }
         if marker.format != REPO_FORMAT {
             bail!(
                 "{} has format {}, this hwdr knows {REPO_FORMAT}",

@@ -14,6 +14,7 @@ after `cargo build --bin hwdr --examples` (see README.md); `HWDR_BIN` and
 
 import json
 import os
+import shutil
 import secrets
 import stat
 import sys
@@ -202,6 +203,8 @@ class HopsfsRestoreTest(unittest.TestCase):
         # A failed restore leaves the data node stopped; the next test needs it up.
         if self.unit("datanode")["ActiveState"] != "active":
             self.node.run(["systemctl", "start", "datanode.service"])
+        # ... and may leave its staged blocks, which a restore would reuse.
+        shutil.rmtree(self.node.host_path(f"{DATA_DIR}/.hwdr-staging"), ignore_errors=True)
 
     # -------------------------------------------------------------- helpers
 
@@ -258,7 +261,20 @@ class HopsfsRestoreTest(unittest.TestCase):
 
     def restore_job(self, clean=False, timeout=120):
         """Runs a hopsfs_restore job of BACKUP_ID and waits for its end;
-        returns its last status and how long it took."""
+        returns its last status and how long it took. The agent runs restore
+        jobs only while the repository lock names a restore of that backup,
+        as `hwdr restore` holds it: the test writes such a lock meanwhile."""
+        lock = self.node.host_path("/srv/repo/lock")
+        with open(lock, "w") as f:
+            json.dump({"host": "e2e-test-leader", "pid": 1, "pid_start": None,
+                       "since": "2026-11-23T18:19:00Z", "operation": "restore",
+                       "backup_id": BACKUP_ID}, f)
+        try:
+            return self._restore_job(clean, timeout)
+        finally:
+            os.remove(lock)
+
+    def _restore_job(self, clean, timeout):
         started = time.monotonic()
         code, created = self.api("POST", "/v1/jobs", {
             "kind": "hopsfs_restore", "node": "head1", "backup_id": BACKUP_ID, "clean": clean})
@@ -352,14 +368,18 @@ class HopsfsRestoreTest(unittest.TestCase):
         self.assertInOrder(["stopped datanode.service",
                             f"restored the HopsFS storage of head1 from backup {BACKUP_ID}",
                             "started datanode.service"], self.agent_messages(mark))
-        # ... and every file was written while the data node was down.
+        # ... every file was copied (staged, checked) while the data node
+        # still ran, and moved into place (a rename: its ctime) while it was down.
         down = self.unit_usec("datanode.service", "InactiveEnterTimestamp") * 1000
         up = self.unit_usec("datanode.service", "ActiveEnterTimestamp") * 1000
         root = self.node.host_path(DATA_DIR)
         for rel, *_ in self.before:
-            mtime = os.lstat(os.path.join(root, rel)).st_mtime_ns
-            self.assertTrue(down - CLOCK_SLACK_NS <= mtime <= up,
-                            f"{rel}: mtime {mtime} not in [{down}, {up}]")
+            st = os.lstat(os.path.join(root, rel))
+            self.assertLessEqual(st.st_mtime_ns, down + CLOCK_SLACK_NS,
+                                 f"{rel}: written at {st.st_mtime_ns}, after the stop at {down}")
+            self.assertTrue(down - CLOCK_SLACK_NS <= st.st_ctime_ns <= up,
+                            f"{rel}: moved into place at {st.st_ctime_ns}, not in [{down}, {up}]")
+        self.assertFalse(os.path.exists(os.path.join(root, ".hwdr-staging")))
 
         # The data folder is back: paths, owners, modes, bytes.
         self.assertEqual(snapshot(root), self.before)
@@ -400,38 +420,53 @@ class HopsfsRestoreTest(unittest.TestCase):
         self.assertEqual(after["ExecMainPID"], before["ExecMainPID"], "the data node was restarted")
         self.assertEqual(snapshot(self.node.host_path(DATA_DIR)), data_before)
 
-    def test_failed_restore_leaves_the_data_node_stopped(self):
-        """A restore that fails after the data node was stopped (a block is
-        missing from the block store) leaves it stopped: a data node must not
-        start on a half-restored tree (jobs.rs: `execute_async`)."""
+    def test_missing_block_is_refused_without_stopping_the_data_node(self):
+        """A block missing from the block store is found while the blocks are
+        staged, before the data node is stopped: nothing is touched."""
         before = self.unit("datanode")
         self.assertEqual(before["ActiveState"], "active", before)
-        blocks = self.node.host_path("/srv/repo/blocks")
-        victim = None
-        for dirpath, _, files in os.walk(blocks):
-            for name in sorted(files):
-                if name.startswith("blk_") and not name.endswith(".meta"):
-                    victim = os.path.join(dirpath, name)
-                    break
-            if victim:
-                break
-        self.assertIsNotNone(victim, "no stored block")
+        victim = self.a_stored_block()
         hidden = victim + ".hidden"
         os.rename(victim, hidden)
         try:
             # Remove the node's copy too, so the restore has to copy it.
-            block_name = os.path.basename(victim).rsplit("_", 1)[0]
-            for dirpath, _, files in os.walk(self.node.host_path(DATA_DIR)):
-                if block_name in files:
-                    os.remove(os.path.join(dirpath, block_name))
+            self.remove_from_data_dir(os.path.basename(victim).rsplit("_", 1)[0])
+            data_before = snapshot(self.node.host_path(DATA_DIR))
             mark = self.cursor()
             status, seconds = self.restore_job()
-            log(f"failed restore: {seconds:.2f}s")
+            log(f"refused restore (missing block): {seconds:.2f}s")
         finally:
             os.rename(hidden, victim)
         agent_log = self.journal_since(mark, "hwdr-agent.service")
         self.assertEqual(status["state"], "failed", f"{status}\n{agent_log}")
-        self.assertIn("is missing", status["error"])
+        self.assertIn("missing or damaged", status["error"])
+        self.assertIn(os.path.basename(victim), status["error"])
+        after = self.unit("datanode")
+        self.assertEqual(after["ActiveState"], "active", after)
+        self.assertEqual(after["ExecMainPID"], before["ExecMainPID"], "the data node was restarted")
+        self.assertEqual(snapshot(self.node.host_path(DATA_DIR)), data_before)
+
+    def test_failed_restore_leaves_the_data_node_stopped(self):
+        """A restore that fails after the data node was stopped (a file is in
+        the way of a block's folder, so the move into place fails) leaves it
+        stopped: a data node must not start on a half-restored tree (jobs.rs:
+        `execute_async`)."""
+        before = self.unit("datanode")
+        self.assertEqual(before["ActiveState"], "active", before)
+        name = os.path.basename(self.a_stored_block()).rsplit("_", 1)[0]
+        folder = self.remove_from_data_dir(name)
+        shutil.rmtree(folder)
+        with open(folder, "w") as f:
+            f.write("in the way")
+        try:
+            mark = self.cursor()
+            status, seconds = self.restore_job()
+            log(f"failed restore: {seconds:.2f}s")
+        finally:
+            os.remove(folder)
+        agent_log = self.journal_since(mark, "hwdr-agent.service")
+        self.assertEqual(status["state"], "failed", f"{status}\n{agent_log}")
+        self.assertIn("restoring", status["error"])
         after = self.unit("datanode")
         self.assertEqual((after["ActiveState"], after["SubState"]), ("inactive", "dead"), after)
         messages = self.agent_messages(mark)
@@ -442,6 +477,23 @@ class HopsfsRestoreTest(unittest.TestCase):
         self.assertNotIn(MSG_UNIT_STARTED, unit_events)
         agent = self.unit("hwdr-agent")
         self.assertEqual((agent["ActiveState"], agent["StatusText"]), ("active", "idle"), agent)
+
+    def a_stored_block(self):
+        """The path (on the host) of one block file in the block store."""
+        for dirpath, _, files in sorted(os.walk(self.node.host_path("/srv/repo/blocks"))):
+            for name in sorted(files):
+                if name.startswith("blk_") and not name.endswith(".meta"):
+                    return os.path.join(dirpath, name)
+        self.fail("no stored block")
+
+    def remove_from_data_dir(self, block_name):
+        """Removes block file `block_name` (blk_<id>) from the data folder;
+        returns its folder (on the host)."""
+        for dirpath, _, files in os.walk(self.node.host_path(DATA_DIR)):
+            if block_name in files:
+                os.remove(os.path.join(dirpath, block_name))
+                return dirpath
+        self.fail(f"{block_name} is not in the data folder")
 
 
 if __name__ == "__main__":
