@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench sandbox sandbox-down deb
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-durability sandbox sandbox-down deb
 
 all: build
 
@@ -60,6 +60,14 @@ bench:
 	cp Cargo.lock bench/crc/Cargo.lock
 	CARGO_TARGET_DIR=$(CURDIR)/target $(CARGO) build --release --offline --manifest-path bench/crc/Cargo.toml
 	bash bench/hopsfs.sh
+
+# What the block store's durability costs (full backups before and after
+# issue 11, alternating) and how fast an interrupted backup stops, as root:
+# a few GiB, about 15 minutes (the first run also builds the baseline).
+bench-durability:
+	$(CARGO) build --release --locked --example gen_datanodes
+	$(CARGO) build --release --locked
+	bash bench/durability.sh
 
 # The Debian package (debian/): target/debian/hwdr_<version>_<arch>.deb with
 # its .buildinfo and .changes, checked by lintian (errors fail). dpkg-buildpackage
