@@ -41,7 +41,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps systemd systemd-container dbus rsync \
-		build-essential debhelper dpkg-dev lintian faketime
+		build-essential debhelper dpkg-dev lintian faketime strace
 
 # The main job on this machine: a backup of a simulated five-node cluster.
 demo: build
