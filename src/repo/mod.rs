@@ -117,7 +117,7 @@ impl Repository {
         }
         if let Some(marker) = repo.marker()? {
             repo.check_marker(&marker, cluster)?;
-            mkdir(&root.join("backups"), 0o755)?;
+            mkdir(&root.join("backups"), 0o750)?;
             return Ok(Init::Existing);
         }
         let mut others: Vec<String> = fs::read_dir(root)
@@ -139,8 +139,8 @@ impl Repository {
             format: REPO_FORMAT,
             cluster: cluster.to_owned(),
         };
-        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o644)?;
-        mkdir(&root.join("backups"), 0o755)?;
+        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o640)?;
+        mkdir(&root.join("backups"), 0o750)?;
         Ok(Init::Created)
     }
 
