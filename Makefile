@@ -22,11 +22,13 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
 
 # Unit tests and the integration tests in tests/ (the built binary against
-# temp dirs and the simulators). Tests that switch users need root.
+# temp dirs and the simulators), with the fault injection points the
+# tests/faults_*.rs need. Tests that switch users need root.
 unit:
-	$(CARGO) test --locked -- --test-threads=4
+	$(CARGO) test --locked --features failpoints -- --test-threads=4
 
 sim-test:
 	$(PYTHON) -m unittest discover -s tests/sim -p 'test_*.py'
