@@ -443,10 +443,12 @@ fn stage_block(
 /// yet in place or staged (block and `.meta` lengths).
 fn check_space(p: &Prepared, config: &Config) -> Result<()> {
     let mut need: HashMap<u16, u64> = HashMap::new();
-    let walk = walk_inventory(p, config, |_, item| {
+    let walk = walk_inventory(p, config, |walk, item| {
         if let Item::Block(place) = item {
-            let in_place = fs::metadata(place.block()).is_ok_and(|m| m.len() == place.len);
-            if !in_place {
+            let has = |block: &Path| fs::metadata(block).is_ok_and(|m| m.len() == place.len);
+            // Staged by an interrupted stage: that space is taken already.
+            let staged = has(&staged_block(&staging_dir(walk.dir(place.dir)?), &place.key));
+            if !has(&place.block()) && !staged {
                 *need.entry(place.dir).or_default() += place.len + place.line.meta_len;
             }
         }

@@ -84,7 +84,7 @@ impl RepoLock {
     /// Takes the lock at `path` or explains who holds it.
     pub fn acquire(path: &Path, info: LockInfo) -> Result<RepoLock> {
         let body = serde_json::to_vec_pretty(&info)?;
-        match OpenOptions::new().write(true).create_new(true).mode(0o644).open(path) {
+        match OpenOptions::new().write(true).create_new(true).mode(0o640).open(path) {
             Ok(mut file) => {
                 let written = file.write_all(&body).and_then(|_| file.sync_all());
                 if let Err(e) = written {
