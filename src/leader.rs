@@ -863,13 +863,17 @@ fn backup_hopsfs(
     let mut lengths = BTreeMap::new();
     for (k, node, len, good) in plan::bad_lengths(&distinct) {
         let key = distinct.key(&k);
+        lengths.insert(key.to_string(), good);
+        if tried.get(&k).is_some_and(|bits| bits & (1 << node) != 0) {
+            // Already reported: its CRCs failed too.
+            continue;
+        }
         let text = format!(
             "{key} on {}: {len} bytes, the good replica has {good} (truncated or with bytes appended)",
             names[node]
         );
         warn!(hwdr_node = %names[node], "bad replica: {text}");
         bad_replicas.push(text);
-        lengths.insert(key.to_string(), good);
     }
     Some(HopsfsInfo {
         block_storage: BlockStorage::Local,
