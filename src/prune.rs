@@ -253,6 +253,7 @@ pub fn prune(
     };
     for d in decisions.iter().filter(|d| !d.keep) {
         crate::cancel::check()?;
+        crate::fault::point("prune-remove-backup", None)?;
         let id: BackupId = d.id.parse()?;
         let dir = repo.backup_dir(id);
         let size = dir_size(&dir);

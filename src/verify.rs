@@ -135,6 +135,7 @@ fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bo
         report.bytes_read += expected.size;
         let read = inventory::for_each_block_checked(&dir.join(&rel), expected, |key, len| {
             crate::cancel::check()?;
+            crate::fault::point("verify-block", None)?;
             if !seen.contains(&key) {
                 let len = h.good_len(&key, len);
                 check_block(&store, &key, len, full, report);

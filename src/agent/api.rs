@@ -14,9 +14,10 @@
 //! lock does not name the backup or restore the job belongs to), 503 (the
 //! agent is stopping).
 //!
-//! A job is bound to its leader by a lease: every status request renews it,
-//! and a job whose status nobody asked for during `[backup] node_timeout` is
-//! cancelled (its leader died or lost the network).
+//! A job is bound to its leader by a lease: every status request renews it
+//! (while it waits, and after its answer), and a job whose status nobody asked
+//! for during `[backup] node_timeout` is cancelled (its leader died or lost
+//! the network).
 
 use std::collections::{BTreeMap, BTreeSet};
 

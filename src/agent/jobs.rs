@@ -189,7 +189,10 @@ pub fn run_everywhere(
                     let _permit = permits.acquire_owned().await;
                     let started = Utc::now();
                     let what = request.describe();
-                    let result = if node.name == config.this_node {
+                    // After SIGTERM/SIGINT, a node whose turn comes gets no job.
+                    let result = if crate::cancel::requested() {
+                        Err(anyhow!(crate::cancel::INTERRUPTED).context(format!("node {} got no job", node.name)))
+                    } else if node.name == config.this_node {
                         execute_async(config, request, JobControl::default()).await
                     } else {
                         match client {

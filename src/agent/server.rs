@@ -190,7 +190,7 @@ async fn job_status(
     query: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<JobStatus>, ApiErr> {
     let wait = wait_of(query)?;
-    renew_lease(&shared, &id)?;
+    renew_lease(&shared, &id, wait)?;
     wait_for_end(&shared, &id, wait).await.map(Json)
 }
 
@@ -227,11 +227,12 @@ fn unknown_job(id: &str) -> ApiErr {
     )
 }
 
-/// A status request keeps the job's leader's claim on it alive.
-fn renew_lease(shared: &Shared, id: &str) -> Result<(), ApiErr> {
+/// A status request keeps the job's leader's claim on it alive: while it
+/// waits (`wait`), and for the lease after its answer.
+fn renew_lease(shared: &Shared, id: &str, wait: Duration) -> Result<(), ApiErr> {
     let mut jobs = shared.jobs();
     let entry = jobs.entries.get_mut(id).ok_or_else(|| unknown_job(id))?;
-    entry.lease_until = Instant::now() + shared.lease;
+    entry.lease_until = Instant::now() + wait + shared.lease;
     Ok(())
 }
 

@@ -311,6 +311,7 @@ fn scan_pool<W: std::io::Write>(
     // at most one batch of lines (and of caches) is held in memory.
     for batch in top.subdirs.chunks(LIST_THREADS * 2) {
         control.check()?;
+        crate::fault::point("hopsfs-list-batch", Some(control))?;
         let caches: Vec<Option<listcache::Cache>> = match &scan.cache_dir {
             Some(dir) => as_myself(|| Ok(batch.iter().map(|name| load_cache(dir, name)).collect()))?,
             None => batch.iter().map(|_| None).collect(),

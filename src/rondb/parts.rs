@@ -207,6 +207,7 @@ pub fn copy_parts(
                 mkdir(&parent, 0o750)?;
             }
             control.check()?;
+            crate::fault::point("rondb-copy-part", Some(control))?;
             let entry = fsutil::copy_hashed(&src.join(file), &dst, 0o640, rel, control)?;
             control.file_done(entry.size);
             entries.push(entry);
