@@ -452,7 +452,10 @@ pub fn run_backup(
         head.add("schemas", schemas);
     }
     let result = head.run("ndb-backup", |_| {
-        let outcome = crate::runner::run(mgm::start_backup_cmd(config, mysql.clone(), ndb))?;
+        let outcome = crate::runner::run(mgm::start_backup_cmd(config, mysql.clone(), ndb)).inspect_err(|_| {
+            // Killed (a stop or its timeout): the data nodes must not go on with it.
+            mgm::abort_backup(config, mysql.clone(), ndb);
+        })?;
         let result = mgm::judge_start_backup(&outcome, ndb)?;
         info!(
             master_node = result.master_node,
@@ -864,10 +867,9 @@ fn backup_hopsfs(
     for (k, node, len, good) in plan::bad_lengths(&distinct) {
         let key = distinct.key(&k);
         lengths.insert(key.to_string(), good);
-        if tried.get(&k).is_some_and(|bits| bits & (1 << node) != 0) {
-            // Already reported: its CRCs failed too.
-            continue;
-        }
+        // One line per replica: the length says more than the CRC failure it also caused.
+        let prefix = format!("{key} on {}: ", names[node]);
+        bad_replicas.retain(|t: &String| !t.starts_with(&prefix));
         let text = format!(
             "{key} on {}: {len} bytes, the good replica has {good} (truncated or with bytes appended)",
             names[node]

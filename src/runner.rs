@@ -90,6 +90,9 @@ pub struct Cmd {
     pub stdout: StdoutTo,
     /// The job the program belongs to: cancelling it kills the program.
     pub control: Option<JobControl>,
+    /// Runs to its end (or its timeout) even when hwdr is stopping: a
+    /// clean-up that must happen because hwdr stops.
+    pub unstoppable: bool,
 }
 
 impl Cmd {
@@ -102,7 +105,15 @@ impl Cmd {
             timeout,
             stdout: StdoutTo::Capture,
             control: None,
+            unstoppable: false,
         }
+    }
+
+    /// Lets the program run to its end (or timeout) even when hwdr was asked
+    /// to stop: for the clean-up a stop itself needs.
+    pub fn unstoppable(mut self) -> Cmd {
+        self.unstoppable = true;
+        self
     }
 
     /// Kills the program when `control`'s job is cancelled.
@@ -264,7 +275,8 @@ pub fn run(cmd: Cmd) -> Result<Outcome> {
     }
     drop(line_tx);
 
-    let status = wait_with_timeout(child, pgid, cmd.timeout, cmd.control.as_ref());
+    let control = if cmd.unstoppable { None } else { cmd.control.as_ref() };
+    let status = wait_with_timeout(child, pgid, cmd.timeout, control, !cmd.unstoppable);
     for reader in readers {
         let _ = reader.join();
     }
@@ -341,6 +353,7 @@ fn wait_with_timeout(
     pgid: Pid,
     timeout: Duration,
     control: Option<&JobControl>,
+    on_signal: bool,
 ) -> Result<Option<ExitStatus>> {
     let (tx, rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
@@ -351,7 +364,7 @@ fn wait_with_timeout(
     let status = loop {
         match rx.recv_timeout(POLL) {
             Ok(status) => break Some(status.context("waiting for the program")?),
-            Err(_) if crate::cancel::requested() || control.is_some_and(JobControl::is_cancelled) => {
+            Err(_) if (on_signal && crate::cancel::requested()) || control.is_some_and(JobControl::is_cancelled) => {
                 cancelled = true;
                 break None;
             }

@@ -396,6 +396,14 @@ fn hanging_program_times_out() {
     );
     assert_eq!(c.manifest(ID).unwrap()["status"], "failed");
     assert!(!c.repo.join("lock").exists());
+    // The killed START BACKUP is aborted on the data nodes too.
+    assert!(
+        c.invocations()
+            .iter()
+            .any(|r| r["program"] == "mgm-client.sh" && r["argv"][1] == format!("ABORT BACKUP {NDB_ID}")),
+        "{:?}",
+        c.invocations()
+    );
 }
 
 #[test]

@@ -437,6 +437,12 @@ fn sigterm_while_the_leader_runs_a_program_kills_it_and_fails_the_backup() {
     assert_eq!(m["failed_step"], "head1/ndb-backup");
     assert!(m["error"].as_str().unwrap().contains("interrupted"), "{}", m["error"]);
     assert!(!c.repo.join("lock").exists());
+    // The data nodes must not go on with the backup hwdr gave up on.
+    let aborted = fs::read_to_string(c.sim.join("state/invocations.jsonl")).unwrap();
+    assert!(
+        aborted.contains("\"ABORT BACKUP 263271819\""),
+        "no ABORT BACKUP after the kill:\n{aborted}"
+    );
     simctl(c, &["control", "mgm-client.sh", "--clear"]);
     assert_backup_completes(c, "2611231820");
 }
@@ -665,7 +671,10 @@ fn a_sigkilled_leaders_jobs_are_cancelled_by_unlock_and_the_next_backup_succeeds
     let out = c.hwdr("head1", &["unlock"]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(stdout.contains("removed the lock of backup by pid"), "{stdout}");
+    assert!(
+        stdout.contains("removed the lock: backup of backup 2611231819 by pid"),
+        "{stdout}"
+    );
     for (node, id) in &held {
         assert!(
             stdout.contains(&format!(

@@ -27,13 +27,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
     let repo = super::open_repository(&config)?;
     match lock::unlock(&repo.lock_path(), args.force)? {
-        Some(holder) => outln!(
-            "removed the lock of {} by pid {} on {} since {}",
-            holder.operation,
-            holder.pid,
-            holder.host,
-            holder.since
-        ),
+        Some(holder) => outln!("removed the lock: {}", holder.describe()),
         None => outln!("the repository is not locked"),
     }
     let current = lock::read(&repo.lock_path()).ok().flatten();

@@ -232,6 +232,14 @@ impl Repository {
     }
 
     fn check_marker(&self, marker: &RepoMarker, cluster: &str) -> Result<()> {
+        // Another cluster's repository first: whatever its format, it is not ours.
+        if marker.cluster != cluster {
+            bail!(
+                "repository {} belongs to cluster '{}', not '{cluster}'",
+                self.root.display(),
+                marker.cluster
+            );
+        }
         if marker.format == 1 {
             bail!(
                 "repository {} has format 1 (hwdr 0.1): its manifests carry no checksum; run `hwdr repo upgrade` once \
@@ -246,15 +254,9 @@ impl Repository {
                 marker.format
             );
         }
-        if marker.cluster != cluster {
-            bail!(
-                "repository {} belongs to cluster '{}', not '{cluster}'",
-                self.root.display(),
-                marker.cluster
-            );
-        }
         Ok(())
     }
+
 
     /// The repository's folder.
     pub fn root(&self) -> &Path {

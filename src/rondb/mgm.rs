@@ -16,6 +16,30 @@ pub fn start_backup_cmd(config: &Config, user: RunAs, ndb_id: u32) -> Cmd {
         .arg(format!("START BACKUP {ndb_id} SNAPSHOTEND WAIT COMPLETED"))
 }
 
+/// How long `ABORT BACKUP` may take.
+const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `mgm-client.sh -e "ABORT BACKUP <id>"`: after hwdr killed a `START BACKUP
+/// ... WAIT COMPLETED` (stopped by a signal, or timed out), the data nodes
+/// would go on with the backup, and its files could collide with the next
+/// one. Runs even when hwdr is stopping; its outcome is logged, never fatal.
+pub fn abort_backup(config: &Config, user: RunAs, ndb_id: u32) {
+    let cmd = Cmd::new(&config.rondb.mgm_client, user, ABORT_TIMEOUT)
+        .arg("-e")
+        .arg(format!("ABORT BACKUP {ndb_id}"))
+        .unstoppable();
+    match crate::runner::run(cmd) {
+        Ok(outcome) if outcome.status.success() => {
+            tracing::warn!("RonDB backup {ndb_id} was not finished: ABORT BACKUP {ndb_id} ordered")
+        }
+        Ok(outcome) => tracing::warn!(
+            "ABORT BACKUP {ndb_id} failed ({}); stop it by hand if it still runs",
+            crate::runner::describe(outcome.status)
+        ),
+        Err(e) => tracing::warn!("ABORT BACKUP {ndb_id} could not run: {e:#}"),
+    }
+}
+
 /// Judges the output of `START BACKUP`: the parsed result, or an error that
 /// says what RonDB answered. An id that exists on a data node is
 /// [`HwdrError::IdTaken`].

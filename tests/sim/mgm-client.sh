@@ -8,6 +8,7 @@ writes the simulated backup files of every data node (docs/simulators.md).
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import hwdrsim  # noqa: E402
@@ -275,6 +276,11 @@ def execute(sim, command):
     if upper == ["SHOW"]:
         show(sim)
     elif upper[:2] == ["START", "BACKUP"]:
+        if sim.mode.name == "hang":
+            # A backup that never completes; the management server still
+            # answers other commands (ABORT BACKUP) at once.
+            time.sleep(hwdrsim.HANG_SECONDS)
+            sys.exit(1)
         start_backup(sim, words[2:])
     elif upper[:2] == ["ABORT", "BACKUP"] and len(words) == 3 and words[2].isdigit():
         print(f"Abort of backup {words[2]} ordered")
@@ -292,7 +298,7 @@ def interactive(sim):
 
 def main():
     """Entry point."""
-    sim = hwdrsim.start(PROGRAM)
+    sim = hwdrsim.start(PROGRAM, hang=False)
     connectstring, command = parse_wrapper_args(sys.argv[1:])
     fail_if_unreachable(sim, connectstring)
     if command is None:

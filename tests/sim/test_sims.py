@@ -357,11 +357,15 @@ class FailureModeTest(SimTestCase):
         self.assertFalse(os.path.exists(self.backup_path(3, 2)))
 
     def test_hang(self):
-        for program, args in (("mgm-client.sh", ["-e", "SHOW"]), ("mysqlpump", []),
+        for program, args in (("mgm-client.sh", ["-e", "START BACKUP 5 WAIT COMPLETED"]),
+                              ("mysqlpump", []),
                               ("mysql-client.sh", ["-e", "SHOW DATABASES"])):
             self.control(program, "hang")
             with self.assertRaises(subprocess.TimeoutExpired):
                 self.run_sim(program, *args, timeout=1.5)
+        # The management server still answers while a backup hangs.
+        self.assertEqual(self.run_sim("mgm-client.sh", "-e", "ABORT BACKUP 5", timeout=10).stdout,
+                         "Abort of backup 5 ordered\n")
 
     def test_client_failures(self):
         self.control("mysqlpump", "fail")
