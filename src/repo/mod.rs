@@ -257,7 +257,6 @@ impl Repository {
         Ok(())
     }
 
-
     /// The repository's folder.
     pub fn root(&self) -> &Path {
         &self.root
