@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::job::JobControl;
 use crate::repo::Repository;
 use crate::rondb::restore::{self as rr, NdbAction};
-use crate::runner::{self, Cmd, RunAs};
+use crate::runner::{self, Cmd};
 use crate::verify;
 
 /// What a drill found.
@@ -76,7 +76,7 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
 
     if let Some(cs) = &config.drill.connectstring {
         let spare = spare_config(config, cs);
-        let mysql = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"));
+        let mysql = config.rondb_user();
         let ndb = manifest.rondb.ndb_backup_id;
         let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.clone();
         let meta_id = ids.iter().next().copied().unwrap_or(0);
@@ -118,11 +118,7 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
         });
         if !config.drill.check_command.is_empty() {
             step("check", &mut || {
-                let user = if config.drill.user == "root" {
-                    RunAs::root()
-                } else {
-                    RunAs::lookup(&config.drill.user, &config.origins.key("drill", "user"))?
-                };
+                let user = config.drill_user()?;
                 let (program, args) = config
                     .drill
                     .check_command

@@ -379,8 +379,7 @@ pub fn run_backup(
     client: Option<&AgentClient>,
     rt: &Runtime,
 ) -> Result<Manifest> {
-    let mysql = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))
-        .map_err(|e| HwdrError::Config(format!("{e:#}")))?;
+    let mysql = config.rondb_user().map_err(|e| HwdrError::Config(format!("{e:#}")))?;
     let repo = Repository::open(&config.repository, &config.cluster)?;
     let _lock = RepoLock::acquire(
         &repo.lock_path(),

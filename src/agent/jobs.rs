@@ -55,7 +55,7 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
             backup_id, data_node, ..
         } => {
             let manifest = complete_manifest(config, *backup_id)?;
-            let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
+            let user = config.rondb_user()?;
             let ndb = manifest.rondb.ndb_backup_id;
             let outcome = runner::run(
                 rondb::restore::ndb_restore_cmd(config, user, ndb, *data_node, NdbAction::Data).stopped_by(control),
@@ -64,12 +64,12 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
             JobResult::Ran { tail: outcome.tail }
         }
         JobRequest::RestoreCommand { step, .. } => {
-            let command = match step {
-                CommandKind::Opensearch => &config.opensearch,
-                CommandKind::Kafka => &config.kafka,
+            let (command, user) = match step {
+                CommandKind::Opensearch => (&config.opensearch, config.opensearch_user()?),
+                CommandKind::Kafka => (&config.kafka, config.kafka_user()?),
             };
             JobResult::Ran {
-                tail: run_command_step(config, step.step(), command, Some(control))?,
+                tail: run_command_step(config, step.step(), command, user, Some(control))?,
             }
         }
     })
@@ -127,19 +127,15 @@ pub fn complete_manifest(config: &Config, id: BackupId) -> Result<Manifest> {
     Repository::new(&config.repository).complete_manifest(id)
 }
 
-/// Runs an `[opensearch]`/`[kafka]` command as its user; fails on a non-zero
+/// Runs an `[opensearch]`/`[kafka]` command as its `user`; fails on a non-zero
 /// exit or an `ERROR` line. Returns the last lines of its output.
 pub fn run_command_step(
     config: &Config,
     step: &str,
     command: &CommandStep,
+    user: RunAs,
     control: Option<&JobControl>,
 ) -> Result<Vec<String>> {
-    let user = if command.user == "root" {
-        RunAs::root()
-    } else {
-        RunAs::lookup(&command.user, &config.origins.key(step, "user"))?
-    };
     let (program, args) = command
         .argv
         .split_first()

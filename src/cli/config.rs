@@ -11,7 +11,6 @@ use crate::config::{Config, Role};
 use crate::exit::{Code, HwdrError};
 use crate::outln;
 use crate::repo::Repository;
-use crate::runner::RunAs;
 
 /// `hwdr config ...`
 #[derive(Debug, clap::Subcommand)]
@@ -78,7 +77,8 @@ fn check_host(config: &Config, report: &mut Report) {
     let rondb_user = this.has(Role::Head) || this.has(Role::Rondb);
     if rondb_user {
         report.check(
-            RunAs::lookup(&config.rondb.user, &o.key("rondb", "user"))
+            config
+                .rondb_user()
                 .map(|u| {
                     format!(
                         "{}: user '{}' exists (uid {}, gid {})",
@@ -197,22 +197,19 @@ fn check_host(config: &Config, report: &mut Report) {
 fn check_hopsfs(config: &Config, report: &mut Report) {
     let o = &config.origins;
     report.check(
-        RunAs::lookup(&config.hopsfs.user, &o.key("hopsfs", "user"))
+        config
+            .hdfs_user()
             .map(|u| format!("{}: user '{}' exists (uid {})", o.key("hopsfs", "user"), u.name, u.uid))
             .map_err(|e| format!("{e:#}")),
     );
-    match uzers::get_group_by_name(&config.hopsfs.group) {
-        Some(g) => report.ok(format!(
+    match config.hopsfs_group() {
+        Ok(g) => report.ok(format!(
             "{}: group '{}' exists (gid {})",
             o.key("hopsfs", "group"),
             config.hopsfs.group,
             g.gid()
         )),
-        None => report.fail(format!(
-            "{}: no such group '{}'",
-            o.key("hopsfs", "group"),
-            config.hopsfs.group
-        )),
+        Err(e) => report.fail(format!("{e:#}")),
     }
     for dir in &config.hopsfs.data_dirs {
         if dir.join("current/VERSION").is_file() {

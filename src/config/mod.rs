@@ -21,6 +21,7 @@ mod retention;
 mod rondb;
 #[cfg(test)]
 mod test_support;
+mod users;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -81,10 +81,6 @@ pub struct Uploaded {
     pub bad: Vec<BadReplica>,
 }
 
-fn hdfs_user(config: &Config) -> Result<RunAs> {
-    RunAs::lookup(&config.hopsfs.user, &config.origins.key("hopsfs", "user"))
-}
-
 /// A small file read as `hdfs`, to be stored in the backup.
 struct Captured {
     stored: String,
@@ -117,7 +113,7 @@ impl Captured {
 /// Lists this node's finalized blocks and VERSION files, reading as
 /// `[hopsfs] user`, into `hopsfs/<node>/` of backup `id`.
 pub fn take_inventory(config: &Config, id: BackupId, control: &JobControl) -> Result<Listed> {
-    let hdfs = hdfs_user(config)?;
+    let hdfs = config.hdfs_user()?;
     let backup_dir = Repository::new(&config.repository).backup_in_progress(id)?;
     let node = config.this_node.as_str();
     let rel_root = node_rel_dir(node);
@@ -498,7 +494,7 @@ fn scan_dir(finalized: &Path, rel: &Path, (dir, pool): (u16, u16)) -> Result<Fol
 /// node into the block store, each checked against its CRCs. Replicas that
 /// fail are reported, not fatal: the leader takes them from another node.
 pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -> Result<Uploaded> {
-    let hdfs = hdfs_user(config)?;
+    let hdfs = config.hdfs_user()?;
     let backup_dir = Repository::new(&config.repository).backup_in_progress(id)?;
     let node = config.this_node.as_str();
     let store = BlockStore::new(&config.repository);

@@ -43,7 +43,6 @@ use crate::job::JobControl;
 use crate::repo::fsutil;
 use crate::repo::manifest::{HopsfsInfo, Manifest};
 use crate::repo::Repository;
-use crate::runner::RunAs;
 
 /// The staging folder's name inside a storage folder.
 pub const STAGING: &str = ".hwdr-staging";
@@ -153,14 +152,8 @@ fn checked_file(manifest: &Manifest, backup_dir: &Path, rel: &str) -> Result<Pat
 }
 
 fn owner(config: &Config) -> Result<Owner> {
-    let hdfs = RunAs::lookup(&config.hopsfs.user, &config.origins.key("hopsfs", "user"))?;
-    let group = uzers::get_group_by_name(&config.hopsfs.group).ok_or_else(|| {
-        anyhow!(
-            "{}: no such group '{}'",
-            config.origins.key("hopsfs", "group"),
-            config.hopsfs.group
-        )
-    })?;
+    let hdfs = config.hdfs_user()?;
+    let group = config.hopsfs_group()?;
     Ok(Owner {
         uid: hdfs.uid.as_raw(),
         gid: group.gid(),

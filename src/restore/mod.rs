@@ -752,7 +752,7 @@ impl<'a> Restore<'a> {
             let tail = error_tail(&e);
             (e, tail)
         };
-        let mysql = || RunAs::lookup(&c.rondb.user, &c.origins.key("rondb", "user"));
+        let mysql = || c.rondb_user();
         match action {
             Action::StageLeader => {
                 let ids = BTreeSet::from([self.meta_node_id()]);
@@ -802,7 +802,7 @@ impl<'a> Restore<'a> {
     /// `[restore] safemode_timeout`.
     fn wait_safemode(&self) -> Result<Vec<String>> {
         let c = self.config;
-        let user = RunAs::lookup(&c.hopsfs.user, &c.origins.key("hopsfs", "user"))?;
+        let user = c.hdfs_user()?;
         let (program, args) = c
             .hopsfs
             .safemode_command

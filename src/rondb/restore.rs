@@ -145,7 +145,7 @@ pub fn stage_parts(
 ) -> Result<StagedParts> {
     let ndb = manifest.rondb.ndb_backup_id;
     let prefix = format!("{}/", parts::repo_rel_dir(ndb));
-    let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
+    let user = config.rondb_user()?;
     let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
     let target = staged_dir(config, ndb);
     make_owned_dir(&config.restore.staging_dir, &user)?;
@@ -217,7 +217,7 @@ fn check_space(dir: &Path, bytes: u64) -> Result<()> {
 /// so the step can be repeated, as Hopsworks' restore does) and
 /// `schemas.sql`; returns their staged paths.
 pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathBuf)> {
-    let user = RunAs::lookup(&config.rondb.user, &config.origins.key("rondb", "user"))?;
+    let user = config.rondb_user()?;
     let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
     let target = staged_dir(config, manifest.rondb.ndb_backup_id);
     make_owned_dir(&config.restore.staging_dir, &user)?;
