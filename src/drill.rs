@@ -82,7 +82,14 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
         let meta_id = ids.iter().next().copied().unwrap_or(0);
         let run_ndb = |node: u32, action: NdbAction| -> Result<String> {
             let user = mysql.as_ref().map_err(|e| anyhow!("{e:#}"))?.clone();
-            let outcome = runner::run(rr::ndb_restore_cmd(&spare, user, ndb, node, action))?;
+            let outcome = runner::run(rr::ndb_restore_cmd(
+                &spare.rondb,
+                &spare.restore,
+                user,
+                ndb,
+                node,
+                action,
+            ))?;
             rr::judge_ndb_restore(&outcome)?;
             Ok(outcome.tail.last().cloned().unwrap_or_default())
         };
@@ -109,9 +116,14 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
                 );
             }
             let user = mysql.as_ref().map_err(|e| anyhow!("{e:#}"))?.clone();
-            let staged = rr::staged_dir(&spare, ndb);
+            let staged = rr::staged_dir(&spare.restore, ndb);
             for file in ["users.sql", "schemas.sql"] {
-                let outcome = runner::run(rr::mysql_source_cmd(&spare, user.clone(), &staged.join(file)))?;
+                let outcome = runner::run(rr::mysql_source_cmd(
+                    &spare.rondb,
+                    &spare.restore,
+                    user.clone(),
+                    &staged.join(file),
+                ))?;
                 rr::judge_mysql(&outcome)?;
             }
             Ok("users, grants and schemas replayed".into())

@@ -95,18 +95,19 @@ pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
             format!("copy {} into {}/config/", path.display(), dir.display()),
         ));
     }
-    let users = dump::mysqlpump_cmd(config, placeholder.clone());
+    let users = dump::mysqlpump_cmd(&config.rondb, &config.backup, placeholder.clone());
     steps.push(step(
         "users",
         &me,
         &mysql,
         format!("{} > {}", users.argv_display(), dir.join(dump::USERS_FILE).display()),
     ));
-    let show = dump::show_databases_cmd(config, placeholder.clone());
+    let show = dump::show_databases_cmd(&config.rondb, &config.backup, placeholder.clone());
     steps.push(step("schemas", &me, &mysql, show.argv_display()));
     let excluded = config.rondb.exclude_databases.join(",");
     let dump_cmd = dump::mysqldump_cmd(
-        config,
+        &config.rondb,
+        &config.backup,
         placeholder.clone(),
         &[format!("<every database listed except {excluded}>")],
     );
@@ -120,7 +121,7 @@ pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
             dir.join(dump::SCHEMAS_FILE).display()
         ),
     ));
-    let start = mgm::start_backup_cmd(config, placeholder, ndb);
+    let start = mgm::start_backup_cmd(&config.rondb, &config.backup, placeholder, ndb);
     steps.push(step("ndb-backup", &me, &mysql, start.argv_display()));
     for node in config.nodes.iter().filter(|n| n.has(Role::Rondb)) {
         steps.push(step(
@@ -429,14 +430,20 @@ pub fn run_backup(
             let users = scope.spawn(|| {
                 let _entered = parent.enter();
                 timed_step("users", |files| {
-                    files.push(dump::dump_users(config, mysql.clone(), &dir)?);
+                    files.push(dump::dump_users(&config.rondb, &config.backup, mysql.clone(), &dir)?);
                     Ok(())
                 })
             });
             let schemas = timed_step("schemas", |files| {
-                let databases = dump::databases_to_dump(config, mysql.clone())?;
+                let databases = dump::databases_to_dump(&config.rondb, &config.backup, mysql.clone())?;
                 info!("dumping the schemas of {} databases", databases.len());
-                files.push(dump::dump_schemas(config, mysql.clone(), &dir, &databases)?);
+                files.push(dump::dump_schemas(
+                    &config.rondb,
+                    &config.backup,
+                    mysql.clone(),
+                    &dir,
+                    &databases,
+                )?);
                 Ok(())
             });
             let users = users.join().unwrap_or_else(|_| Ran {
@@ -451,10 +458,11 @@ pub fn run_backup(
         head.add("schemas", schemas);
     }
     let result = head.run("ndb-backup", |_| {
-        let outcome = crate::runner::run(mgm::start_backup_cmd(config, mysql.clone(), ndb)).inspect_err(|_| {
-            // Killed (a stop or its timeout): the data nodes must not go on with it.
-            mgm::abort_backup(config, mysql.clone(), ndb);
-        })?;
+        let outcome = crate::runner::run(mgm::start_backup_cmd(&config.rondb, &config.backup, mysql.clone(), ndb))
+            .inspect_err(|_| {
+                // Killed (a stop or its timeout): the data nodes must not go on with it.
+                mgm::abort_backup(&config.rondb, mysql.clone(), ndb);
+            })?;
         let result = mgm::judge_start_backup(&outcome, ndb)?;
         info!(
             master_node = result.master_node,

@@ -48,7 +48,7 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
         }
         JobRequest::RestoreStage { backup_id, .. } => stage(config, *backup_id, control)?,
         JobRequest::RestoreUnstage { backup_id, .. } => {
-            rondb::restore::unstage(config, backup_id.ndb_id())?;
+            rondb::restore::unstage(&config.restore, backup_id.ndb_id())?;
             JobResult::Ran { tail: Vec::new() }
         }
         JobRequest::RestoreRondbData {
@@ -58,7 +58,8 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
             let user = config.rondb_user()?;
             let ndb = manifest.rondb.ndb_backup_id;
             let outcome = runner::run(
-                rondb::restore::ndb_restore_cmd(config, user, ndb, *data_node, NdbAction::Data).stopped_by(control),
+                rondb::restore::ndb_restore_cmd(&config.rondb, &config.restore, user, ndb, *data_node, NdbAction::Data)
+                    .stopped_by(control),
             )?;
             rondb::restore::judge_ndb_restore(&outcome)?;
             JobResult::Ran { tail: outcome.tail }

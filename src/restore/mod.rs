@@ -287,7 +287,13 @@ impl<'a> Restore<'a> {
             ..RunAs::root()
         };
         let mysql = c.rondb.user.as_str();
-        let staged = rr::staged_dir(c, ndb);
+        let staged = rr::staged_dir(&c.restore, ndb);
+        let ndb_restore = |node: u32, action: NdbAction| {
+            rr::ndb_restore_cmd(&c.rondb, &c.restore, placeholder(mysql), ndb, node, action).argv_display()
+        };
+        let source = |file: &str| {
+            rr::mysql_source_cmd(&c.rondb, &c.restore, placeholder(mysql), &staged.join(file)).argv_display()
+        };
         let mut out = format!(
             "restore of backup {} (RonDB backup id {ndb}) of cluster {} from {}\n",
             self.manifest.backup_id,
@@ -321,18 +327,16 @@ impl<'a> Restore<'a> {
                         ),
                     ),
                     Action::Job(JobRequest::RestoreStage { .. }) => ("root".into(), self.stage_text(&p.node, &staged)),
-                    Action::Ndb(action) => {
-                        (mysql.into(), rr::ndb_restore_cmd(c, placeholder(mysql), ndb, self.meta_node_id(), *action).argv_display())
-                    }
+                    Action::Ndb(action) => (mysql.into(), ndb_restore(self.meta_node_id(), *action)),
                     Action::Job(JobRequest::RestoreRondbData { data_node, .. }) => {
-                        (mysql.into(), rr::ndb_restore_cmd(c, placeholder(mysql), ndb, *data_node, NdbAction::Data).argv_display())
+                        (mysql.into(), ndb_restore(*data_node, NdbAction::Data))
                     }
                     Action::Sql => (
                         mysql.into(),
                         format!(
                             "{} ; then {} (users.sql with CREATE USER IF NOT EXISTS)",
-                            rr::mysql_source_cmd(c, placeholder(mysql), &staged.join("users.sql")).argv_display(),
-                            rr::mysql_source_cmd(c, placeholder(mysql), &staged.join("schemas.sql")).argv_display()
+                            source("users.sql"),
+                            source("schemas.sql")
                         ),
                     ),
                     Action::Job(JobRequest::HopsfsRestore { .. }) => (
@@ -601,7 +605,7 @@ impl<'a> Restore<'a> {
     /// removes its own. Best effort: a failure is logged.
     fn unstage_everywhere(&self) {
         let id = self.manifest.backup_id;
-        if let Err(e) = rr::unstage(self.config, self.ndb()) {
+        if let Err(e) = rr::unstage(&self.config.restore, self.ndb()) {
             warn!("{e:#}");
         }
         let mut hosts: BTreeMap<String, NodeSpec> = BTreeMap::new();
@@ -774,18 +778,23 @@ impl<'a> Restore<'a> {
             }
             Action::Ndb(ndb_action) => {
                 let user = mysql().map_err(fail)?;
-                let cmd = rr::ndb_restore_cmd(c, user, self.ndb(), self.meta_node_id(), *ndb_action);
+                let cmd = rr::ndb_restore_cmd(&c.rondb, &c.restore, user, self.ndb(), self.meta_node_id(), *ndb_action);
                 let outcome = runner::run(cmd).map_err(fail)?;
                 rr::judge_ndb_restore(&outcome).map_err(|e| (e, outcome.tail.clone()))?;
                 Ok(outcome.tail)
             }
             Action::Sql => {
                 let user = mysql().map_err(fail)?;
-                let staged = rr::staged_dir(c, self.ndb());
+                let staged = rr::staged_dir(&c.restore, self.ndb());
                 let mut tail = Vec::new();
                 for file in ["users.sql", "schemas.sql"] {
-                    let outcome =
-                        runner::run(rr::mysql_source_cmd(c, user.clone(), &staged.join(file))).map_err(fail)?;
+                    let outcome = runner::run(rr::mysql_source_cmd(
+                        &c.rondb,
+                        &c.restore,
+                        user.clone(),
+                        &staged.join(file),
+                    ))
+                    .map_err(fail)?;
                     rr::judge_mysql(&outcome)
                         .map_err(|e| (e.context(format!("replaying {file}")), outcome.tail.clone()))?;
                     tail.extend(outcome.tail);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::config::Config;
+use crate::config::{BackupSettings, RondbSettings};
 use crate::repo::fsutil::{self, FileEntry};
 use crate::repo::mkdir;
 use crate::runner::{self, Cmd, RunAs};
@@ -18,20 +18,20 @@ pub const USERS_FILE: &str = "rondb/users.sql";
 pub const SCHEMAS_FILE: &str = "rondb/schemas.sql";
 
 /// The runbook's users-and-grants dump.
-pub fn mysqlpump_cmd(config: &Config, user: RunAs) -> Cmd {
-    Cmd::new(&config.rondb.mysqlpump, user, config.backup.dump_timeout)
+pub fn mysqlpump_cmd(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs) -> Cmd {
+    Cmd::new(&rondb.mysqlpump, user, backup.dump_timeout)
         .arg("-S")
-        .arg(&config.rondb.socket)
+        .arg(&rondb.socket)
         .arg("--exclude-databases=%")
-        .arg(format!("--exclude-users={}", config.rondb.exclude_users.join(",")))
+        .arg(format!("--exclude-users={}", rondb.exclude_users.join(",")))
         .arg("--users")
 }
 
 /// Lists the databases of the cluster's mysqld.
-pub fn show_databases_cmd(config: &Config, user: RunAs) -> Cmd {
-    Cmd::new(&config.rondb.mysql, user, config.backup.dump_timeout)
+pub fn show_databases_cmd(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs) -> Cmd {
+    Cmd::new(&rondb.mysql, user, backup.dump_timeout)
         .arg("-S")
-        .arg(&config.rondb.socket)
+        .arg(&rondb.socket)
         .arg("--batch")
         .arg("--skip-column-names")
         .arg("-e")
@@ -39,10 +39,10 @@ pub fn show_databases_cmd(config: &Config, user: RunAs) -> Cmd {
 }
 
 /// Hopsworks' schema dump of `databases`.
-pub fn mysqldump_cmd(config: &Config, user: RunAs, databases: &[String]) -> Cmd {
-    Cmd::new(&config.rondb.mysqldump, user, config.backup.dump_timeout)
+pub fn mysqldump_cmd(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs, databases: &[String]) -> Cmd {
+    Cmd::new(&rondb.mysqldump, user, backup.dump_timeout)
         .arg("-S")
-        .arg(&config.rondb.socket)
+        .arg(&rondb.socket)
         .args([
             "--no-data",
             "--skip-add-drop-table",
@@ -95,16 +95,16 @@ fn ends_with_marker(path: &Path, marker: &str, what: &str) -> Result<()> {
 }
 
 /// Dumps users and grants into `rondb/users.sql` (0600: it holds password hashes).
-pub fn dump_users(config: &Config, user: RunAs, backup_dir: &Path) -> Result<FileEntry> {
-    let cmd = mysqlpump_cmd(config, user);
+pub fn dump_users(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs, backup_dir: &Path) -> Result<FileEntry> {
+    let cmd = mysqlpump_cmd(rondb, backup, user);
     dump_to_file(cmd, backup_dir, USERS_FILE, "mysqlpump", |p| {
         ends_with_marker(p, "-- Dump end time", "mysqlpump")
     })
 }
 
 /// The databases `mysqldump` should dump: all but the excluded ones.
-pub fn databases_to_dump(config: &Config, user: RunAs) -> Result<Vec<String>> {
-    let out = runner::run(show_databases_cmd(config, user))?;
+pub fn databases_to_dump(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs) -> Result<Vec<String>> {
+    let out = runner::run(show_databases_cmd(rondb, backup, user))?;
     out.check("mysql (SHOW DATABASES)")?;
     let all: Vec<String> = out
         .stdout
@@ -118,14 +118,20 @@ pub fn databases_to_dump(config: &Config, user: RunAs) -> Result<Vec<String>> {
     }
     Ok(all
         .into_iter()
-        .filter(|d| !config.rondb.exclude_databases.contains(d))
+        .filter(|d| !rondb.exclude_databases.contains(d))
         .collect())
 }
 
 /// Dumps the schemas of `databases` into `rondb/schemas.sql`, with every
 /// `CREATE TABLE ` made `CREATE TABLE IF NOT EXISTS ` (the tables come back
 /// from the NDB backup first).
-pub fn dump_schemas(config: &Config, user: RunAs, backup_dir: &Path, databases: &[String]) -> Result<FileEntry> {
+pub fn dump_schemas(
+    rondb: &RondbSettings,
+    backup: &BackupSettings,
+    user: RunAs,
+    backup_dir: &Path,
+    databases: &[String],
+) -> Result<FileEntry> {
     if databases.is_empty() {
         let rel = SCHEMAS_FILE;
         mkdir(&backup_dir.join("rondb"), 0o750)?;
@@ -139,7 +145,7 @@ pub fn dump_schemas(config: &Config, user: RunAs, backup_dir: &Path, databases: 
         });
     }
     let raw_rel = "rondb/.schemas.raw.sql";
-    let cmd = mysqldump_cmd(config, user, databases);
+    let cmd = mysqldump_cmd(rondb, backup, user, databases);
     dump_to_file(cmd, backup_dir, raw_rel, "mysqldump", |p| {
         ends_with_marker(p, "-- Dump completed", "mysqldump")
     })?;

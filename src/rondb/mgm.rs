@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::config::Config;
+use crate::config::{BackupSettings, RondbSettings};
 use crate::exit::HwdrError;
 use crate::repo::manifest::NdbBackupResult;
 use crate::runner::{Cmd, Outcome, RunAs};
@@ -10,8 +10,8 @@ use crate::runner::{Cmd, Outcome, RunAs};
 /// The command for `START BACKUP <ndb id> SNAPSHOTEND WAIT COMPLETED`: the
 /// whole management command is one argv element (the wrapper hands it to
 /// `ndb_mgm -e` as one string).
-pub fn start_backup_cmd(config: &Config, user: RunAs, ndb_id: u32) -> Cmd {
-    Cmd::new(&config.rondb.mgm_client, user, config.backup.ndb_backup_timeout)
+pub fn start_backup_cmd(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs, ndb_id: u32) -> Cmd {
+    Cmd::new(&rondb.mgm_client, user, backup.ndb_backup_timeout)
         .arg("-e")
         .arg(format!("START BACKUP {ndb_id} SNAPSHOTEND WAIT COMPLETED"))
 }
@@ -23,8 +23,8 @@ const ABORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// ... WAIT COMPLETED` (stopped by a signal, or timed out), the data nodes
 /// would go on with the backup, and its files could collide with the next
 /// one. Runs even when hwdr is stopping; its outcome is logged, never fatal.
-pub fn abort_backup(config: &Config, user: RunAs, ndb_id: u32) {
-    let cmd = Cmd::new(&config.rondb.mgm_client, user, ABORT_TIMEOUT)
+pub fn abort_backup(rondb: &RondbSettings, user: RunAs, ndb_id: u32) {
+    let cmd = Cmd::new(&rondb.mgm_client, user, ABORT_TIMEOUT)
         .arg("-e")
         .arg(format!("ABORT BACKUP {ndb_id}"))
         .unstoppable();

@@ -16,7 +16,7 @@ use tracing::info;
 
 use super::dump::{SCHEMAS_FILE, USERS_FILE};
 use super::parts;
-use crate::config::Config;
+use crate::config::{Config, RestoreSettings, RondbSettings};
 use crate::job::JobControl;
 use crate::repo::fsutil::{self, FileEntry};
 use crate::repo::manifest::Manifest;
@@ -37,13 +37,13 @@ pub enum NdbAction {
 }
 
 /// The staging folder of backup `ndb` on this node: what `--backup_path` names.
-pub fn staged_dir(config: &Config, ndb: u32) -> PathBuf {
-    config.restore.staging_dir.join(format!("BACKUP-{ndb}"))
+pub fn staged_dir(restore: &RestoreSettings, ndb: u32) -> PathBuf {
+    restore.staging_dir.join(format!("BACKUP-{ndb}"))
 }
 
 /// Removes this node's staged copies of backup `ndb` (after a restore).
-pub fn unstage(config: &Config, ndb: u32) -> Result<()> {
-    let dir = staged_dir(config, ndb);
+pub fn unstage(restore: &RestoreSettings, ndb: u32) -> Result<()> {
+    let dir = staged_dir(restore, ndb);
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -52,8 +52,15 @@ pub fn unstage(config: &Config, ndb: u32) -> Result<()> {
 }
 
 /// The `ndb_restore` command for `action` reading data node `node_id`'s files.
-pub fn ndb_restore_cmd(config: &Config, user: RunAs, ndb: u32, node_id: u32, action: NdbAction) -> Cmd {
-    let cmd = Cmd::new(&config.rondb.ndb_restore, user, config.restore.ndb_restore_timeout)
+pub fn ndb_restore_cmd(
+    rondb: &RondbSettings,
+    restore: &RestoreSettings,
+    user: RunAs,
+    ndb: u32,
+    node_id: u32,
+    action: NdbAction,
+) -> Cmd {
+    let cmd = Cmd::new(&rondb.ndb_restore, user, restore.ndb_restore_timeout)
         .arg("-n")
         .arg(node_id.to_string())
         .arg("-b")
@@ -64,8 +71,8 @@ pub fn ndb_restore_cmd(config: &Config, user: RunAs, ndb: u32, node_id: u32, act
         NdbAction::Indexes => cmd.arg("--rebuild-indexes"),
         NdbAction::Epoch => cmd.arg("--restore-epoch"),
     };
-    cmd.arg(format!("--ndb-connectstring={}", config.rondb.connectstring))
-        .arg(format!("--backup_path={}", staged_dir(config, ndb).display()))
+    cmd.arg(format!("--ndb-connectstring={}", rondb.connectstring))
+        .arg(format!("--backup_path={}", staged_dir(restore, ndb).display()))
 }
 
 /// Fails unless `ndb_restore` exited 0 AND its output shows no error.
@@ -94,8 +101,8 @@ pub fn judge_ndb_restore(outcome: &Outcome) -> Result<()> {
 
 /// `mysql-client.sh -e "SOURCE <absolute path>"` (the runbook's `source
 /// users.sql` form does not work: the wrapper drops its first argument).
-pub fn mysql_source_cmd(config: &Config, user: RunAs, file: &Path) -> Cmd {
-    Cmd::new(&config.rondb.mysql_client, user, config.restore.command_timeout)
+pub fn mysql_source_cmd(rondb: &RondbSettings, restore: &RestoreSettings, user: RunAs, file: &Path) -> Cmd {
+    Cmd::new(&rondb.mysql_client, user, restore.command_timeout)
         .arg("-e")
         .arg(format!("SOURCE {}", file.display()))
 }
@@ -147,7 +154,7 @@ pub fn stage_parts(
     let prefix = format!("{}/", parts::repo_rel_dir(ndb));
     let user = config.rondb_user()?;
     let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
-    let target = staged_dir(config, ndb);
+    let target = staged_dir(&config.restore, ndb);
     make_owned_dir(&config.restore.staging_dir, &user)?;
     make_owned_dir(&target, &user)?;
     let mine: Vec<&FileEntry> = manifest
@@ -219,7 +226,7 @@ fn check_space(dir: &Path, bytes: u64) -> Result<()> {
 pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathBuf)> {
     let user = config.rondb_user()?;
     let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
-    let target = staged_dir(config, manifest.rondb.ndb_backup_id);
+    let target = staged_dir(&config.restore, manifest.rondb.ndb_backup_id);
     make_owned_dir(&config.restore.staging_dir, &user)?;
     make_owned_dir(&target, &user)?;
     let entry = |rel: &str| -> Result<&FileEntry> {
