@@ -81,8 +81,9 @@ impl Config {
         Config::validate(loaded).map_err(|errors| HwdrError::Config(errors.join("\n")))
     }
 
-    /// Validates every section in the order of the README, collecting every
-    /// error; later sections see the validated earlier ones they default from.
+    /// Validates every section into one collector, so all errors are
+    /// reported at once and always in this order; later sections see the
+    /// validated earlier ones they default from.
     fn validate(loaded: Loaded) -> Result<Config, Vec<String>> {
         let Loaded { raw, origins, files } = loaded;
         let mut errors = Errors::new(&origins);
