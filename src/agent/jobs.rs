@@ -21,7 +21,7 @@ use crate::repo::manifest::Manifest;
 use crate::repo::Repository;
 use crate::rondb;
 use crate::rondb::restore::NdbAction;
-use crate::runner::{self, Cmd, RunAs};
+use crate::runner::{self, Cmd, Failure, RunAs};
 use crate::systemd;
 
 /// Runs `request` on this node.
@@ -152,7 +152,7 @@ pub fn run_command_step(
     outcome.check(program)?;
     let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
     if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
-        bail!("{program} exited 0 but reported: {line}");
+        return Err(outcome.failed(program, Failure::ErrorLine(line.to_owned())).into());
     }
     Ok(outcome.tail)
 }

@@ -30,7 +30,7 @@ use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{BackupStatus, Manifest};
 use crate::repo::{ManifestState, Repository};
 use crate::rondb::restore::{self as rr, NdbAction};
-use crate::runner::{self, Cmd, RunAs};
+use crate::runner::{self, Cmd, ProgramFailed, RunAs};
 use state::{PartState, RestoreState, Status, StepState};
 
 /// Every step name, in order.
@@ -776,7 +776,7 @@ impl<'a> Restore<'a> {
                 let user = mysql().map_err(fail)?;
                 let cmd = rr::ndb_restore_cmd(c, user, self.ndb(), self.meta_node_id(), *ndb_action);
                 let outcome = runner::run(cmd).map_err(fail)?;
-                rr::judge_ndb_restore(&outcome).map_err(|e| (e, outcome.tail.clone()))?;
+                rr::judge_ndb_restore(&outcome).map_err(|e| fail(e.into()))?;
                 Ok(outcome.tail)
             }
             Action::Sql => {
@@ -787,7 +787,7 @@ impl<'a> Restore<'a> {
                     let outcome =
                         runner::run(rr::mysql_source_cmd(c, user.clone(), &staged.join(file))).map_err(fail)?;
                     rr::judge_mysql(&outcome)
-                        .map_err(|e| (e.context(format!("replaying {file}")), outcome.tail.clone()))?;
+                        .map_err(|e| fail(anyhow::Error::new(e).context(format!("replaying {file}"))))?;
                     tail.extend(outcome.tail);
                 }
                 Ok(tail)
@@ -856,8 +856,13 @@ fn summary(result: &JobResult) -> String {
     }
 }
 
-/// The program output an error carries (the runner's "last output:" lines).
+/// The last output lines of the program whose failure `e` is, if it is one.
+/// A job on another node fails with text: its tail is read out of the
+/// runner's "last output:" lines.
 fn error_tail(e: &anyhow::Error) -> Vec<String> {
+    if let Some(failed) = e.chain().find_map(|c| c.downcast_ref::<ProgramFailed>()) {
+        return failed.tail.clone();
+    }
     let text = format!("{e:#}");
     match text.split_once("last output:") {
         Some((_, rest)) => rest
@@ -954,5 +959,23 @@ fn fresh_state(id: BackupId, steps: &[Step]) -> RestoreState {
         started_at: Utc::now(),
         updated_at: Utc::now(),
         steps: steps.iter().map(fresh_step).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Failure;
+
+    #[test]
+    fn a_programs_tail_comes_from_its_typed_error() {
+        let failed = ProgramFailed {
+            program: "ndb_restore".into(),
+            status: Failure::Reported("Error 1".into()),
+            tail: vec!["  indented".into(), "Error 1".into()],
+        };
+        let e = anyhow::Error::new(failed).context("restoring the metadata");
+        assert_eq!(error_tail(&e), ["  indented", "Error 1"]);
+        assert!(error_tail(&anyhow!("no program ran")).is_empty());
     }
 }
