@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use super::api::{ApiError, Health, JobCreated, JobRequest, JobState, JobStatus};
 use super::token::Token;
+use super::transport;
 use crate::config::{Config, NodeSpec};
 
 /// How long one status request asks the agent to wait for the job's end
@@ -33,14 +34,7 @@ impl AgentClient {
     /// A client with the cluster token and timeouts of `config`.
     pub fn new(config: &Config) -> Result<AgentClient> {
         let token = Token::load(&config.agent.token_file, &config.origins.key("agent", "token_file"))?;
-        let http = reqwest::Client::builder()
-            .timeout(config.agent.request_timeout)
-            .connect_timeout(config.agent.request_timeout)
-            // Dropped well before the agent closes it ([agent] idle_timeout), so a
-            // request never goes out on a connection the agent is closing.
-            .pool_idle_timeout(config.agent.idle_timeout / 2)
-            .build()
-            .context("building the HTTP client")?;
+        let http = transport::client(config)?;
         Ok(AgentClient {
             http,
             token,
@@ -50,7 +44,7 @@ impl AgentClient {
     }
 
     fn url(node: &NodeSpec, path: &str) -> String {
-        format!("http://{}{path}", node.address)
+        transport::url(&node.address, path)
     }
 
     async fn decode<T: DeserializeOwned>(node: &NodeSpec, response: reqwest::Response) -> Result<T> {
