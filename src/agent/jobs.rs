@@ -11,12 +11,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, info_span, Instrument};
 
-use super::api::{CommandKind, JobRequest, JobResult};
 use super::client::AgentClient;
 use crate::backup_id::BackupId;
 use crate::config::{CommandStep, Config, NodeSpec};
 use crate::hopsfs;
-use crate::job::JobControl;
+use crate::job::{CommandKind, JobControl, JobRequest, JobResult};
 use crate::repo::manifest::Manifest;
 use crate::repo::Repository;
 use crate::rondb;

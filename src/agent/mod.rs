@@ -9,6 +9,7 @@ mod listener;
 mod server;
 pub mod token;
 pub mod transport;
+mod wire;
 
 use std::time::Duration;
 

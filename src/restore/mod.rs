@@ -20,12 +20,12 @@ use chrono::Utc;
 use tokio::runtime::Runtime;
 use tracing::{error, info, info_span, warn};
 
-use crate::agent::api::{CommandKind, JobRequest, JobResult};
-use crate::agent::client::AgentClient;
+use crate::agent::client::{AgentClient, JobFailed};
 use crate::agent::jobs;
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
+use crate::job::{CommandKind, JobRequest, JobResult};
 use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{BackupStatus, Manifest};
 use crate::repo::{ManifestState, Repository};
@@ -856,23 +856,16 @@ fn summary(result: &JobResult) -> String {
     }
 }
 
-/// The last output lines of the program whose failure `e` is, if it is one.
-/// A job on another node fails with text: its tail is read out of the
-/// runner's "last output:" lines.
+/// The last output lines of the program whose failure `e` is, if it is one:
+/// run here, or in a job on another node (whose agent sent them).
 fn error_tail(e: &anyhow::Error) -> Vec<String> {
-    if let Some(failed) = e.chain().find_map(|c| c.downcast_ref::<ProgramFailed>()) {
-        return failed.tail.clone();
-    }
-    let text = format!("{e:#}");
-    match text.split_once("last output:") {
-        Some((_, rest)) => rest
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect(),
-        None => Vec::new(),
-    }
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<ProgramFailed>()
+                .map(|p| p.tail.clone())
+                .or_else(|| c.downcast_ref::<JobFailed>().map(|j| j.tail.clone()))
+        })
+        .unwrap_or_default()
 }
 
 fn set_part(
@@ -977,5 +970,22 @@ mod tests {
         let e = anyhow::Error::new(failed).context("restoring the metadata");
         assert_eq!(error_tail(&e), ["  indented", "Error 1"]);
         assert!(error_tail(&anyhow!("no program ran")).is_empty());
+    }
+
+    #[test]
+    fn a_remote_programs_tail_comes_from_its_agent() {
+        let failed = JobFailed {
+            node: "ndb2".into(),
+            id: "20261123T200157-1".into(),
+            state: crate::agent::api::JobState::Failed,
+            error: Some("ndb_restore exited with status 1; last output:\n    Failed to find backup".into()),
+            tail: vec!["Failed to find backup".into()],
+        };
+        let e = anyhow::Error::new(failed).context("step rondb-data");
+        assert_eq!(error_tail(&e), ["Failed to find backup"]);
+        assert_eq!(
+            format!("{e:#}"),
+            "step rondb-data: node ndb2 job 20261123T200157-1 failed: ndb_restore exited with status 1; last output:\n    Failed to find backup"
+        );
     }
 }
