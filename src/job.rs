@@ -1,11 +1,21 @@
-//! Progress and cancellation of a node-local job, shared by the function doing
-//! the work and whoever watches it (the agent's API, or the leader in-process).
+//! A node-local job: what the leader asks a node to do ([`JobRequest`]),
+//! what it gives back ([`JobResult`]), and its progress and cancellation
+//! ([`JobControl`]), shared by the function doing the work and whoever
+//! watches it (the agent's API, or the leader in-process). The agent's API
+//! carries these in its own wire types (`agent::api`).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+
+use crate::backup_id::BackupId;
+use crate::config::{NodeName, Role};
+use crate::hopsfs::node::{Listed, Uploaded};
+use crate::hopsfs::restore::{Restored, StagedBlocks};
+use crate::repo::fsutil::FileEntry;
 
 /// Counters a job updates and a flag it checks between files (and inside
 /// long copies). Cheap to clone: clones share the same job.
@@ -87,6 +97,215 @@ impl JobControl {
             std::thread::sleep(left.min(Duration::from_millis(50)));
         }
     }
+}
+
+/// A node-local job the leader asks for. The node named must be the one
+/// that runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobRequest {
+    /// Copy this node's RonDB parts of a backup into the repository.
+    CollectRondbParts { node: NodeName, backup_id: BackupId },
+    /// Remove old local `BACKUP-<id>` folders already in the repository.
+    PruneLocalRondb { node: NodeName },
+    /// List this node's HopsFS blocks and VERSION files into the backup.
+    HopsfsInventory { node: NodeName, backup_id: BackupId },
+    /// Upload the blocks the leader assigned to this node in `round`.
+    HopsfsUpload {
+        node: NodeName,
+        backup_id: BackupId,
+        round: u32,
+    },
+    /// Restore this node's HopsFS storage from a complete backup: stage it
+    /// (if the `stage` step did not), stop the data node's unit, move the
+    /// staged VERSION files and blocks into place, start it again. With
+    /// `clean`, block files the backup does not name are removed.
+    HopsfsRestore {
+        node: NodeName,
+        backup_id: BackupId,
+        clean: bool,
+    },
+    /// Stage what this node needs to restore a complete backup, checking
+    /// it: its RonDB parts for `ndb_restore`, its HopsFS blocks next to its
+    /// data folders. Nothing of the node's data changes.
+    RestoreStage { node: NodeName, backup_id: BackupId },
+    /// Remove this node's staged RonDB copies of a backup (after a restore).
+    RestoreUnstage { node: NodeName, backup_id: BackupId },
+    /// `ndb_restore -r` of one data node hosted here.
+    RestoreRondbData {
+        node: NodeName,
+        backup_id: BackupId,
+        data_node: u32,
+    },
+    /// Run this node's own `[opensearch]` or `[kafka]` command for the
+    /// restore of `backup_id`: the request names the step, never a program.
+    RestoreCommand {
+        node: NodeName,
+        backup_id: BackupId,
+        step: CommandKind,
+    },
+}
+
+impl JobRequest {
+    /// The node the job is for.
+    pub fn node(&self) -> &NodeName {
+        match self {
+            JobRequest::CollectRondbParts { node, .. }
+            | JobRequest::PruneLocalRondb { node }
+            | JobRequest::HopsfsInventory { node, .. }
+            | JobRequest::HopsfsUpload { node, .. }
+            | JobRequest::HopsfsRestore { node, .. }
+            | JobRequest::RestoreStage { node, .. }
+            | JobRequest::RestoreUnstage { node, .. }
+            | JobRequest::RestoreRondbData { node, .. }
+            | JobRequest::RestoreCommand { node, .. } => node,
+        }
+    }
+
+    /// The backup the job works on, if any.
+    pub fn backup_id(&self) -> Option<BackupId> {
+        match self {
+            JobRequest::CollectRondbParts { backup_id, .. }
+            | JobRequest::HopsfsInventory { backup_id, .. }
+            | JobRequest::HopsfsUpload { backup_id, .. }
+            | JobRequest::HopsfsRestore { backup_id, .. }
+            | JobRequest::RestoreStage { backup_id, .. }
+            | JobRequest::RestoreUnstage { backup_id, .. }
+            | JobRequest::RestoreRondbData { backup_id, .. }
+            | JobRequest::RestoreCommand { backup_id, .. } => Some(*backup_id),
+            JobRequest::PruneLocalRondb { .. } => None,
+        }
+    }
+
+    /// The operation that must hold the repository lock, for this very
+    /// backup, while the job runs: jobs that add to a backup run only during
+    /// that backup, and jobs that change a node's data only during a restore
+    /// of that backup. A token alone starts nothing destructive.
+    pub fn needs_lock(&self) -> Option<(&'static str, BackupId)> {
+        let id = self.backup_id()?;
+        match self {
+            JobRequest::CollectRondbParts { .. }
+            | JobRequest::HopsfsInventory { .. }
+            | JobRequest::HopsfsUpload { .. } => Some(("backup", id)),
+            JobRequest::HopsfsRestore { .. }
+            | JobRequest::RestoreStage { .. }
+            | JobRequest::RestoreUnstage { .. }
+            | JobRequest::RestoreRondbData { .. }
+            | JobRequest::RestoreCommand { .. } => Some(("restore", id)),
+            JobRequest::PruneLocalRondb { .. } => None,
+        }
+    }
+
+    /// The backup the job adds to, which must be in progress.
+    pub fn adds_to(&self) -> Option<BackupId> {
+        match self {
+            JobRequest::CollectRondbParts { .. }
+            | JobRequest::HopsfsInventory { .. }
+            | JobRequest::HopsfsUpload { .. } => self.backup_id(),
+            _ => None,
+        }
+    }
+
+    /// The backup step the job is, as logged in `HWDR_STEP` and the manifest.
+    pub fn step(&self) -> &'static str {
+        match self {
+            JobRequest::CollectRondbParts { .. } => "rondb-parts",
+            JobRequest::PruneLocalRondb { .. } => "prune-local",
+            JobRequest::HopsfsInventory { .. } => "hopsfs-list",
+            JobRequest::HopsfsUpload { .. } => "hopsfs-upload",
+            JobRequest::HopsfsRestore { .. } => "hopsfs",
+            JobRequest::RestoreStage { .. } => "stage",
+            JobRequest::RestoreUnstage { .. } => "unstage",
+            JobRequest::RestoreRondbData { .. } => "rondb-data",
+            JobRequest::RestoreCommand { step, .. } => step.step(),
+        }
+    }
+
+    /// The role a node needs to run the job.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            JobRequest::CollectRondbParts { .. }
+            | JobRequest::PruneLocalRondb { .. }
+            | JobRequest::RestoreUnstage { .. }
+            | JobRequest::RestoreRondbData { .. } => Some(Role::Rondb),
+            JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } | JobRequest::HopsfsRestore { .. } => {
+                Some(Role::Hopsfs)
+            }
+            // RonDB parts, HopsFS blocks, or both: what the node holds of the backup.
+            JobRequest::RestoreStage { .. } | JobRequest::RestoreCommand { .. } => None,
+        }
+    }
+
+    /// A short description for logs and `STATUS=`.
+    pub fn describe(&self) -> String {
+        match self {
+            JobRequest::CollectRondbParts { backup_id, .. } => format!("collect RonDB parts for backup {backup_id}"),
+            JobRequest::PruneLocalRondb { .. } => "prune local RonDB backups".into(),
+            JobRequest::HopsfsInventory { backup_id, .. } => format!("list HopsFS blocks for backup {backup_id}"),
+            JobRequest::HopsfsUpload { backup_id, round, .. } => {
+                format!("upload HopsFS blocks for backup {backup_id} (round {round})")
+            }
+            JobRequest::HopsfsRestore { backup_id, .. } => format!("restore HopsFS blocks from backup {backup_id}"),
+            JobRequest::RestoreStage { backup_id, .. } => {
+                format!("stage the RonDB parts and HopsFS blocks of backup {backup_id}")
+            }
+            JobRequest::RestoreUnstage { backup_id, .. } => {
+                format!("remove the staged RonDB parts of backup {backup_id}")
+            }
+            JobRequest::RestoreRondbData {
+                backup_id, data_node, ..
+            } => {
+                format!("restore the RonDB data of node {data_node} from backup {backup_id}")
+            }
+            JobRequest::RestoreCommand { step, .. } => format!("run the {} command", step.step()),
+        }
+    }
+}
+
+/// The restore steps that run a configured command on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// `[opensearch] reindex_command`.
+    Opensearch,
+    /// `[kafka] restore_command`.
+    Kafka,
+}
+
+impl CommandKind {
+    /// The restore step's name.
+    pub fn step(self) -> &'static str {
+        match self {
+            CommandKind::Opensearch => "opensearch",
+            CommandKind::Kafka => "kafka",
+        }
+    }
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    /// Files stored, and the part count per data node id.
+    RondbParts {
+        files: Vec<FileEntry>,
+        parts: BTreeMap<u32, u32>,
+    },
+    /// Local backup folders removed.
+    Pruned { removed: Vec<String> },
+    /// A HopsFS inventory was stored.
+    HopsfsListed(Listed),
+    /// HopsFS blocks were uploaded.
+    HopsfsUploaded(Uploaded),
+    /// A node's HopsFS storage was restored.
+    HopsfsRestored(Restored),
+    /// What a node staged for a restore: RonDB files for ndb_restore (paths
+    /// in the staging folder), HopsFS blocks, and the files and blocks of
+    /// the backup found missing or damaged (the restore is then refused).
+    Staged {
+        files: Vec<String>,
+        blocks: Option<StagedBlocks>,
+        damaged: Vec<String>,
+    },
+    /// A program ran; the last lines of its output.
+    Ran { tail: Vec<String> },
 }
 
 #[cfg(test)]

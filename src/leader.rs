@@ -11,11 +11,11 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 use tracing::{error, info, info_span, warn};
 
-use crate::agent::api::{JobRequest, JobResult};
 use crate::agent::client::AgentClient;
 use crate::agent::jobs;
 use crate::hopsfs::plan;
 use crate::hopsfs::store::BlockStore;
+use crate::job::{JobRequest, JobResult};
 
 use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
 use crate::config::{BlockStorage, Config, NodeSpec, Role};

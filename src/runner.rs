@@ -180,18 +180,76 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The tail as one indented block for error messages.
-    pub fn tail_text(&self) -> String {
-        self.tail.iter().map(|l| format!("\n    {l}")).collect()
-    }
-
-    /// Fails unless the program exited 0.
-    pub fn check(&self, what: &str) -> Result<()> {
+    /// Fails unless the program exited 0; `what` names it in the error.
+    pub fn check(&self, what: &str) -> Result<(), ProgramFailed> {
         if self.status.success() {
             return Ok(());
         }
-        bail!("{what} {}; last output:{}", describe(self.status), self.tail_text())
+        Err(self.failed(what, Failure::Status(self.status)))
     }
+
+    /// The error for program `what` that failed as `how`, with this outcome's tail.
+    pub fn failed(&self, what: &str, how: Failure) -> ProgramFailed {
+        ProgramFailed {
+            program: what.to_owned(),
+            status: how,
+            tail: self.tail.clone(),
+        }
+    }
+}
+
+/// A program that ran and failed: which, how, and the last lines of its
+/// output. Whoever keeps that output (a restore's state) takes it from the
+/// error chain (`downcast_ref`), never out of the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ProgramFailed {
+    /// The program as the message names it (`ndb_restore`, `mysql (SHOW DATABASES)`).
+    pub program: String,
+    /// How it failed.
+    pub status: Failure,
+    /// Its last output lines, stdout and stderr interleaved as read.
+    pub tail: Vec<String>,
+}
+
+/// How a program failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// It exited non-zero, or a signal killed it.
+    Status(ExitStatus),
+    /// It ran past its timeout and was killed.
+    TimedOut(Duration),
+    /// It exited 0, but this line of its output reports a failure.
+    Reported(String),
+    /// It exited 0, but printed this `ERROR` line.
+    ErrorLine(String),
+    /// It exited 0, but its output lacks what it should say: why.
+    Unreadable(String),
+}
+
+impl fmt::Display for ProgramFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (program, tail) = (&self.program, tail_text(&self.tail));
+        match &self.status {
+            Failure::Status(status) => write!(f, "{program} {}; last output:{tail}", describe(*status)),
+            Failure::TimedOut(after) => write!(
+                f,
+                "{program} timed out after {}s and was killed; last output:{tail}",
+                after.as_secs()
+            ),
+            Failure::Reported(line) => write!(
+                f,
+                "{program} exited 0 but reported a failure: {line}; last output:{tail}"
+            ),
+            // The ERROR line says it all; the tail stays in the value.
+            Failure::ErrorLine(line) => write!(f, "{program} exited 0 but reported: {line}"),
+            Failure::Unreadable(why) => write!(f, "{why}; output was:{tail}"),
+        }
+    }
+}
+
+/// Output lines as one indented block for error messages.
+fn tail_text(tail: &[String]) -> String {
+    tail.iter().map(|l| format!("\n    {l}")).collect()
 }
 
 /// "exited with status 2" or "was killed by signal 9".
@@ -204,8 +262,9 @@ pub fn describe(status: ExitStatus) -> String {
 }
 
 /// Runs `cmd` to completion. Errors when it cannot start, when hwdr would have
-/// to switch users without being root, or when it times out; a non-zero exit is
-/// returned in the [`Outcome`] for the caller to judge with its output.
+/// to switch users without being root, or when it times out (a
+/// [`ProgramFailed`]); a non-zero exit is returned in the [`Outcome`] for the
+/// caller to judge with its output.
 pub fn run(cmd: Cmd) -> Result<Outcome> {
     let me = Uid::effective();
     let switch = me != cmd.user.uid;
@@ -300,13 +359,12 @@ pub fn run(cmd: Cmd) -> Result<Outcome> {
             }
             Ok(Outcome { status, stdout, tail })
         }
-        None => {
-            let text: String = tail.iter().map(|l| format!("\n    {l}")).collect();
-            bail!(
-                "{name} timed out after {}s and was killed; last output:{text}",
-                cmd.timeout.as_secs()
-            )
+        None => Err(ProgramFailed {
+            program: name,
+            status: Failure::TimedOut(cmd.timeout),
+            tail,
         }
+        .into()),
     }
 }
 
@@ -437,6 +495,90 @@ mod tests {
         let err = out.check("sh").unwrap_err().to_string();
         assert!(err.contains("exited with status 3"), "{err}");
         assert!(err.contains("one") && err.contains("two"), "{err}");
+    }
+
+    fn outcome(code: i32, tail: &[&str]) -> Outcome {
+        Outcome {
+            status: ExitStatus::from_raw(code << 8),
+            stdout: String::new(),
+            tail: tail.iter().map(|l| l.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_failed_program_is_a_typed_error_with_its_tail() {
+        let failed = outcome(3, &["one", "two"]).check("sh").unwrap_err();
+        assert_eq!(
+            failed,
+            ProgramFailed {
+                program: "sh".into(),
+                status: Failure::Status(ExitStatus::from_raw(3 << 8)),
+                tail: vec!["one".into(), "two".into()],
+            }
+        );
+        assert!(outcome(0, &["fine"]).check("sh").is_ok());
+        // Found in a chain of context, as a restore looks for it.
+        let err = anyhow::Error::new(failed).context("replaying users.sql");
+        let found = err.chain().find_map(|c| c.downcast_ref::<ProgramFailed>()).unwrap();
+        assert_eq!(found.tail, ["one", "two"]);
+    }
+
+    #[test]
+    fn a_failed_program_reads_as_before() {
+        let out = outcome(0, &["Restored 10 tuples", "NDBT_ProgramExit: 1 - Failed"]);
+        let texts = [
+            (
+                outcome(3, &["one", "two"]).check("sh").unwrap_err(),
+                "sh exited with status 3; last output:\n    one\n    two",
+            ),
+            (
+                Outcome {
+                    status: ExitStatus::from_raw(9),
+                    ..outcome(0, &["x"])
+                }
+                .check("mysqldump")
+                .unwrap_err(),
+                "mysqldump was killed by signal 9; last output:\n    x",
+            ),
+            (
+                out.failed("mgm-client.sh", Failure::TimedOut(Duration::from_secs(2))),
+                "mgm-client.sh timed out after 2s and was killed; last output:\n    Restored 10 tuples\n    NDBT_ProgramExit: 1 - Failed",
+            ),
+            (
+                out.failed("ndb_restore", Failure::Reported("NDBT_ProgramExit: 1 - Failed".into())),
+                "ndb_restore exited 0 but reported a failure: NDBT_ProgramExit: 1 - Failed; last output:\n    Restored 10 tuples\n    NDBT_ProgramExit: 1 - Failed",
+            ),
+            (
+                outcome(0, &["ERROR 1396"]).failed("mysql-client.sh", Failure::ErrorLine("ERROR 1396".into())),
+                "mysql-client.sh exited 0 but reported: ERROR 1396",
+            ),
+            (
+                outcome(0, &["Node 2: Backup 5 started"]).failed("mgm-client.sh", Failure::Unreadable("START BACKUP did not report that backup 5 completed".into())),
+                "START BACKUP did not report that backup 5 completed; output was:\n    Node 2: Backup 5 started",
+            ),
+        ];
+        for (failed, text) in texts {
+            assert_eq!(failed.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn a_timeout_is_a_typed_error_with_its_tail() {
+        let err = run(Cmd::new("/bin/sh", me(), Duration::from_millis(300)).args(["-c", "echo started; sleep 60"]))
+            .unwrap_err();
+        let failed = err.downcast_ref::<ProgramFailed>().unwrap();
+        assert_eq!(
+            (failed.program.as_str(), &failed.status, failed.tail.as_slice()),
+            (
+                "sh",
+                &Failure::TimedOut(Duration::from_millis(300)),
+                ["started".to_owned()].as_slice()
+            )
+        );
+        assert_eq!(
+            err.to_string(),
+            "sh timed out after 0s and was killed; last output:\n    started"
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! The agent's HTTP API (version 1): paths and JSON bodies, shared by the
-//! server and the leader's client.
+//! server and the leader's client. These types are the wire contract and
+//! nothing else: strings, numbers and flat records, none of hwdr's own
+//! types. `agent::wire` converts: the server validates what comes in into
+//! hwdr's types (ids and node names parsed as everywhere else), and the
+//! leader's client converts the answers back. A change here is a change of
+//! the wire.
 //!
 //! | method and path      | auth   | body / answer                          |
 //! |----------------------|--------|----------------------------------------|
@@ -24,13 +29,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backup_id::BackupId;
-use crate::config::{NodeName, Role};
-use crate::hopsfs::node::{Listed, Uploaded};
-use crate::hopsfs::restore::{Restored, StagedBlocks};
-use crate::repo::fsutil::FileEntry;
-use crate::repo::lock::LockInfo;
-
 /// Answer of `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
@@ -43,186 +41,68 @@ pub struct Health {
     pub job: Option<String>,
 }
 
-/// A node-local job the leader asks for. The node named must be the agent's.
+/// A node's role. The set in [`Health`] is sent in the order declared here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Head,
+    Rondb,
+    Hopsfs,
+}
+
+/// A node-local job the leader asks for, as sent: one variant per
+/// [`crate::job::JobRequest`], whose docs say what each does. The agent
+/// validates the node name (it must be its own) and the backup id first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum JobRequest {
-    /// Copy this node's RonDB parts of a backup into the repository.
-    CollectRondbParts { node: NodeName, backup_id: BackupId },
-    /// Remove old local `BACKUP-<id>` folders already in the repository.
-    PruneLocalRondb { node: NodeName },
-    /// List this node's HopsFS blocks and VERSION files into the backup.
-    HopsfsInventory { node: NodeName, backup_id: BackupId },
-    /// Upload the blocks the leader assigned to this node in `round`.
+    CollectRondbParts {
+        node: String,
+        backup_id: String,
+    },
+    PruneLocalRondb {
+        node: String,
+    },
+    HopsfsInventory {
+        node: String,
+        backup_id: String,
+    },
     HopsfsUpload {
-        node: NodeName,
-        backup_id: BackupId,
+        node: String,
+        backup_id: String,
         round: u32,
     },
-    /// Restore this node's HopsFS storage from a complete backup: stage it
-    /// (if the `stage` step did not), stop the data node's unit, move the
-    /// staged VERSION files and blocks into place, start it again. With
-    /// `clean`, block files the backup does not name are removed.
     HopsfsRestore {
-        node: NodeName,
-        backup_id: BackupId,
+        node: String,
+        backup_id: String,
         clean: bool,
     },
-    /// Stage what this node needs to restore a complete backup, checking
-    /// it: its RonDB parts for `ndb_restore`, its HopsFS blocks next to its
-    /// data folders. Nothing of the node's data changes.
-    RestoreStage { node: NodeName, backup_id: BackupId },
-    /// Remove this node's staged RonDB copies of a backup (after a restore).
-    RestoreUnstage { node: NodeName, backup_id: BackupId },
-    /// `ndb_restore -r` of one data node hosted here.
+    RestoreStage {
+        node: String,
+        backup_id: String,
+    },
+    RestoreUnstage {
+        node: String,
+        backup_id: String,
+    },
     RestoreRondbData {
-        node: NodeName,
-        backup_id: BackupId,
+        node: String,
+        backup_id: String,
         data_node: u32,
     },
-    /// Run this node's own `[opensearch]` or `[kafka]` command for the
-    /// restore of `backup_id`: the request names the step, never a program.
     RestoreCommand {
-        node: NodeName,
-        backup_id: BackupId,
+        node: String,
+        backup_id: String,
         step: CommandKind,
     },
 }
 
-impl JobRequest {
-    /// The node the job is for.
-    pub fn node(&self) -> &NodeName {
-        match self {
-            JobRequest::CollectRondbParts { node, .. }
-            | JobRequest::PruneLocalRondb { node }
-            | JobRequest::HopsfsInventory { node, .. }
-            | JobRequest::HopsfsUpload { node, .. }
-            | JobRequest::HopsfsRestore { node, .. }
-            | JobRequest::RestoreStage { node, .. }
-            | JobRequest::RestoreUnstage { node, .. }
-            | JobRequest::RestoreRondbData { node, .. }
-            | JobRequest::RestoreCommand { node, .. } => node,
-        }
-    }
-
-    /// The backup the job works on, if any.
-    pub fn backup_id(&self) -> Option<BackupId> {
-        match self {
-            JobRequest::CollectRondbParts { backup_id, .. }
-            | JobRequest::HopsfsInventory { backup_id, .. }
-            | JobRequest::HopsfsUpload { backup_id, .. }
-            | JobRequest::HopsfsRestore { backup_id, .. }
-            | JobRequest::RestoreStage { backup_id, .. }
-            | JobRequest::RestoreUnstage { backup_id, .. }
-            | JobRequest::RestoreRondbData { backup_id, .. }
-            | JobRequest::RestoreCommand { backup_id, .. } => Some(*backup_id),
-            JobRequest::PruneLocalRondb { .. } => None,
-        }
-    }
-
-    /// The operation that must hold the repository lock, for this very
-    /// backup, while the job runs: jobs that add to a backup run only during
-    /// that backup, and jobs that change a node's data only during a restore
-    /// of that backup. A token alone starts nothing destructive.
-    pub fn needs_lock(&self) -> Option<(&'static str, BackupId)> {
-        let id = self.backup_id()?;
-        match self {
-            JobRequest::CollectRondbParts { .. }
-            | JobRequest::HopsfsInventory { .. }
-            | JobRequest::HopsfsUpload { .. } => Some(("backup", id)),
-            JobRequest::HopsfsRestore { .. }
-            | JobRequest::RestoreStage { .. }
-            | JobRequest::RestoreUnstage { .. }
-            | JobRequest::RestoreRondbData { .. }
-            | JobRequest::RestoreCommand { .. } => Some(("restore", id)),
-            JobRequest::PruneLocalRondb { .. } => None,
-        }
-    }
-
-    /// The backup the job adds to, which must be in progress.
-    pub fn adds_to(&self) -> Option<BackupId> {
-        match self {
-            JobRequest::CollectRondbParts { .. }
-            | JobRequest::HopsfsInventory { .. }
-            | JobRequest::HopsfsUpload { .. } => self.backup_id(),
-            _ => None,
-        }
-    }
-
-    /// The backup step the job is, as logged in `HWDR_STEP` and the manifest.
-    pub fn step(&self) -> &'static str {
-        match self {
-            JobRequest::CollectRondbParts { .. } => "rondb-parts",
-            JobRequest::PruneLocalRondb { .. } => "prune-local",
-            JobRequest::HopsfsInventory { .. } => "hopsfs-list",
-            JobRequest::HopsfsUpload { .. } => "hopsfs-upload",
-            JobRequest::HopsfsRestore { .. } => "hopsfs",
-            JobRequest::RestoreStage { .. } => "stage",
-            JobRequest::RestoreUnstage { .. } => "unstage",
-            JobRequest::RestoreRondbData { .. } => "rondb-data",
-            JobRequest::RestoreCommand { step, .. } => step.step(),
-        }
-    }
-
-    /// The role a node needs to run the job.
-    pub fn role(&self) -> Option<Role> {
-        match self {
-            JobRequest::CollectRondbParts { .. }
-            | JobRequest::PruneLocalRondb { .. }
-            | JobRequest::RestoreUnstage { .. }
-            | JobRequest::RestoreRondbData { .. } => Some(Role::Rondb),
-            JobRequest::HopsfsInventory { .. } | JobRequest::HopsfsUpload { .. } | JobRequest::HopsfsRestore { .. } => {
-                Some(Role::Hopsfs)
-            }
-            // RonDB parts, HopsFS blocks, or both: what the node holds of the backup.
-            JobRequest::RestoreStage { .. } | JobRequest::RestoreCommand { .. } => None,
-        }
-    }
-
-    /// A short description for logs and `STATUS=`.
-    pub fn describe(&self) -> String {
-        match self {
-            JobRequest::CollectRondbParts { backup_id, .. } => format!("collect RonDB parts for backup {backup_id}"),
-            JobRequest::PruneLocalRondb { .. } => "prune local RonDB backups".into(),
-            JobRequest::HopsfsInventory { backup_id, .. } => format!("list HopsFS blocks for backup {backup_id}"),
-            JobRequest::HopsfsUpload { backup_id, round, .. } => {
-                format!("upload HopsFS blocks for backup {backup_id} (round {round})")
-            }
-            JobRequest::HopsfsRestore { backup_id, .. } => format!("restore HopsFS blocks from backup {backup_id}"),
-            JobRequest::RestoreStage { backup_id, .. } => {
-                format!("stage the RonDB parts and HopsFS blocks of backup {backup_id}")
-            }
-            JobRequest::RestoreUnstage { backup_id, .. } => {
-                format!("remove the staged RonDB parts of backup {backup_id}")
-            }
-            JobRequest::RestoreRondbData {
-                backup_id, data_node, ..
-            } => {
-                format!("restore the RonDB data of node {data_node} from backup {backup_id}")
-            }
-            JobRequest::RestoreCommand { step, .. } => format!("run the {} command", step.step()),
-        }
-    }
-}
-
-/// The restore steps that run a configured command on a node.
+/// The restore step whose configured command a job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandKind {
-    /// `[opensearch] reindex_command`.
     Opensearch,
-    /// `[kafka] restore_command`.
     Kafka,
-}
-
-impl CommandKind {
-    /// The restore step's name.
-    pub fn step(self) -> &'static str {
-        match self {
-            CommandKind::Opensearch => "opensearch",
-            CommandKind::Kafka => "kafka",
-        }
-    }
 }
 
 /// Answer of `POST /v1/jobs`.
@@ -256,20 +136,18 @@ pub struct Progress {
 pub enum JobResult {
     /// Files stored, and the part count per data node id.
     RondbParts {
-        files: Vec<FileEntry>,
+        files: Vec<StoredFile>,
         parts: BTreeMap<u32, u32>,
     },
     /// Local backup folders removed.
-    Pruned { removed: Vec<String> },
-    /// A HopsFS inventory was stored.
+    Pruned {
+        removed: Vec<String>,
+    },
     HopsfsListed(Listed),
-    /// HopsFS blocks were uploaded.
     HopsfsUploaded(Uploaded),
-    /// A node's HopsFS storage was restored.
     HopsfsRestored(Restored),
-    /// What a node staged for a restore: RonDB files for ndb_restore (paths
-    /// in the staging folder), HopsFS blocks, and the files and blocks of
-    /// the backup found missing or damaged (the restore is then refused).
+    /// RonDB files staged for ndb_restore, HopsFS blocks, and what of the
+    /// backup was found missing or damaged.
     Staged {
         files: Vec<String>,
         #[serde(default)]
@@ -278,7 +156,74 @@ pub enum JobResult {
         damaged: Vec<String>,
     },
     /// A program ran; the last lines of its output.
-    Ran { tail: Vec<String> },
+    Ran {
+        tail: Vec<String>,
+    },
+}
+
+/// A file stored in the repository: path in the backup folder, size, SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// What listing a node's HopsFS blocks stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    pub files: Vec<StoredFile>,
+    pub blocks: u64,
+    pub bytes: u64,
+    pub skipped: Vec<String>,
+}
+
+/// A HopsFS replica that could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadReplica {
+    pub pool: String,
+    pub id: u64,
+    pub genstamp: u64,
+    pub error: String,
+}
+
+/// What a HopsFS upload stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Uploaded {
+    pub blocks: u64,
+    pub bytes: u64,
+    pub bad: Vec<BadReplica>,
+}
+
+/// What a node's HopsFS restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restored {
+    pub blocks_written: u64,
+    pub bytes_written: u64,
+    pub blocks_kept: u64,
+    pub removed: Vec<String>,
+}
+
+/// What staging a node's HopsFS blocks found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedBlocks {
+    pub blocks: u64,
+    pub bytes: u64,
+    pub kept: u64,
+    pub damaged: Vec<String>,
+    #[serde(default)]
+    pub damaged_count: u64,
+}
+
+/// Who holds the repository lock a job is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub host: String,
+    pub pid: u32,
+    pub pid_start: Option<u64>,
+    pub since: DateTime<Utc>,
+    pub operation: String,
+    pub backup_id: Option<String>,
 }
 
 /// Answer of `GET /v1/jobs/{id}` (and of its `cancel`).
@@ -288,13 +233,17 @@ pub struct JobStatus {
     pub request: JobRequest,
     /// The repository lock the job is bound to (its leader's), if any.
     #[serde(default)]
-    pub lock: Option<LockInfo>,
+    pub lock: Option<LockHolder>,
     pub state: JobState,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub progress: Progress,
     pub result: Option<JobResult>,
     pub error: Option<String>,
+    /// Of a job that failed because a program did: its last output lines
+    /// (`error` quotes them too). Sent only when there are some.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tail: Vec<String>,
 }
 
 /// An error answer.

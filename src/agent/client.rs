@@ -7,9 +7,12 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use super::api::{ApiError, Health, JobCreated, JobRequest, JobState, JobStatus};
+use super::api::{self, ApiError, Health, JobCreated, JobState};
 use super::token::Token;
+use super::transport;
 use crate::config::{Config, NodeSpec};
+use crate::job::{JobRequest, JobResult};
+use crate::repo::lock::LockInfo;
 
 /// How long one status request asks the agent to wait for the job's end
 /// (`wait_ms`), at most; never more than half of `[agent] request_timeout`.
@@ -19,6 +22,52 @@ const LONG_POLL: Duration = Duration::from_secs(5);
 const FIRST_POLL: Duration = Duration::from_millis(20);
 /// The longest pause between polls of such an agent.
 const POLL: Duration = Duration::from_millis(500);
+
+/// A job as its agent reports it, in hwdr's types.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub id: String,
+    pub request: JobRequest,
+    /// The repository lock the job is bound to (its leader's), if any.
+    pub lock: Option<LockInfo>,
+    pub state: JobState,
+    /// Files and bytes done so far.
+    pub progress: (u64, u64),
+    pub result: Option<JobResult>,
+    pub error: Option<String>,
+    /// Of a job that failed because a program did: its last output lines.
+    pub tail: Vec<String>,
+}
+
+/// A job that ended without success on its node: the agent's reason, and
+/// the last output lines of the program that failed, if one did.
+#[derive(Debug)]
+pub struct JobFailed {
+    pub node: String,
+    pub id: String,
+    pub state: JobState,
+    pub error: Option<String>,
+    pub tail: Vec<String>,
+}
+
+impl std::fmt::Display for JobFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "node {} job {} {}: {}",
+            self.node,
+            self.id,
+            if self.state == JobState::Aborted {
+                "was aborted"
+            } else {
+                "failed"
+            },
+            self.error.as_deref().unwrap_or("no reason given")
+        )
+    }
+}
+
+impl std::error::Error for JobFailed {}
 
 /// A client for every agent of the cluster.
 #[derive(Debug, Clone)]
@@ -33,14 +82,7 @@ impl AgentClient {
     /// A client with the cluster token and timeouts of `config`.
     pub fn new(config: &Config) -> Result<AgentClient> {
         let token = Token::load(&config.agent.token_file, &config.origins.key("agent", "token_file"))?;
-        let http = reqwest::Client::builder()
-            .timeout(config.agent.request_timeout)
-            .connect_timeout(config.agent.request_timeout)
-            // Dropped well before the agent closes it ([agent] idle_timeout), so a
-            // request never goes out on a connection the agent is closing.
-            .pool_idle_timeout(config.agent.idle_timeout / 2)
-            .build()
-            .context("building the HTTP client")?;
+        let http = transport::client(config)?;
         Ok(AgentClient {
             http,
             token,
@@ -50,7 +92,12 @@ impl AgentClient {
     }
 
     fn url(node: &NodeSpec, path: &str) -> String {
-        format!("http://{}{path}", node.address)
+        transport::url(&node.address, path)
+    }
+
+    /// A job status answer, converted to hwdr's types.
+    fn report(node: &NodeSpec, status: api::JobStatus) -> Result<JobReport> {
+        JobReport::try_from(status).with_context(|| format!("agent of {} sent an answer hwdr cannot read", node.name))
     }
 
     async fn decode<T: DeserializeOwned>(node: &NodeSpec, response: reqwest::Response) -> Result<T> {
@@ -93,7 +140,7 @@ impl AgentClient {
             .http
             .post(Self::url(node, "/v1/jobs"))
             .header(reqwest::header::AUTHORIZATION, self.token.bearer())
-            .json(request)
+            .json(&api::JobRequest::from(request))
             .send()
             .await
             .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
@@ -102,13 +149,13 @@ impl AgentClient {
     }
 
     /// `GET /v1/jobs/{id}`.
-    pub async fn status(&self, node: &NodeSpec, id: &str) -> Result<JobStatus> {
+    pub async fn status(&self, node: &NodeSpec, id: &str) -> Result<JobReport> {
         self.status_wait(node, id, Duration::ZERO).await
     }
 
     /// `GET /v1/jobs/{id}?wait_ms=…`: the agent answers when the job ends or
     /// after `wait`, whichever comes first.
-    pub async fn status_wait(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobStatus> {
+    pub async fn status_wait(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobReport> {
         let response = self
             .http
             .get(Self::url(node, &format!("/v1/jobs/{id}?wait_ms={}", wait.as_millis())))
@@ -116,11 +163,11 @@ impl AgentClient {
             .send()
             .await
             .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
-        Self::decode(node, response).await
+        Self::report(node, Self::decode(node, response).await?)
     }
 
     /// `GET /v1/jobs`: the agent's last jobs, newest last.
-    pub async fn jobs(&self, node: &NodeSpec) -> Result<Vec<JobStatus>> {
+    pub async fn jobs(&self, node: &NodeSpec) -> Result<Vec<JobReport>> {
         let response = self
             .http
             .get(Self::url(node, "/v1/jobs"))
@@ -128,12 +175,13 @@ impl AgentClient {
             .send()
             .await
             .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
-        Self::decode(node, response).await
+        let statuses: Vec<api::JobStatus> = Self::decode(node, response).await?;
+        statuses.into_iter().map(|s| Self::report(node, s)).collect()
     }
 
     /// `POST /v1/jobs/{id}/cancel?wait_ms=…`: asks the job to stop; the
     /// answer comes once it ended (or after `wait`).
-    pub async fn cancel(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobStatus> {
+    pub async fn cancel(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobReport> {
         let response = self
             .http
             .post(Self::url(
@@ -144,7 +192,7 @@ impl AgentClient {
             .send()
             .await
             .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
-        Self::decode(node, response).await
+        Self::report(node, Self::decode(node, response).await?)
     }
 
     /// How long a cancel may wait for the job's end: within one request.
@@ -168,8 +216,9 @@ impl AgentClient {
 
     /// Starts a job and waits for its end. Fails when the job fails, when the
     /// agent forgets it (restarted), or when the agent does not answer for
-    /// `[backup] node_timeout`. On SIGTERM/SIGINT the job is cancelled.
-    pub async fn run_job(&self, node: &NodeSpec, request: &JobRequest) -> Result<JobStatus> {
+    /// `[backup] node_timeout`. On SIGTERM/SIGINT the job is cancelled. A
+    /// failed job is a [`JobFailed`].
+    pub async fn run_job(&self, node: &NodeSpec, request: &JobRequest) -> Result<JobReport> {
         let id = self.start(node, request).await?;
         info!("node {} runs job {id}: {}", node.name, request.describe());
         let mut last_answer = Instant::now();
@@ -192,7 +241,7 @@ impl AgentClient {
             match answer {
                 Ok(status) => {
                     last_answer = Instant::now();
-                    let progress = (status.progress.files, status.progress.bytes);
+                    let progress = status.progress;
                     if progress != last_progress {
                         info!(
                             files = progress.0,
@@ -207,16 +256,16 @@ impl AgentClient {
                     match status.state {
                         JobState::Running => {}
                         JobState::Succeeded => return Ok(status),
-                        JobState::Failed | JobState::Aborted => bail!(
-                            "node {} job {id} {}: {}",
-                            node.name,
-                            if status.state == JobState::Failed {
-                                "failed"
-                            } else {
-                                "was aborted"
-                            },
-                            status.error.as_deref().unwrap_or("no reason given")
-                        ),
+                        JobState::Failed | JobState::Aborted => {
+                            return Err(JobFailed {
+                                node: node.name.to_string(),
+                                id,
+                                state: status.state,
+                                error: status.error,
+                                tail: status.tail,
+                            }
+                            .into())
+                        }
                     }
                 }
                 Err(e) if is_status(&e, StatusCode::NOT_FOUND) => {

@@ -11,17 +11,16 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{error, info_span, Instrument};
 
-use super::api::{CommandKind, JobRequest, JobResult};
 use super::client::AgentClient;
 use crate::backup_id::BackupId;
 use crate::config::{CommandStep, Config, NodeSpec};
 use crate::hopsfs;
-use crate::job::JobControl;
+use crate::job::{CommandKind, JobControl, JobRequest, JobResult};
 use crate::repo::manifest::Manifest;
 use crate::repo::Repository;
 use crate::rondb;
 use crate::rondb::restore::NdbAction;
-use crate::runner::{self, Cmd, RunAs};
+use crate::runner::{self, Cmd, Failure, RunAs};
 use crate::systemd;
 
 /// Runs `request` on this node.
@@ -149,7 +148,7 @@ pub fn run_command_step(
     outcome.check(program)?;
     let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
     if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
-        bail!("{program} exited 0 but reported: {line}");
+        return Err(outcome.failed(program, Failure::ErrorLine(line.to_owned())).into());
     }
     Ok(outcome.tail)
 }

@@ -9,14 +9,14 @@
 //! its answer, e.g. a long-poll status request) is never cut. When the table
 //! is full, a new connection closes the one idle the longest.
 //!
-//! The seam for a transport (TLS) is [`serve_stream`]: accept a stream, then
-//! serve it.
+//! The transport ([`super::transport`]) accepts each connection and secures
+//! it (in the connection's task, so a slow handshake holds up nobody); this
+//! module serves HTTP on the stream it gives ([`serve_stream`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -30,11 +30,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::{self, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
+
+use super::transport::{Acceptor, Stream};
 
 /// The most connections the agent serves at once (fewer under a lower file
 /// limit, see [`connection_limit`]).
@@ -81,21 +82,10 @@ fn limit_for(nofile: u64) -> usize {
     usize::try_from(room).unwrap_or(MAX_CONNECTIONS).min(MAX_CONNECTIONS)
 }
 
-/// Lets up to [`MAX_CONNECTIONS`] connections wait for their accept (the
-/// kernel caps it at `net.core.somaxconn`). std listens with a queue of 128, so
-/// a burst of connections would drop the leader's for a second or more.
-pub fn deepen_backlog(listener: &std::net::TcpListener) -> io::Result<()> {
-    let backlog = i32::try_from(MAX_CONNECTIONS).unwrap_or(i32::MAX);
-    // SAFETY: listen(2) on a socket this process owns; Linux only changes its queue length.
-    if unsafe { libc::listen(listener.as_raw_fd(), backlog) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Serves `router` on `listener` until `stop` changes; then stops accepting,
-/// lets requests in flight finish and closes every connection.
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+/// Serves `router` on the connections of `acceptor` until `stop` changes;
+/// then stops accepting, lets requests in flight finish and closes every
+/// connection.
+pub async fn serve(acceptor: Acceptor, router: Router, limits: Limits, mut stop: watch::Receiver<bool>) {
     let mut server = Server {
         router,
         limits,
@@ -107,8 +97,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => server.admit(stream),
+            accepted = acceptor.accept() => match accepted {
+                Ok(tcp) => server.admit(acceptor.secure(tcp)),
                 Err(e) => server.accept_failed(e).await,
             },
             Some(ended) = server.tasks.join_next_with_id() => {
@@ -119,7 +109,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
             _ = stop.changed() => break,
         }
     }
-    drop(listener);
+    drop(acceptor);
     for conn in server.table.values() {
         conn.close.notify_one();
     }
@@ -143,8 +133,12 @@ struct Conn {
 }
 
 impl Server {
-    /// Serves a new connection, closing the oldest idle one if the table is full.
-    fn admit(&mut self, stream: TcpStream) {
+    /// Serves a new connection once `secured` gives its stream, closing the
+    /// oldest idle one if the table is full.
+    fn admit<F>(&mut self, secured: F)
+    where
+        F: Future<Output = io::Result<Stream>> + Send + 'static,
+    {
         if self.table.len() >= self.limits.max_connections && !self.evict() {
             // Every connection has a request in flight: this one waits for none.
             self.report.refused += 1;
@@ -152,7 +146,20 @@ impl Server {
         }
         let tracker = Tracker::new(Instant::now());
         let close = Arc::new(Notify::new());
-        let task = serve_stream(stream, self.router.clone(), tracker.clone(), close.clone());
+        let router = self.router.clone();
+        let (task_tracker, task_close) = (tracker.clone(), close.clone());
+        // Until its stream is ready, the connection counts as one that owes its
+        // header: the table's check closes it after `header_timeout`.
+        let task = async move {
+            let stream = tokio::select! {
+                stream = secured => stream,
+                _ = task_close.notified() => return,
+            };
+            match stream {
+                Ok(stream) => serve_stream(stream, router, task_tracker, task_close).await,
+                Err(e) => debug!("connection not secured: {e}"),
+            }
+        };
         let handle = self.tasks.spawn(task);
         self.table.insert(handle.id(), Conn { tracker, close });
     }

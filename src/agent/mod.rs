@@ -8,6 +8,8 @@ pub mod jobs;
 mod listener;
 mod server;
 pub mod token;
+pub mod transport;
+mod wire;
 
 use std::time::Duration;
 
@@ -23,28 +25,18 @@ use token::Token;
 /// happens before the runtime and before `READY=1`.
 pub fn run(config: Config) -> Result<()> {
     let token = Token::load(&config.agent.token_file, &config.origins.key("agent", "token_file"))?;
-    let listener = std::net::TcpListener::bind(&config.agent.listen).with_context(|| {
-        format!(
-            "{}: cannot listen on {}",
-            config.origins.key("agent", "listen"),
-            config.agent.listen
-        )
-    })?;
-    listener
-        .set_nonblocking(true)
-        .context("making the listening socket non-blocking")?;
-    listener::deepen_backlog(&listener).context("lengthening the listening socket's queue")?;
+    let bound = transport::bind(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, token, listener))
+    runtime.block_on(serve(config, token, bound))
 }
 
-async fn serve(config: Config, token: Token, socket: std::net::TcpListener) -> Result<()> {
-    let socket = tokio::net::TcpListener::from_std(socket).context("registering the listening socket")?;
-    let address = socket.local_addr().map(|a| a.to_string()).unwrap_or_default();
+async fn serve(config: Config, token: Token, bound: transport::Bound) -> Result<()> {
+    let acceptor = bound.into_acceptor()?;
+    let address = acceptor.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let node = config.this_node.to_string();
     let shutdown_timeout = config.agent.shutdown_timeout;
     let limits = listener::Limits {
@@ -63,7 +55,7 @@ async fn serve(config: Config, token: Token, socket: std::net::TcpListener) -> R
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let app = server::router(shared.clone());
-    let server = tokio::spawn(listener::serve(socket, app, limits, stop_rx));
+    let server = tokio::spawn(listener::serve(acceptor, app, limits, stop_rx));
     info!(hwdr_node = %node, "agent of node {node} listening on {address}");
     systemd::ready("idle");
     // After READY=1: the first tick fires at once.

@@ -21,12 +21,13 @@ use axum::{Json, Router};
 use chrono::Utc;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use super::api::{ApiError, Health, JobCreated, JobRequest, JobResult, JobState, JobStatus, Progress};
+use super::api::{self, ApiError, Health, JobCreated, JobState, JobStatus, Progress};
 use super::token::Token;
 use crate::config::Config;
-use crate::job::JobControl;
+use crate::job::{JobControl, JobRequest, JobResult};
 use crate::repo::lock::{self, LockInfo};
 use crate::repo::Repository;
+use crate::runner::ProgramFailed;
 use crate::systemd;
 
 /// How many finished jobs the agent remembers.
@@ -149,7 +150,7 @@ async fn health(State(shared): State<Arc<Shared>>) -> Json<Health> {
     Json(Health {
         node: this.name.to_string(),
         cluster: shared.config.cluster.clone(),
-        roles: this.roles.clone(),
+        roles: this.roles.iter().copied().map(Into::into).collect(),
         version: env!("CARGO_PKG_VERSION").into(),
         busy: running.is_some(),
         job: running,
@@ -345,10 +346,11 @@ fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
 
 async fn start_job(
     State(shared): State<Arc<Shared>>,
-    body: Result<Json<JobRequest>, JsonRejection>,
+    body: Result<Json<api::JobRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobCreated>), ApiErr> {
-    let Json(request) =
-        body.map_err(|e| ApiErr(StatusCode::BAD_REQUEST, format!("bad job request: {}", e.body_text())))?;
+    let bad = |e: String| ApiErr(StatusCode::BAD_REQUEST, format!("bad job request: {e}"));
+    let Json(request) = body.map_err(|e| bad(e.body_text()))?;
+    let request = JobRequest::try_from(request).map_err(|e| bad(format!("{e:#}")))?;
     if !shared.accepting.load(Ordering::SeqCst) {
         return Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping".into()));
     }
@@ -364,14 +366,15 @@ async fn start_job(
         let id = format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S"), jobs.next);
         let status = JobStatus {
             id: id.clone(),
-            request: request.clone(),
-            lock,
+            request: api::JobRequest::from(&request),
+            lock: lock.map(Into::into),
             state: JobState::Running,
             started_at: Utc::now(),
             finished_at: None,
             progress: Progress::default(),
             result: None,
             error: None,
+            tail: Vec::new(),
         };
         jobs.entries.insert(
             id.clone(),
@@ -424,12 +427,16 @@ fn finish(shared: &Shared, id: &str, outcome: anyhow::Result<JobResult>, cancell
             Ok(result) => {
                 info!("job {id} succeeded");
                 entry.status.state = JobState::Succeeded;
-                entry.status.result = Some(result);
+                entry.status.result = Some(result.into());
             }
             Err(e) => {
                 error!("job {id} failed: {e:#}");
                 entry.status.state = if cancelled { JobState::Aborted } else { JobState::Failed };
                 entry.status.error = Some(format!("{e:#}"));
+                // The program's output goes to the leader as it is, not only quoted in the error.
+                if let Some(failed) = e.chain().find_map(|c| c.downcast_ref::<ProgramFailed>()) {
+                    entry.status.tail = failed.tail.clone();
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::agent::api::JobState;
-use crate::agent::client::AgentClient;
+use crate::agent::client::{AgentClient, JobReport};
 use crate::config::Config;
 use crate::exit::Code;
 use crate::outln;
@@ -39,11 +39,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Cancels job `id` on `node` and waits (up to [`STOP_WAIT`]) until it stopped.
-async fn cancel_and_wait(
-    client: &AgentClient,
-    node: &crate::config::NodeSpec,
-    id: &str,
-) -> Result<crate::agent::api::JobStatus> {
+async fn cancel_and_wait(client: &AgentClient, node: &crate::config::NodeSpec, id: &str) -> Result<JobReport> {
     let started = std::time::Instant::now();
     let mut status = client.cancel(node, id, client.cancel_wait()).await?;
     while status.state == JobState::Running && started.elapsed() < STOP_WAIT {

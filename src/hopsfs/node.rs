@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -42,7 +41,7 @@ pub fn assignment_rel(node: &str, round: u32) -> String {
 }
 
 /// What listing a node stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     /// The inventory and the VERSION files.
     pub files: Vec<FileEntry>,
@@ -53,7 +52,7 @@ pub struct Listed {
 }
 
 /// A replica that could not be stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadReplica {
     pub pool: String,
     pub id: u64,
@@ -73,7 +72,7 @@ impl BadReplica {
 }
 
 /// What an upload stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
     pub blocks: u64,
     pub bytes: u64,

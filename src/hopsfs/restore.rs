@@ -52,7 +52,7 @@ const MARKER: &str = "staged.json";
 const NAMED: usize = 20;
 
 /// What a node restore did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
     pub blocks_written: u64,
     pub bytes_written: u64,
@@ -63,7 +63,7 @@ pub struct Restored {
 }
 
 /// What staging a node's blocks found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StagedBlocks {
     /// Blocks copied into the staging folder (or found there from an
     /// interrupted stage).
@@ -75,7 +75,6 @@ pub struct StagedBlocks {
     /// the restore is refused. At most [`NAMED`] are named; `damaged_count`
     /// counts them all.
     pub damaged: Vec<String>,
-    #[serde(default)]
     pub damaged_count: u64,
 }
 

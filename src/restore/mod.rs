@@ -20,17 +20,17 @@ use chrono::Utc;
 use tokio::runtime::Runtime;
 use tracing::{error, info, info_span, warn};
 
-use crate::agent::api::{CommandKind, JobRequest, JobResult};
-use crate::agent::client::AgentClient;
+use crate::agent::client::{AgentClient, JobFailed};
 use crate::agent::jobs;
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
+use crate::job::{CommandKind, JobRequest, JobResult};
 use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{BackupStatus, Manifest};
 use crate::repo::{ManifestState, Repository};
 use crate::rondb::restore::{self as rr, NdbAction};
-use crate::runner::{self, Cmd, RunAs};
+use crate::runner::{self, Cmd, ProgramFailed, RunAs};
 use state::{PartState, RestoreState, Status, StepState};
 
 /// Every step name, in order.
@@ -780,7 +780,7 @@ impl<'a> Restore<'a> {
                 let user = mysql().map_err(fail)?;
                 let cmd = rr::ndb_restore_cmd(&c.rondb, &c.restore, user, self.ndb(), self.meta_node_id(), *ndb_action);
                 let outcome = runner::run(cmd).map_err(fail)?;
-                rr::judge_ndb_restore(&outcome).map_err(|e| (e, outcome.tail.clone()))?;
+                rr::judge_ndb_restore(&outcome).map_err(|e| fail(e.into()))?;
                 Ok(outcome.tail)
             }
             Action::Sql => {
@@ -796,7 +796,7 @@ impl<'a> Restore<'a> {
                     ))
                     .map_err(fail)?;
                     rr::judge_mysql(&outcome)
-                        .map_err(|e| (e.context(format!("replaying {file}")), outcome.tail.clone()))?;
+                        .map_err(|e| fail(anyhow::Error::new(e).context(format!("replaying {file}"))))?;
                     tail.extend(outcome.tail);
                 }
                 Ok(tail)
@@ -865,18 +865,16 @@ fn summary(result: &JobResult) -> String {
     }
 }
 
-/// The program output an error carries (the runner's "last output:" lines).
+/// The last output lines of the program whose failure `e` is, if it is one:
+/// run here, or in a job on another node (whose agent sent them).
 fn error_tail(e: &anyhow::Error) -> Vec<String> {
-    let text = format!("{e:#}");
-    match text.split_once("last output:") {
-        Some((_, rest)) => rest
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect(),
-        None => Vec::new(),
-    }
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<ProgramFailed>()
+                .map(|p| p.tail.clone())
+                .or_else(|| c.downcast_ref::<JobFailed>().map(|j| j.tail.clone()))
+        })
+        .unwrap_or_default()
 }
 
 fn set_part(
@@ -963,5 +961,40 @@ fn fresh_state(id: BackupId, steps: &[Step]) -> RestoreState {
         started_at: Utc::now(),
         updated_at: Utc::now(),
         steps: steps.iter().map(fresh_step).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::Failure;
+
+    #[test]
+    fn a_programs_tail_comes_from_its_typed_error() {
+        let failed = ProgramFailed {
+            program: "ndb_restore".into(),
+            status: Failure::Reported("Error 1".into()),
+            tail: vec!["  indented".into(), "Error 1".into()],
+        };
+        let e = anyhow::Error::new(failed).context("restoring the metadata");
+        assert_eq!(error_tail(&e), ["  indented", "Error 1"]);
+        assert!(error_tail(&anyhow!("no program ran")).is_empty());
+    }
+
+    #[test]
+    fn a_remote_programs_tail_comes_from_its_agent() {
+        let failed = JobFailed {
+            node: "ndb2".into(),
+            id: "20261123T200157-1".into(),
+            state: crate::agent::api::JobState::Failed,
+            error: Some("ndb_restore exited with status 1; last output:\n    Failed to find backup".into()),
+            tail: vec!["Failed to find backup".into()],
+        };
+        let e = anyhow::Error::new(failed).context("step rondb-data");
+        assert_eq!(error_tail(&e), ["Failed to find backup"]);
+        assert_eq!(
+            format!("{e:#}"),
+            "step rondb-data: node ndb2 job 20261123T200157-1 failed: ndb_restore exited with status 1; last output:\n    Failed to find backup"
+        );
     }
 }

@@ -69,7 +69,7 @@ fn dump_to_file(
     let (tmp, file) = fsutil::create_temp(&dst, 0o600)?;
     let out = file.try_clone().context("duplicating the dump file")?;
     let result = runner::run(cmd.stdout_to(out))
-        .and_then(|o| o.check(what))
+        .and_then(|o| Ok(o.check(what)?))
         .and_then(|_| check(&tmp));
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);

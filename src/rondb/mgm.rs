@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Result};
 use crate::config::{BackupSettings, RondbSettings};
 use crate::exit::HwdrError;
 use crate::repo::manifest::NdbBackupResult;
-use crate::runner::{Cmd, Outcome, RunAs};
+use crate::runner::{Cmd, Failure, Outcome, RunAs};
 
 /// The command for `START BACKUP <ndb id> SNAPSHOTEND WAIT COMPLETED`: the
 /// whole management command is one argv element (the wrapper hands it to
@@ -76,8 +76,10 @@ pub fn judge_start_backup(outcome: &Outcome, ndb_id: u32) -> Result<NdbBackupRes
             if detail.is_empty() { line.to_owned() } else { detail }
         );
     }
-    outcome.check("mgm-client.sh (START BACKUP)")?;
-    parse_completed(&outcome.stdout, ndb_id).map_err(|e| anyhow!("{e}; output was:{}", outcome.tail_text()))
+    let what = "mgm-client.sh (START BACKUP)";
+    outcome.check(what)?;
+    parse_completed(&outcome.stdout, ndb_id)
+        .map_err(|e| outcome.failed(what, Failure::Unreadable(e.to_string())).into())
 }
 
 fn first_line_with<'a>(text: &'a str, needle: &str) -> Option<&'a str> {
@@ -177,6 +179,15 @@ Node 2: Backup 263271819 started from node 1 completed
         let partial = OK.lines().take(2).collect::<Vec<_>>().join("\n");
         let err = judge_start_backup(&outcome(0, &partial), 263_271_819).unwrap_err();
         assert!(err.to_string().contains("did not report"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_report_carries_the_output() {
+        let partial = OK.lines().take(2).collect::<Vec<_>>().join("\n");
+        let err = judge_start_backup(&outcome(0, &partial), 263_271_819).unwrap_err();
+        let failed = err.downcast_ref::<crate::runner::ProgramFailed>().unwrap();
+        assert_eq!(failed.tail.len(), 2);
+        assert!(matches!(&failed.status, Failure::Unreadable(why) if why.contains("did not report")));
     }
 
     #[test]

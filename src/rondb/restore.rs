@@ -21,7 +21,7 @@ use crate::job::JobControl;
 use crate::repo::fsutil::{self, FileEntry};
 use crate::repo::manifest::Manifest;
 use crate::repo::{mkdir, Repository};
-use crate::runner::{Cmd, Outcome, RunAs};
+use crate::runner::{Cmd, Failure, Outcome, ProgramFailed, RunAs};
 
 /// What `ndb_restore` is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub fn ndb_restore_cmd(
 }
 
 /// Fails unless `ndb_restore` exited 0 AND its output shows no error.
-pub fn judge_ndb_restore(outcome: &Outcome) -> Result<()> {
+pub fn judge_ndb_restore(outcome: &Outcome) -> Result<(), ProgramFailed> {
     outcome.check("ndb_restore")?;
     let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
     let failed = text.lines().map(str::trim).find(|l| {
@@ -91,10 +91,7 @@ pub fn judge_ndb_restore(outcome: &Outcome) -> Result<()> {
             || l.contains("Could not connect")
     });
     match failed {
-        Some(line) => bail!(
-            "ndb_restore exited 0 but reported a failure: {line}; last output:{}",
-            outcome.tail_text()
-        ),
+        Some(line) => Err(outcome.failed("ndb_restore", Failure::Reported(line.to_owned()))),
         None => Ok(()),
     }
 }
@@ -108,13 +105,13 @@ pub fn mysql_source_cmd(rondb: &RondbSettings, restore: &RestoreSettings, user: 
 }
 
 /// Fails unless the client exited 0 and printed no `ERROR`.
-pub fn judge_mysql(outcome: &Outcome) -> Result<()> {
+pub fn judge_mysql(outcome: &Outcome) -> Result<(), ProgramFailed> {
     outcome.check("mysql-client.sh")?;
     let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
-    if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
-        bail!("mysql-client.sh exited 0 but reported: {line}");
+    match text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
+        Some(line) => Err(outcome.failed("mysql-client.sh", Failure::ErrorLine(line.to_owned()))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A file of the backup that is missing or does not match the manifest: the
@@ -385,6 +382,20 @@ mod tests {
         assert!(err.contains("exited 0 but reported a failure"), "{err}");
         assert!(judge_ndb_restore(&outcome(1, "Failed to find backup")).is_err());
         assert!(judge_ndb_restore(&outcome(0, "Unable to find table: `a/def/b` error : 723")).is_err());
+    }
+
+    #[test]
+    fn judges_fail_with_the_programs_tail() {
+        let text = "Restored 10 tuples\nNDBT_ProgramExit: 1 - Failed";
+        let failed = judge_ndb_restore(&outcome(0, text)).unwrap_err();
+        assert_eq!(failed.status, Failure::Reported("NDBT_ProgramExit: 1 - Failed".into()));
+        assert_eq!(failed.tail, ["Restored 10 tuples", "NDBT_ProgramExit: 1 - Failed"]);
+        let failed = judge_mysql(&outcome(0, "Using socket: /s\nERROR 1396 (HY000)")).unwrap_err();
+        assert_eq!(
+            (failed.program.as_str(), &failed.status),
+            ("mysql-client.sh", &Failure::ErrorLine("ERROR 1396 (HY000)".into()))
+        );
+        assert_eq!(failed.tail, ["Using socket: /s", "ERROR 1396 (HY000)"]);
     }
 
     #[test]
