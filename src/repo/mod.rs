@@ -12,6 +12,7 @@
 pub mod fsutil;
 pub mod lock;
 pub mod manifest;
+pub mod store;
 
 use std::fs;
 use std::io::ErrorKind;
