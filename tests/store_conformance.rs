@@ -287,3 +287,45 @@ fn concurrent_puts_of_different_objects_all_land() {
         }
     });
 }
+
+#[test]
+fn a_group_in_a_batch_is_kept_whole_or_not_at_all() {
+    use hwdr::repo::store::Put;
+    each(|b| {
+        let (meta, block) = (key("blocks/p/x.meta"), key("blocks/p/x"));
+        {
+            let mut batch = b.batch();
+            let failed = batch.put_group(&mut [
+                Put {
+                    key: &meta,
+                    data: &mut &b"m"[..],
+                    options: PutOptions::default(),
+                },
+                Put {
+                    key: &block,
+                    data: &mut Failing(1000),
+                    options: PutOptions::default(),
+                },
+            ]);
+            assert!(failed.is_err());
+            assert_eq!(batch.pending(), 0);
+            let written = batch
+                .put_group(&mut [
+                    Put {
+                        key: &meta,
+                        data: &mut &b"m"[..],
+                        options: PutOptions::default(),
+                    },
+                    Put {
+                        key: &block,
+                        data: &mut &b"block"[..],
+                        options: PutOptions::default(),
+                    },
+                ])
+                .unwrap();
+            assert_eq!(written.iter().map(|w| w.size).collect::<Vec<_>>(), [1, 5]);
+            batch.commit().unwrap();
+        }
+        assert_eq!(names(b, "blocks/"), ["blocks/p/x", "blocks/p/x.meta"]);
+    });
+}

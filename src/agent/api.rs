@@ -28,8 +28,8 @@ use crate::backup_id::BackupId;
 use crate::config::{NodeName, Role};
 use crate::hopsfs::node::{Listed, Uploaded};
 use crate::hopsfs::restore::{Restored, StagedBlocks};
-use crate::repo::fsutil::FileEntry;
 use crate::repo::lock::LockInfo;
+use crate::repo::manifest::FileEntry;
 
 /// Answer of `GET /v1/health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

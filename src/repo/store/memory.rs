@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{copy_hashed, Backend, Batch, ObjectKey, ObjectMeta, PutOptions, StoreError, Written};
+use super::{copy_hashed, Backend, Batch, ObjectKey, ObjectMeta, Put, PutOptions, StoreError, Written};
 
 /// One stored object.
 #[derive(Debug, Clone)]
@@ -154,9 +154,15 @@ struct MemoryBatch<'a> {
 }
 
 impl Batch for MemoryBatch<'_> {
-    fn put(&mut self, key: &ObjectKey, data: &mut dyn Read, options: PutOptions) -> Result<Written, StoreError> {
-        let (bytes, written) = Memory::read_all(key, data)?;
-        self.pending.push((key.clone(), bytes, options.create_only));
+    fn put_group(&mut self, puts: &mut [Put<'_>]) -> Result<Vec<Written>, StoreError> {
+        let mut group = Vec::new();
+        let mut written = Vec::new();
+        for put in puts.iter_mut() {
+            let (bytes, w) = Memory::read_all(put.key, put.data)?;
+            group.push((put.key.clone(), bytes, put.options.create_only));
+            written.push(w);
+        }
+        self.pending.extend(group);
         Ok(written)
     }
 

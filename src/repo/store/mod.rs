@@ -228,6 +228,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Removes the object; one that does not exist is no error.
     fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 
+    /// Removes what puts interrupted by a crash left behind (temp files of a
+    /// folder) and was last written before `before`: how many and their
+    /// bytes. With `dry_run`, only counts them. Nothing, where a put leaves
+    /// nothing behind.
+    fn remove_leftovers(&self, _before: SystemTime, _dry_run: bool) -> anyhow::Result<(u64, u64)> {
+        Ok((0, 0))
+    }
+
     /// Removes every object below `prefix` (ending in `/`).
     fn delete_prefix(&self, prefix: &str) -> anyhow::Result<()> {
         let mut keys = Vec::new();
@@ -242,10 +250,25 @@ pub trait Backend: Send + Sync + fmt::Debug {
     }
 }
 
+/// One object of [`Batch::put_group`].
+pub struct Put<'a> {
+    pub key: &'a ObjectKey,
+    pub data: &'a mut dyn Read,
+    pub options: PutOptions,
+}
+
 /// Puts made durable together: see [`Backend::batch`].
 pub trait Batch {
     /// Writes `data` as `key`; durable and visible at [`Batch::commit`].
-    fn put(&mut self, key: &ObjectKey, data: &mut dyn Read, options: PutOptions) -> Result<Written, StoreError>;
+    fn put(&mut self, key: &ObjectKey, data: &mut dyn Read, options: PutOptions) -> Result<Written, StoreError> {
+        let mut written = self.put_group(&mut [Put { key, data, options }])?;
+        written.pop().ok_or_else(|| StoreError::BadName(key.to_string()))
+    }
+
+    /// Writes several objects that belong together (a block and its
+    /// `.meta`): if any of them fails, none of them is kept; at the commit
+    /// they become visible in this order.
+    fn put_group(&mut self, puts: &mut [Put<'_>]) -> Result<Vec<Written>, StoreError>;
 
     /// How many puts wait for the commit.
     fn pending(&self) -> usize;

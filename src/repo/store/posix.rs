@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::{copy_hashed, Access, Backend, Batch, ObjectKey, ObjectMeta, PutOptions, StoreError, Written};
+use super::{copy_hashed, Access, Backend, Batch, ObjectKey, ObjectMeta, Put, PutOptions, StoreError, Written};
 
 /// Mode of the repository's folders.
 const DIR_MODE: u32 = 0o750;
@@ -116,25 +116,6 @@ impl Posix {
             return Err(io_error("syncfs on the repository".into(), io::Error::last_os_error()));
         }
         Ok(())
-    }
-
-    /// Removes the temp files interrupted puts left (a process killed
-    /// mid-write) last written before `before`: how many and their bytes.
-    pub fn remove_leftovers(&self, below: &str, before: SystemTime) -> anyhow::Result<(u64, u64)> {
-        let mut found = (0, 0);
-        walk(&self.root.join(below), &mut |path, meta| {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if is_temp_name(&name) && meta.modified().is_ok_and(|m| m < before) {
-                fs::remove_file(path)?;
-                found.0 += 1;
-                found.1 += meta.len();
-            }
-            Ok(())
-        })?;
-        Ok(found)
     }
 }
 
@@ -241,6 +222,31 @@ impl Backend for Posix {
         }
     }
 
+    fn remove_leftovers(&self, before: SystemTime, dry_run: bool) -> anyhow::Result<(u64, u64)> {
+        let mut found = (0, 0);
+        walk(&self.root, &mut |path, meta| {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if is_temp_name(&name) && meta.modified().is_ok_and(|m| m < before) {
+                tracing::info!(
+                    "{} leftover {} ({} bytes)",
+                    if dry_run { "would remove" } else { "removing" },
+                    path.display(),
+                    meta.len()
+                );
+                if !dry_run {
+                    fs::remove_file(path)?;
+                }
+                found.0 += 1;
+                found.1 += meta.len();
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
     fn delete_prefix(&self, prefix: &str) -> anyhow::Result<()> {
         let dir = ObjectKey::parse(prefix.trim_end_matches('/'))?;
         let path = self.path(&dir);
@@ -304,9 +310,24 @@ struct PosixBatch<'a> {
 }
 
 impl Batch for PosixBatch<'_> {
-    fn put(&mut self, key: &ObjectKey, data: &mut dyn Read, options: PutOptions) -> Result<Written, StoreError> {
-        let (tmp, written) = self.store.write_temp(key, data, options.access, false)?;
-        self.pending.push((tmp, key.clone(), options.create_only));
+    fn put_group(&mut self, puts: &mut [Put<'_>]) -> Result<Vec<Written>, StoreError> {
+        let mut group = Vec::new();
+        let mut written = Vec::new();
+        for put in puts.iter_mut() {
+            match self.store.write_temp(put.key, put.data, put.options.access, false) {
+                Ok((tmp, w)) => {
+                    group.push((tmp, put.key.clone(), put.options.create_only));
+                    written.push(w);
+                }
+                Err(e) => {
+                    for (tmp, _, _) in &group {
+                        let _ = fs::remove_file(tmp);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.pending.extend(group);
         Ok(written)
     }
 
