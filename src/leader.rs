@@ -76,10 +76,7 @@ pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
         "lock",
         &me,
         "root",
-        format!(
-            "create {}",
-            format!("{}/lock", crate::repo::Repository::of(config).location())
-        ),
+        format!("create {}/lock", crate::repo::Repository::of(config).location()),
     )];
     if config.config_paths.is_empty() {
         steps.push(step(
