@@ -6,20 +6,22 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::repo::fsutil::{self, FileEntry};
-use crate::repo::mkdir;
+use crate::job::JobControl;
+use crate::repo::backup::BackupWriter;
+use crate::repo::manifest::FileEntry;
+use crate::repo::store::Access;
 
-/// Copies every path (file or folder, recursively) into `backup_dir/config/`.
-pub fn copy_paths(paths: &[impl AsRef<Path>], backup_dir: &Path) -> Result<Vec<FileEntry>> {
+/// Copies every path (file or folder, recursively) into `config/` of the backup.
+pub fn copy_paths(paths: &[impl AsRef<Path>], backup: &BackupWriter) -> Result<Vec<FileEntry>> {
     let mut entries = Vec::new();
     for path in paths {
         let path = path.as_ref();
         let meta =
             fs::metadata(path).with_context(|| format!("[config_backup] paths: cannot read {}", path.display()))?;
         if meta.is_dir() {
-            copy_dir(path, backup_dir, &mut entries)?;
+            copy_dir(path, backup, &mut entries)?;
         } else if meta.is_file() {
-            entries.push(copy_one(path, backup_dir)?);
+            entries.push(copy_one(path, backup)?);
         } else {
             bail!(
                 "[config_backup] paths: {} is neither a file nor a folder",
@@ -30,7 +32,7 @@ pub fn copy_paths(paths: &[impl AsRef<Path>], backup_dir: &Path) -> Result<Vec<F
     Ok(entries)
 }
 
-fn copy_dir(dir: &Path, backup_dir: &Path, entries: &mut Vec<FileEntry>) -> Result<()> {
+fn copy_dir(dir: &Path, backup: &BackupWriter, entries: &mut Vec<FileEntry>) -> Result<()> {
     let mut items: Vec<_> = fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .collect::<Result<_, _>>()
@@ -39,17 +41,15 @@ fn copy_dir(dir: &Path, backup_dir: &Path, entries: &mut Vec<FileEntry>) -> Resu
     for item in items {
         let kind = item.file_type()?;
         if kind.is_dir() {
-            copy_dir(&item.path(), backup_dir, entries)?;
+            copy_dir(&item.path(), backup, entries)?;
         } else if kind.is_file() {
-            entries.push(copy_one(&item.path(), backup_dir)?);
+            entries.push(copy_one(&item.path(), backup)?);
         }
     }
     Ok(())
 }
 
-fn copy_one(path: &Path, backup_dir: &Path) -> Result<FileEntry> {
+fn copy_one(path: &Path, backup: &BackupWriter) -> Result<FileEntry> {
     let rel = format!("config/{}", path.display().to_string().trim_start_matches('/'));
-    let dst = backup_dir.join(&rel);
-    mkdir(dst.parent().unwrap_or(backup_dir), 0o750)?;
-    fsutil::copy_hashed(path, &dst, 0o640, rel, &crate::job::JobControl::default())
+    backup.put_file(&rel, path, Access::Group, &JobControl::default())
 }

@@ -146,7 +146,7 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
         info!("no [drill] connectstring: the RonDB part is not restored, only read through");
     }
     step("hopsfs-blocks", &mut || {
-        let r = verify::verify(&Repository::new(&config.repository), id, true)?;
+        let r = verify::verify(&Repository::of(config), id, true)?;
         if !r.ok() {
             bail!("{} problem(s), first: {}", r.damage.len(), r.damage[0]);
         }

@@ -15,7 +15,7 @@ use crate::backup_id::BackupId;
 use crate::config::{NodeName, Role};
 use crate::hopsfs::node::{Listed, Uploaded};
 use crate::hopsfs::restore::{Restored, StagedBlocks};
-use crate::repo::fsutil::FileEntry;
+use crate::repo::manifest::FileEntry;
 
 /// Counters a job updates and a flag it checks between files (and inside
 /// long copies). Cheap to clone: clones share the same job.

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Local, Utc};
@@ -14,15 +13,15 @@ use tracing::{error, info, info_span, warn};
 use crate::agent::client::AgentClient;
 use crate::agent::jobs;
 use crate::hopsfs::plan;
-use crate::hopsfs::store::BlockStore;
 use crate::job::{JobRequest, JobResult};
 
 use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
 use crate::logging::{MSG_BACKUP_COMPLETED, MSG_BACKUP_FAILED, MSG_BACKUP_STARTED};
-use crate::repo::fsutil::FileEntry;
+use crate::repo::backup::BackupWriter;
 use crate::repo::lock::{LockInfo, RepoLock};
+use crate::repo::manifest::FileEntry;
 use crate::repo::manifest::{self, BackupStatus, HopsfsInfo, Manifest, NodeRecord, RondbInfo, StepRecord, StepStatus};
 use crate::repo::Repository;
 use crate::rondb::{dump, mgm, parts};
@@ -61,7 +60,7 @@ pub struct PlannedStep {
 pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
     let me = config.this_node.to_string();
     let mysql = config.rondb.user.clone();
-    let dir = Repository::new(&config.repository).backup_dir(id);
+    let dir = std::path::PathBuf::from(format!("{}/backups/{id}", Repository::of(config).location()));
     let ndb = id.ndb_id();
     let placeholder = RunAs {
         name: mysql.clone(),
@@ -77,7 +76,7 @@ pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
         "lock",
         &me,
         "root",
-        format!("create {}", config.repository.join("lock").display()),
+        format!("create {}/lock", crate::repo::Repository::of(config).location()),
     )];
     if config.config_paths.is_empty() {
         steps.push(step(
@@ -167,7 +166,7 @@ pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
         for node in &hopsfs_nodes {
             let action = format!(
                 "copy the assigned blocks into {}/blocks/, each checked against its .meta CRCs",
-                config.repository.display()
+                crate::repo::Repository::of(config).location()
             );
             steps.push(step("hopsfs-upload", node.name.as_str(), hdfs, action));
         }
@@ -187,7 +186,7 @@ pub fn render_plan(config: &Config, id: BackupId) -> String {
         "backup {id} (RonDB backup id {}) of cluster {} into {}\n",
         id.ndb_id(),
         config.cluster,
-        config.repository.display()
+        crate::repo::Repository::of(config).location()
     );
     for (i, s) in plan(config, id).iter().enumerate() {
         let _ = writeln!(
@@ -381,12 +380,12 @@ pub fn run_backup(
     rt: &Runtime,
 ) -> Result<Manifest> {
     let mysql = config.rondb_user().map_err(|e| HwdrError::Config(format!("{e:#}")))?;
-    let repo = Repository::open(&config.repository, &config.cluster)?;
+    let repo = Repository::open(config)?;
     let _lock = RepoLock::acquire(
-        &repo.lock_path(),
+        repo.shared_backend(),
         LockInfo::for_this_process("backup", Some(id.to_string()), now.with_timezone(&Utc)),
     )?;
-    let dir = repo.create_backup_dir(id)?;
+    let dir = repo.create_backup(id, &_lock)?;
     let started_at = Utc::now();
     let ndb = id.ndb_id();
     if ndb > NDB_RESTORE_MAX_ID {
@@ -430,7 +429,14 @@ pub fn run_backup(
             let users = scope.spawn(|| {
                 let _entered = parent.enter();
                 timed_step("users", |files| {
-                    files.push(dump::dump_users(&config.rondb, &config.backup, mysql.clone(), &dir)?);
+                    let spool = &config.restore.state_dir;
+                    files.push(dump::dump_users(
+                        &config.rondb,
+                        &config.backup,
+                        mysql.clone(),
+                        spool,
+                        &dir,
+                    )?);
                     Ok(())
                 })
             });
@@ -441,6 +447,7 @@ pub fn run_backup(
                     &config.rondb,
                     &config.backup,
                     mysql.clone(),
+                    &config.restore.state_dir,
                     &dir,
                     &databases,
                 )?);
@@ -597,7 +604,7 @@ pub fn run_backup(
         nodes: records,
         checksum: None,
     };
-    repo.write_manifest(&manifest)?;
+    dir.write_manifest(&manifest)?;
     let Some((step, e)) = failures.into_iter().next() else {
         info!(
             message_id = MSG_BACKUP_COMPLETED,
@@ -647,7 +654,7 @@ fn check_parts(node: &NodeSpec, parts: &BTreeMap<u32, u32>) -> Result<()> {
 /// ([`plan::mark_known`]), so only the others are looked for in the store.
 /// Anything odd about that backup only costs the shortcut.
 fn trust_latest_complete(config: &Config, distinct: &mut plan::Distinct) {
-    let repo = Repository::new(&config.repository);
+    let repo = Repository::of(config);
     let prev = match repo.latest_complete() {
         Ok(Some(prev)) => prev,
         Ok(None) => return,
@@ -659,7 +666,7 @@ fn trust_latest_complete(config: &Config, distinct: &mut plan::Distinct) {
     let Some(hopsfs) = prev.hopsfs.as_ref().filter(|h| h.block_storage == BlockStorage::Local) else {
         return;
     };
-    let mut inventories: Vec<(PathBuf, FileEntry)> = Vec::new();
+    let mut inventories: Vec<FileEntry> = Vec::new();
     for node in &hopsfs.nodes {
         let rel = crate::hopsfs::node::inventory_rel(node);
         let Some(entry) = prev.files().find(|f| f.path == rel) else {
@@ -669,9 +676,9 @@ fn trust_latest_complete(config: &Config, distinct: &mut plan::Distinct) {
             );
             return;
         };
-        inventories.push((repo.backup_dir(prev.backup_id).join(&rel), entry.clone()));
+        inventories.push(entry.clone());
     }
-    match plan::mark_known(distinct, &inventories) {
+    match plan::mark_known(distinct, &repo.reader(prev.backup_id), &inventories) {
         Ok(known) => info!(
             known,
             "{known} blocks are listed by backup {}, the latest complete one: not looked up in the store",
@@ -696,7 +703,7 @@ fn backup_hopsfs(
     config: &Config,
     id: BackupId,
     opts: &BackupOptions,
-    dir: &Path,
+    dir: &BackupWriter,
     nodes: &[&NodeSpec],
     steps: &mut [NodeSteps],
     client: Option<&AgentClient>,
@@ -707,6 +714,8 @@ fn backup_hopsfs(
         backup_id: id,
     });
     let mut all_listed = true;
+    // Each node's inventory as it reported it: the plan checks them when it reads them.
+    let mut inventories: Vec<FileEntry> = Vec::new();
     for s in listed {
         let node = nodes[s.index];
         let files = match s.result {
@@ -714,7 +723,14 @@ fn backup_hopsfs(
                 for skipped in &l.skipped {
                     warn!(hwdr_node = %node.name, "left out on {}: {skipped}", node.name);
                 }
-                Ok(l.files)
+                let rel = crate::hopsfs::node::inventory_rel(node.name.as_str());
+                match l.files.iter().find(|f| f.path == rel) {
+                    Some(entry) => {
+                        inventories.push(entry.clone());
+                        Ok(l.files)
+                    }
+                    None => Err(anyhow!("node {} listed its blocks but stored no {rel}", node.name)),
+                }
             }
             Ok(other) => Err(anyhow!("node {} answered the listing with {other:?}", node.name)),
             Err(e) => Err(e),
@@ -727,9 +743,9 @@ fn backup_hopsfs(
     }
 
     let names: Vec<String> = nodes.iter().map(|n| n.name.to_string()).collect();
-    let store = BlockStore::new(&config.repository);
+    let store = Repository::of(config).blocks();
     let planned = steps[0].run("hopsfs-plan", |files| {
-        let mut distinct = plan::merge(dir, &names)?;
+        let mut distinct = plan::merge(&Repository::of(config).reader(id), &names, &inventories)?;
         if !opts.check_store {
             trust_latest_complete(config, &mut distinct);
         }

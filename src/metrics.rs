@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::fsutil::{self, mkdir};
 use crate::repo::manifest::{BackupStatus, Manifest};
-use crate::repo::{fsutil, mkdir, Entry, ManifestState, Repository};
+use crate::repo::{Entry, ManifestState, Repository};
 
 /// What the repository cannot tell: the last verify and prune.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -57,7 +58,7 @@ pub fn record_prune(config: &Config, freed: u64) -> Result<()> {
 /// The metrics in Prometheus text format. A repository that cannot be opened
 /// (not mounted, no marker) is `hwdr_repository_ok 0`, never "no backups".
 pub fn render(config: &Config) -> Result<String> {
-    let entries = match Repository::open(&config.repository, &config.cluster).and_then(|r| r.entries()) {
+    let entries = match Repository::open(config).and_then(|r| r.entries()) {
         Ok(entries) => Some(entries),
         Err(e) => {
             // The metric says it; a scrape every few seconds must not flood the log.

@@ -13,13 +13,11 @@
 //! nothing; nor does it while any manifest is damaged (it judges only what
 //! it can read).
 
-use std::collections::{BTreeSet, HashSet};
-use std::fs::{self};
-use std::io::ErrorKind;
-use std::path::Path;
+use std::collections::HashSet;
+use std::io::BufReader;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Datelike, Local, Utc};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -28,10 +26,10 @@ use crate::backup_id::BackupId;
 use crate::config::Retention;
 use crate::exit::HwdrError;
 use crate::hopsfs::inventory::{self};
-use crate::hopsfs::layout;
 use crate::hopsfs::node::inventory_rel;
-use crate::repo::lock::{self, LockInfo, RepoLock};
+use crate::hopsfs::store::BlockKey;
 use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::store::{ObjectKey, StoreError};
 use crate::repo::{Entry, ManifestState, Repository};
 
 /// A backup as retention sees it.
@@ -152,7 +150,7 @@ pub struct PruneReport {
 /// The backups of a repository as candidates. Every manifest must have
 /// passed its checks ([`refuse_damaged`]).
 pub fn candidates(repo: &Repository, entries: &[Entry]) -> Vec<Candidate> {
-    let holder = lock::read(&repo.lock_path()).ok().flatten();
+    let holder = repo.lock_holder().ok().flatten();
     let mut out = Vec::new();
     for e in entries {
         let running = holder
@@ -160,13 +158,7 @@ pub fn candidates(repo: &Repository, entries: &[Entry]) -> Vec<Candidate> {
             .is_some_and(|h| h.backup_id.as_deref() == Some(e.id.to_string().as_str()) && !h.is_stale());
         let (status, time) = match &e.manifest {
             ManifestState::Ok(m) => (Some(m.status), m.started_at),
-            _ => {
-                let t = fs::metadata(&e.dir)
-                    .and_then(|m| m.modified())
-                    .map(DateTime::<Utc>::from)
-                    .unwrap_or_else(|_| Utc::now());
-                (None, t)
-            }
+            _ => (None, e.started.map_or_else(Utc::now, DateTime::<Utc>::from)),
         };
         out.push(Candidate {
             id: e.id,
@@ -200,7 +192,7 @@ pub fn refuse_damaged(repo: &Repository, entries: &[Entry]) -> Result<()> {
         "prune removed nothing: the manifest of {} is damaged, so retention cannot be judged; check each backup \
          (`hwdr verify <id>`), then move it aside out of {}/backups, or restore its manifest.json from a copy",
         named.join(", "),
-        repo.root().display()
+        repo.location()
     ))
     .into())
 }
@@ -224,14 +216,7 @@ pub fn prune(
     dry_run: bool,
     when: Sweep,
 ) -> Result<PruneReport> {
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(RepoLock::acquire(
-            &repo.lock_path(),
-            LockInfo::for_this_process("prune", None, now),
-        )?)
-    };
+    let _lock = if dry_run { None } else { Some(repo.lock("prune", None)?) };
     // Blocks written from here on are never swept.
     let sweep_start = SystemTime::now();
     let entries = repo.entries()?;
@@ -255,20 +240,18 @@ pub fn prune(
         crate::cancel::check()?;
         crate::fault::point("prune-remove-backup", None)?;
         let id: BackupId = d.id.parse()?;
-        let dir = repo.backup_dir(id);
-        let size = dir_size(&dir);
+        let size = backup_size(repo, id)?;
         info!(hwdr_backup_id = %id, "{} backup {id} ({}; {size} bytes)", if dry_run { "would remove" } else { "removing" }, d.reasons.join(", "));
         if !dry_run {
-            // Renamed first: a half-removed backup never looks like a backup.
-            let doomed = dir.with_file_name(format!(".removing-{id}"));
-            fs::rename(&dir, &doomed).with_context(|| format!("renaming {}", dir.display()))?;
-            fs::remove_dir_all(&doomed).with_context(|| format!("removing {}", doomed.display()))?;
+            // The manifest first: a half-removed backup never looks like a backup.
+            repo.backend().delete(&ObjectKey::manifest(id))?;
+            repo.backend().delete_prefix(&ObjectKey::backup_prefix(id))?;
         }
         report.removed_backups.push(d.id.clone());
         report.freed_bytes += size;
     }
     match marked {
-        Some(marked) => sweep(&repo.root().join("blocks"), &marked, sweep_start, dry_run, &mut report)?,
+        Some(marked) => sweep(repo, &marked, sweep_start, dry_run, &mut report)?,
         None => info!("no backup removed: the block store is not swept"),
     }
     info!(
@@ -294,7 +277,7 @@ fn mark(repo: &Repository, kept: &[&Entry]) -> Result<HashSet<String>> {
         match &e.manifest {
             ManifestState::Ok(m) => mark_listed(repo, m, &mut marked)?,
             // Unfinished: keep every block any of its inventories names.
-            ManifestState::Missing => mark_unfinished(&e.dir, &mut marked),
+            ManifestState::Missing => mark_unfinished(repo, e.id, &mut marked)?,
             ManifestState::Damaged(why) => bail!("backup {}: manifest.json: {why}", e.id),
         }
     }
@@ -305,11 +288,11 @@ fn mark(repo: &Repository, kept: &[&Entry]) -> Result<HashSet<String>> {
 /// manifest lists (size and SHA-256), or nothing is swept.
 fn mark_listed(repo: &Repository, m: &Manifest, marked: &mut HashSet<String>) -> Result<()> {
     let id = m.backup_id;
-    let dir = repo.backup_dir(id);
+    let backup = repo.reader(id);
     for node in m.hopsfs.iter().flat_map(|h| h.nodes.iter()) {
         let rel = inventory_rel(node);
         let checked = match m.files().find(|f| f.path == rel) {
-            Some(expected) => inventory::for_each_block_checked(&dir.join(&rel), expected, |key, _| {
+            Some(expected) => inventory::for_each_block(&backup, expected, |key, _| {
                 marked.insert(key.to_string());
                 Ok(())
             })
@@ -327,134 +310,108 @@ fn mark_listed(repo: &Repository, m: &Manifest, marked: &mut HashSet<String>) ->
 }
 
 /// The blocks of an unfinished backup: whatever its inventories list so far.
-fn mark_unfinished(dir: &Path, marked: &mut HashSet<String>) {
-    let nodes: BTreeSet<String> = fs::read_dir(dir.join("hopsfs"))
-        .map(|r| {
-            r.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
+fn mark_unfinished(repo: &Repository, id: BackupId, marked: &mut HashSet<String>) -> Result<()> {
+    let nodes = repo
+        .backend()
+        .list_children(&format!("{}hopsfs/", ObjectKey::backup_prefix(id)))?;
+    let backup = repo.reader(id);
     for node in nodes {
-        let path = dir.join(inventory_rel(&node));
-        if !path.exists() {
-            continue;
-        }
-        let read = inventory::for_each_block(&path, |key, _| {
+        let input = match backup.open(&inventory_rel(&node)) {
+            Ok(input) => input,
+            Err(StoreError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let read = inventory::blocks_of(BufReader::new(input), |key, _| {
             marked.insert(key.to_string());
             Ok(())
         });
         if let Err(e) = read {
             // A truncated inventory of an unfinished backup: what it listed is marked.
-            warn!("{e:#}");
+            warn!("backup {id}, inventory of {node}: {e:#}");
         }
     }
+    Ok(())
 }
 
-/// Removes block files (and their `.meta`) not in `marked` and older than
-/// `sweep_start`, and leftovers older than [`LEFTOVER_GRACE`].
+/// Removes blocks (and their `.meta`) not in `marked` and written before
+/// `sweep_start`; a `.meta` whose block is gone once it is older than
+/// [`LEFTOVER_GRACE`]; and what crashed puts left (the backend's temp files)
+/// as old.
 fn sweep(
-    root: &Path,
+    repo: &Repository,
     marked: &HashSet<String>,
     sweep_start: SystemTime,
     dry_run: bool,
     report: &mut PruneReport,
 ) -> Result<()> {
-    let Ok(pools) = fs::read_dir(root) else { return Ok(()) };
     let leftover_before = sweep_start
         .checked_sub(LEFTOVER_GRACE)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    for pool in pools.flatten() {
-        let pool_name = pool.file_name().to_string_lossy().into_owned();
-        let mut stack = vec![pool.path()];
-        while let Some(dir) = stack.pop() {
-            crate::cancel::check()?;
-            for e in fs::read_dir(&dir)
-                .with_context(|| format!("listing {}", dir.display()))?
-                .flatten()
-            {
-                let path = e.path();
-                let kind = e.file_type()?;
-                if kind.is_dir() {
-                    stack.push(path);
-                    continue;
-                }
-                let name = e.file_name().to_string_lossy().into_owned();
-                if is_leftover(&path, &name) {
-                    remove_leftover(&e, leftover_before, dry_run, report)?;
-                    continue;
-                }
-                if name.ends_with(".meta") || layout::parse_meta_name(&name).is_some() {
-                    continue;
-                }
-                let Some((id, gs)) = name.strip_prefix("blk_").and_then(|r| r.split_once('_')) else {
-                    continue;
-                };
-                if marked.contains(&format!("{pool_name}/blk_{id}_{gs}")) {
-                    continue;
-                }
-                let meta = e.metadata()?;
-                if meta.modified().map_or(true, |m| m >= sweep_start) {
-                    continue;
-                }
-                let meta_path = path.with_file_name(format!("{name}.meta"));
-                let freed = meta.len() + fs::metadata(&meta_path).map(|m| m.len()).unwrap_or(0);
-                if !dry_run {
-                    fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-                    let _ = fs::remove_file(&meta_path);
-                }
-                report.removed_blocks += 1;
-                report.freed_bytes += freed;
-            }
+    let backend = repo.backend();
+    // Unmarked blocks seen (and those swept), and unmarked metas with their
+    // size and time: only garbage is kept in memory.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut swept: HashSet<String> = HashSet::new();
+    let mut metas: Vec<(ObjectKey, u64, SystemTime)> = Vec::new();
+    backend.list("blocks/", &mut |o| {
+        crate::cancel::check()?;
+        let Some((key, is_meta)) = BlockKey::of_object(&o.key) else {
+            return Ok(());
+        };
+        if marked.contains(&key.to_string()) {
+            return Ok(());
         }
+        if is_meta {
+            metas.push((o.key, o.size, o.modified));
+            return Ok(());
+        }
+        seen.insert(o.key.as_str().to_owned());
+        if o.modified >= sweep_start {
+            return Ok(());
+        }
+        if !dry_run {
+            backend.delete(&o.key)?;
+        }
+        report.removed_blocks += 1;
+        report.freed_bytes += o.size;
+        swept.insert(o.key.as_str().to_owned());
+        Ok(())
+    })?;
+    for (meta, size, modified) in metas {
+        // Its block is the object of the same name without `.meta`.
+        let block = meta.as_str().trim_end_matches(".meta");
+        // With its swept block; or alone (a `.meta` alone is no block) once
+        // old enough that no upload can be about to add its block.
+        let orphan = !seen.contains(block) && modified < leftover_before;
+        if !swept.contains(block) && !orphan {
+            continue;
+        }
+        if orphan {
+            info!(
+                "{} leftover {meta} ({size} bytes)",
+                if dry_run { "would remove" } else { "removing" }
+            );
+            report.removed_leftovers += 1;
+        }
+        if !dry_run {
+            backend.delete(&meta)?;
+        }
+        report.freed_bytes += size;
     }
+    let (count, bytes) = backend.remove_leftovers(leftover_before, dry_run)?;
+    report.removed_leftovers += count;
+    report.freed_bytes += bytes;
     Ok(())
 }
 
-/// A temp file of an atomic write, or a `.meta` without its block file.
-fn is_leftover(path: &Path, name: &str) -> bool {
-    if name.starts_with('.') && name.contains(".tmp-") {
-        return true;
-    }
-    name.strip_suffix(".meta").is_some_and(|block| {
-        fs::symlink_metadata(path.with_file_name(block)).is_err_and(|e| e.kind() == ErrorKind::NotFound)
-    })
-}
-
-/// Removes a leftover last changed before `before`.
-fn remove_leftover(e: &fs::DirEntry, before: SystemTime, dry_run: bool, report: &mut PruneReport) -> Result<()> {
-    let meta = e.metadata()?;
-    if meta.modified().map_or(true, |m| m >= before) {
-        return Ok(());
-    }
-    let path = e.path();
-    info!(
-        "{} leftover {} ({} bytes)",
-        if dry_run { "would remove" } else { "removing" },
-        path.display(),
-        meta.len()
-    );
-    if !dry_run {
-        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-    }
-    report.removed_leftovers += 1;
-    report.freed_bytes += meta.len();
-    Ok(())
-}
-
-fn dir_size(dir: &Path) -> u64 {
+/// What backup `id`'s objects hold.
+fn backup_size(repo: &Repository, id: BackupId) -> Result<u64> {
     let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
+    repo.backend().list(&ObjectKey::backup_prefix(id), &mut |o| {
+        total += o.size;
+        Ok(())
+    })?;
+    Ok(total)
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@ use tracing::info;
 use crate::backup_id::BackupId;
 use crate::exit::HwdrError;
 use crate::hopsfs::inventory::{self};
-use crate::hopsfs::meta;
 use crate::hopsfs::node::inventory_rel;
 use crate::hopsfs::store::{BlockKey, BlockStore};
-use crate::repo::fsutil;
+use crate::job::JobControl;
 use crate::repo::manifest::{BackupStatus, HopsfsInfo, Manifest};
+use crate::repo::store::ObjectKey;
 use crate::repo::{ManifestState, Repository};
 
 /// What a verify found.
@@ -76,29 +76,19 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
         ))
         .into());
     }
-    let dir = repo.backup_dir(id);
     // Inventories are checked while their blocks stream by, below.
     let inventories: HashSet<String> = manifest
         .hopsfs
         .iter()
         .flat_map(|h| h.nodes.iter().map(|n| inventory_rel(n)))
         .collect();
+    let backup = repo.reader(id);
     for f in manifest.files().filter(|f| !inventories.contains(&f.path)) {
         crate::cancel::check()?;
         report.files_checked += 1;
-        match fsutil::hash_file(&dir.join(&f.path)) {
-            Ok((size, sha)) => {
-                report.bytes_read += size;
-                if size != f.size {
-                    report
-                        .damage
-                        .push(format!("{}: {size} bytes, the manifest says {}", f.path, f.size));
-                } else if sha != f.sha256 {
-                    report
-                        .damage
-                        .push(format!("{}: SHA-256 differs from the manifest", f.path));
-                }
-            }
+        match backup.check(f) {
+            Ok(None) => report.bytes_read += f.size,
+            Ok(Some(why)) => report.damage.push(format!("{}: {why}", f.path)),
             Err(e) => {
                 crate::cancel::check()?;
                 report.damage.push(format!("{}: {e:#}", f.path))
@@ -122,8 +112,8 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
 /// Every block the inventories of `nodes` name, each once; every inventory
 /// read through and checked against the manifest.
 fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bool, report: &mut Report) -> Result<()> {
-    let store = BlockStore::new(repo.root());
-    let dir = repo.backup_dir(manifest.backup_id);
+    let store = repo.blocks();
+    let backup = repo.reader(manifest.backup_id);
     let mut seen: HashSet<BlockKey> = HashSet::new();
     for node in &h.nodes {
         let rel = inventory_rel(node);
@@ -133,7 +123,7 @@ fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bo
         };
         report.files_checked += 1;
         report.bytes_read += expected.size;
-        let read = inventory::for_each_block_checked(&dir.join(&rel), expected, |key, len| {
+        let read = inventory::for_each_block(&backup, expected, |key, len| {
             crate::cancel::check()?;
             crate::fault::point("verify-block", None)?;
             if !seen.contains(&key) {
@@ -154,22 +144,23 @@ fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bo
 
 fn check_block(store: &BlockStore, key: &BlockKey, len: u64, full: bool, report: &mut Report) {
     report.blocks_checked += 1;
-    let path = store.block_path(key);
     let name = format!("blocks/{key}");
-    match std::fs::metadata(&path) {
-        Err(e) => return report.damage.push(format!("{name}: {e}")),
-        Ok(m) if m.len() != len => {
+    let (block, meta) = (ObjectKey::block(key), ObjectKey::block_meta(key));
+    match store.backend().head(&block) {
+        Err(e) => return report.damage.push(format!("{name}: {e:#}")),
+        Ok(None) => return report.damage.push(format!("{name}: missing")),
+        Ok(Some(m)) if m.size != len => {
             return report
                 .damage
-                .push(format!("{name}: {} bytes, the inventory says {len}", m.len()))
+                .push(format!("{name}: {} bytes, the inventory says {len}", m.size))
         }
-        Ok(_) => {}
+        Ok(Some(_)) => {}
     }
-    if !store.meta_path(key).is_file() {
+    if !store.backend().head(&meta).is_ok_and(|m| m.is_some()) {
         return report.damage.push(format!("{name}.meta: missing"));
     }
     if full {
-        match meta::verify_file(&path, &store.meta_path(key)) {
+        match store.verify(key, &JobControl::default()) {
             Ok(n) => report.bytes_read += n,
             // A stop request is not damage: the caller's next check ends the verify.
             Err(_) if crate::cancel::requested() => {}

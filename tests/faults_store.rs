@@ -19,7 +19,8 @@ use common::scenario::{self, block_name, meta_of, stored_block_of_at_least, stor
 use common::text;
 use hwdr::hopsfs::gen::{GenBlock, GenSpec, Generated};
 use hwdr::hopsfs::meta;
-use hwdr::hopsfs::store::{BlockKey, BlockStore};
+use hwdr::hopsfs::store::BlockKey;
+use hwdr::repo::store::ObjectKey;
 use serde_json::Value;
 
 const ID: &str = "2611231819";
@@ -355,11 +356,14 @@ fn key(g: &Generated, block: &GenBlock) -> String {
 
 /// Where the repository stores `block`.
 fn stored(repo: &Path, g: &Generated, block: &GenBlock) -> std::path::PathBuf {
-    BlockStore::new(repo).block_path(&BlockKey {
-        pool: g.pool_name(block).to_owned(),
-        id: block.id,
-        genstamp: block.genstamp,
-    })
+    repo.join(
+        ObjectKey::block(&BlockKey {
+            pool: g.pool_name(block).to_owned(),
+            id: block.id,
+            genstamp: block.genstamp,
+        })
+        .as_str(),
+    )
 }
 
 fn truncate(path: &Path, len: u64) {

@@ -124,7 +124,7 @@ pub fn check_request(config: &Config, request: &JobRequest) -> Result<()> {
 
 /// The manifest of a backup that may be restored.
 pub fn complete_manifest(config: &Config, id: BackupId) -> Result<Manifest> {
-    Repository::new(&config.repository).complete_manifest(id)
+    Repository::of(config).complete_manifest(id)
 }
 
 /// Runs an `[opensearch]`/`[kafka]` command as its `user`; fails on a non-zero

@@ -25,7 +25,7 @@ use super::api::{self, ApiError, Health, JobCreated, JobState, JobStatus, Progre
 use super::token::Token;
 use crate::config::Config;
 use crate::job::{JobControl, JobRequest, JobResult};
-use crate::repo::lock::{self, LockInfo};
+use crate::repo::lock::LockInfo;
 use crate::repo::Repository;
 use crate::runner::ProgramFailed;
 use crate::systemd;
@@ -290,8 +290,9 @@ async fn watch_lease(shared: Arc<Shared>, id: String) {
 /// The repository lock the job must run under (see [`JobRequest::needs_lock`]):
 /// the lock's holder, to bind the job to, or why the job may not run now.
 fn lock_for(config: &Config, request: &JobRequest) -> Result<Option<LockInfo>, ApiErr> {
-    let path = Repository::new(&config.repository).lock_path();
-    let holder = lock::read(&path).map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
+    let holder = Repository::of(config)
+        .lock_holder()
+        .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
     let Some((operation, id)) = request.needs_lock() else {
         return Ok(holder);
     };
@@ -337,7 +338,7 @@ fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
         return Err(ApiErr(StatusCode::BAD_REQUEST, format!("{e:#}")));
     }
     if let Some(backup_id) = request.adds_to() {
-        Repository::new(&config.repository)
+        Repository::of(config)
             .backup_in_progress(backup_id)
             .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
     }

@@ -11,8 +11,8 @@ use crate::config::{NodeName, Role};
 use crate::hopsfs::node::{BadReplica, Listed, Uploaded};
 use crate::hopsfs::restore::{Restored, StagedBlocks};
 use crate::job::{CommandKind, JobRequest, JobResult};
-use crate::repo::fsutil::FileEntry;
 use crate::repo::lock::LockInfo;
+use crate::repo::manifest::FileEntry;
 
 fn node(name: String) -> Result<NodeName> {
     name.parse().map_err(|e: String| anyhow!(e)).context("node")

@@ -100,7 +100,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
 fn free_minute(repo: &Repository) -> Result<(BackupId, DateTime<Local>)> {
     loop {
         let now = Local::now();
-        match minute_for(now, |id| repo.backup_dir(id).exists())? {
+        match minute_for(now, |id| repo.has_backup(id).unwrap_or(true))? {
             Minute::Free(id) => return Ok((id, now)),
             Minute::Taken { id, next, wait } => {
                 info!(

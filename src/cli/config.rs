@@ -2,6 +2,7 @@
 //! that can be checked on this host, printing each check.
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -10,6 +11,8 @@ use anyhow::Result;
 use crate::config::{Config, Role};
 use crate::exit::{Code, HwdrError};
 use crate::outln;
+use crate::repo::lock::this_host;
+use crate::repo::store::{ObjectKey, PutOptions, StoreError};
 use crate::repo::Repository;
 
 /// `hwdr config ...`
@@ -169,23 +172,23 @@ fn check_host(config: &Config, report: &mut Report) {
         }
     }
     report.check(
-        repository_writable(&config.repository)
+        repository_writable(&Repository::of(config))
             .map(|_| {
                 format!(
-                    "{}: {} is a writable folder",
+                    "{}: {} takes a put, get, listing and delete",
                     o.key("repository", "path"),
-                    config.repository.display()
+                    crate::repo::Repository::of(config).location()
                 )
             })
             .map_err(|e| format!("{}: {e}", o.key("repository", "path"))),
     );
     report.check(
-        Repository::open(&config.repository, &config.cluster)
+        Repository::open(config)
             .map(|_| {
                 format!(
                     "{}: {} is the repository of cluster '{}' ({})",
                     o.key("repository", "path"),
-                    config.repository.display(),
+                    crate::repo::Repository::of(config).location(),
                     config.cluster,
                     crate::repo::MARKER
                 )
@@ -245,14 +248,43 @@ fn executable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn repository_writable(path: &Path) -> Result<(), String> {
-    if !path.is_dir() {
-        return Err(format!(
-            "{} does not exist or is not a folder (is it mounted?)",
-            path.display()
-        ));
-    }
-    let probe = path.join(format!(".hwdr-check-{}", std::process::id()));
-    fs::write(&probe, b"probe").map_err(|e| format!("{} is not writable: {e}", path.display()))?;
-    fs::remove_file(&probe).map_err(|e| format!("cannot remove {}: {e}", probe.display()))
+/// Proves this node can use the repository: a probe object is put, read
+/// back, found by a listing and deleted.
+fn repository_writable(repo: &Repository) -> Result<(), String> {
+    let backend = repo.backend();
+    backend.check_location()?;
+    let key =
+        ObjectKey::parse(&format!(".hwdr-check-{}-{}", this_host(), std::process::id())).map_err(|e| format!("{e}"))?;
+    let body = b"hwdr config check probe";
+    backend
+        .put(&key, &mut &body[..], PutOptions::default())
+        .map_err(|e| format!("{} is not writable: {e:#}", repo.location()))?;
+    let checked = (|| {
+        let mut back = Vec::new();
+        backend
+            .get(&key)
+            .and_then(|mut r| {
+                r.read_to_end(&mut back)
+                    .map_err(|e| StoreError::Io("reading".into(), e))
+            })
+            .map_err(|e| format!("the probe does not read back: {e:#}"))?;
+        if back != body {
+            return Err("the probe reads back different bytes".to_owned());
+        }
+        let mut listed = false;
+        backend
+            .list(key.as_str(), &mut |o| {
+                listed |= o.key == key;
+                Ok(())
+            })
+            .map_err(|e| format!("listing fails: {e:#}"))?;
+        if !listed {
+            return Err("a listing does not show the probe".into());
+        }
+        Ok(())
+    })();
+    let deleted = backend
+        .delete(&key)
+        .map_err(|e| format!("the probe cannot be deleted: {e:#}"));
+    checked.and(deleted)
 }

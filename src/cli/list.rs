@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::exit::Code;
 use crate::outln;
-use crate::repo::{lock, ManifestState, Repository};
+use crate::repo::{ManifestState, Repository};
 
 /// Options of `hwdr list`.
 #[derive(Debug, clap::Args)]
@@ -42,7 +42,7 @@ pub struct Row {
 
 /// The rows for every backup folder, newest first.
 pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
-    let holder = lock::read(&repo.lock_path()).ok().flatten();
+    let holder = repo.lock_holder().ok().flatten();
     let mut rows = Vec::new();
     for entry in repo.entries()? {
         let id = entry.id.to_string();
@@ -62,7 +62,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
             },
             ManifestState::Damaged(why) => Row {
                 status: "damaged".into(),
-                started_at: modified(&entry.dir),
+                started_at: entry.started.map(DateTime::<Utc>::from),
                 finished_at: None,
                 size_bytes: None,
                 added_bytes: None,
@@ -81,7 +81,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                     .as_ref()
                     .filter(|_| running)
                     .map(|h| h.since)
-                    .or_else(|| modified(&entry.dir));
+                    .or_else(|| entry.started.map(DateTime::<Utc>::from));
                 Row {
                     status: if running { "in_progress" } else { "incomplete" }.into(),
                     started_at: started,
@@ -103,13 +103,6 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn modified(dir: &Path) -> Option<DateTime<Utc>> {
-    std::fs::metadata(dir)
-        .and_then(|m| m.modified())
-        .ok()
-        .map(DateTime::<Utc>::from)
-}
-
 /// Runs `hwdr list`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
@@ -119,7 +112,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         return Ok(Code::Success);
     }
     if rows.is_empty() {
-        outln!("no backups in {}", config.repository.display());
+        outln!("no backups in {}", crate::repo::Repository::of(&config).location());
         return Ok(Code::Success);
     }
     let local = |t: Option<DateTime<Utc>>| {

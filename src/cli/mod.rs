@@ -83,7 +83,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The configured repository, checked: every command that reads or writes it
 /// opens it here ([`Repository::open`]).
 pub fn open_repository(config: &Config) -> anyhow::Result<Repository> {
-    Repository::open(&config.repository, &config.cluster)
+    Repository::open(config)
 }
 
 /// [`open_repository`] for the commands that keep the metrics text file

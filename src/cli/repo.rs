@@ -31,7 +31,7 @@ pub fn run(config_path: &Path, command: Command) -> Result<Code> {
 }
 
 fn upgrade(config: &crate::config::Config) -> Result<Code> {
-    let done = Repository::upgrade(&config.repository, &config.cluster)?;
+    let done = Repository::upgrade(config)?;
     for id in &done.sealed {
         outln!("backup {id}: manifest sealed with its checksum");
     }
@@ -40,7 +40,7 @@ fn upgrade(config: &crate::config::Config) -> Result<Code> {
     }
     outln!(
         "{} is at the current format: {} manifest(s) sealed, {} damaged",
-        config.repository.display(),
+        crate::repo::Repository::of(config).location(),
         done.sealed.len(),
         done.damaged.len()
     );
@@ -48,8 +48,8 @@ fn upgrade(config: &crate::config::Config) -> Result<Code> {
 }
 
 fn init(config: &crate::config::Config) -> Result<Code> {
-    let path = config.repository.display();
-    match Repository::init(&config.repository, &config.cluster)? {
+    let path = crate::repo::Repository::of(config).location();
+    match Repository::init(config)? {
         Init::Created => outln!(
             "{path} is now the repository of cluster '{}' ({MARKER} written)",
             config.cluster

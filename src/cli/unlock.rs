@@ -26,11 +26,11 @@ pub struct Args {
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
     let repo = super::open_repository(&config)?;
-    match lock::unlock(&repo.lock_path(), args.force)? {
+    match lock::unlock(repo.backend(), args.force)? {
         Some(holder) => outln!("removed the lock: {}", holder.describe()),
         None => outln!("the repository is not locked"),
     }
-    let current = lock::read(&repo.lock_path()).ok().flatten();
+    let current = repo.lock_holder().ok().flatten();
     cancel_orphans(&config, current.as_ref())?;
     Ok(Code::Success)
 }

@@ -62,7 +62,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             outln!(
                 "blocks are damaged or missing in the store: move damaged ones out of {}/blocks, then \
                  `hwdr backup --check-store` takes every block the data nodes still hold again",
-                config.repository.display()
+                crate::repo::Repository::of(&config).location()
             );
         }
     }

@@ -21,15 +21,13 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::io::{self, BufRead, BufReader, Write};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 use super::store::BlockKey;
-use crate::repo::fsutil::FileEntry;
+use crate::repo::backup::BackupReader;
+use crate::repo::manifest::FileEntry;
 
 const MAGIC: &str = "hwdr-hopsfs-inventory\t1";
 
@@ -229,38 +227,41 @@ pub fn read<R: BufRead>(input: R, mut each: impl FnMut(Line) -> Result<()>) -> R
     bail!("inventory is truncated: it has no end line")
 }
 
-/// Streams the blocks of the inventory file at `path`: each block's identity
-/// (with its pool's name) and length. Errors name the file.
-pub fn for_each_block(path: &Path, each: impl FnMut(BlockKey, u64) -> Result<()>) -> Result<(u64, u64)> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    blocks_of(BufReader::with_capacity(1 << 20, file), each).with_context(|| format!("reading {}", path.display()))
-}
-
-/// [`for_each_block`] of an inventory a manifest lists as `expected`: the
-/// file streams through SHA-256 and, at the end (after the callbacks), a size
-/// or hash that differs from the manifest's fails the call. What the
+/// Streams the blocks of a backup's inventory that its manifest lists as
+/// `expected`: each block's identity (with its pool's name) and length. The
+/// inventory is checked against its size and SHA-256 as it streams; a
+/// difference fails the call at the end (after the callbacks), so what the
 /// callbacks saw counts only if the call succeeds.
-pub fn for_each_block_checked(
-    path: &Path,
+pub fn for_each_block(
+    backup: &BackupReader,
     expected: &FileEntry,
     each: impl FnMut(BlockKey, u64) -> Result<()>,
 ) -> Result<(u64, u64)> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut input = BufReader::with_capacity(1 << 20, Hashing::new(file));
+    let mut input = open(backup, expected)?;
     let read = blocks_of(&mut input, each);
-    // Whatever follows the end line (or an error) is part of the file too.
-    io::copy(&mut input, &mut io::sink()).with_context(|| format!("reading {}", path.display()))?;
-    let (size, sha256) = input.into_inner().finish();
-    if size != expected.size {
-        bail!("{}: {size} bytes, the manifest says {}", path.display(), expected.size);
-    }
-    if sha256 != expected.sha256 {
-        bail!("{}: SHA-256 differs from the manifest", path.display());
-    }
-    read.with_context(|| format!("reading {}", path.display()))
+    drain(&mut input, expected)?;
+    read.with_context(|| format!("reading {}", expected.path))
 }
 
-fn blocks_of<R: BufRead>(input: R, mut each: impl FnMut(BlockKey, u64) -> Result<()>) -> Result<(u64, u64)> {
+/// The inventory `expected` of a backup, buffered, checked at its end (read
+/// it through with [`drain`] after the end line).
+pub fn open(backup: &BackupReader, expected: &FileEntry) -> Result<impl BufRead> {
+    let source = backup
+        .open_checked(expected)
+        .with_context(|| format!("opening {}", expected.path))?;
+    Ok(BufReader::with_capacity(1 << 20, source))
+}
+
+/// Reads what follows the end line: the check of an [`open`]ed inventory
+/// happens at its end.
+pub fn drain(input: &mut impl BufRead, expected: &FileEntry) -> Result<()> {
+    io::copy(input, &mut io::sink()).with_context(|| format!("reading {}", expected.path))?;
+    Ok(())
+}
+
+/// Streams the blocks of an inventory read from `input`, unchecked (an
+/// unfinished backup's, which no manifest lists yet).
+pub fn blocks_of<R: BufRead>(input: R, mut each: impl FnMut(BlockKey, u64) -> Result<()>) -> Result<(u64, u64)> {
     let mut pools: HashMap<u16, String> = HashMap::new();
     read(input, |line| match line {
         Line::Pool(p) => {
@@ -283,37 +284,6 @@ fn blocks_of<R: BufRead>(input: R, mut each: impl FnMut(BlockKey, u64) -> Result
         }
         _ => Ok(()),
     })
-}
-
-/// A reader that counts and hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<R> Hashing<R> {
-    fn new(inner: R) -> Self {
-        Hashing {
-            inner,
-            hasher: Sha256::new(),
-            size: 0,
-        }
-    }
-
-    /// Size and SHA-256 (hex) of everything read.
-    fn finish(self) -> (u64, String) {
-        (self.size, hex::encode(self.hasher.finalize()))
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
 }
 
 fn parse(text: &str) -> Result<Line> {
@@ -488,16 +458,16 @@ mod tests {
             .unwrap();
         }
         let bytes = w.finish().unwrap().0;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("inventory.tsv");
-        std::fs::write(&path, &bytes).unwrap();
-        let entry = FileEntry {
-            path: "hopsfs/n/inventory.tsv".into(),
-            size: bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&bytes)),
-        };
+        let backend = std::sync::Arc::new(crate::repo::store::memory::Memory::new());
+        let id: crate::backup_id::BackupId = "2611231819".parse().unwrap();
+        let writer = crate::repo::backup::BackupWriter::new(backend.clone(), id);
+        let backup = BackupReader::new(backend, id);
+        let rel = "hopsfs/n/inventory.tsv";
+        let entry = writer
+            .put_bytes(rel, &bytes, crate::repo::store::Access::Group)
+            .unwrap();
         let mut seen = 0;
-        let totals = for_each_block_checked(&path, &entry, |_, _| {
+        let totals = for_each_block(&backup, &entry, |_, _| {
             seen += 1;
             Ok(())
         });
@@ -508,9 +478,11 @@ mod tests {
         let text = String::from_utf8(bytes.clone())
             .unwrap()
             .replacen("\t1\t10\t", "\t2\t10\t", 1);
-        std::fs::write(&path, &text).unwrap();
+        writer
+            .put_bytes(rel, text.as_bytes(), crate::repo::store::Access::Group)
+            .unwrap();
         let mut seen = 0;
-        let err = for_each_block_checked(&path, &entry, |_, _| {
+        let err = for_each_block(&backup, &entry, |_, _| {
             seen += 1;
             Ok(())
         })
@@ -524,8 +496,10 @@ mod tests {
         // Bytes after the end line count too.
         let mut longer = bytes.clone();
         longer.extend_from_slice(b"x");
-        std::fs::write(&path, &longer).unwrap();
-        let err = for_each_block_checked(&path, &entry, |_, _| Ok(())).unwrap_err();
+        writer
+            .put_bytes(rel, &longer, crate::repo::store::Access::Group)
+            .unwrap();
+        let err = for_each_block(&backup, &entry, |_, _| Ok(())).unwrap_err();
         assert!(format!("{err:#}").contains("the manifest says"), "{err:#}");
     }
 

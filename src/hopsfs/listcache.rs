@@ -211,7 +211,7 @@ impl CacheWriter {
         let dir = path
             .parent()
             .ok_or_else(|| anyhow!("{} has no folder", path.display()))?;
-        crate::repo::mkdir(dir, 0o700)?;
+        crate::fsutil::mkdir(dir, 0o700)?;
         let tmp = dir.join(format!(
             ".{}.tmp-{}",
             path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,12 +17,14 @@ use super::fsuser::FsUser;
 use super::inventory::{self, BlockLine, DirLine, Line, PoolLine, VersionLine};
 use super::layout;
 use super::listcache::{self, Folder, Stamp};
-use super::store::{Batch, BlockKey, BlockStore, Pending, PutError};
+use super::store::{BlockBatch, BlockKey, PutError};
 use crate::backup_id::BackupId;
 use crate::config::Config;
+use crate::fsutil;
 use crate::job::JobControl;
-use crate::repo::fsutil::{self, FileEntry};
-use crate::repo::{mkdir, Repository};
+use crate::repo::manifest::FileEntry;
+use crate::repo::store::Access;
+use crate::repo::Repository;
 use crate::runner::RunAs;
 
 /// Folder of a node's HopsFS files inside a backup folder.
@@ -113,28 +115,16 @@ impl Captured {
 /// `[hopsfs] user`, into `hopsfs/<node>/` of backup `id`.
 pub fn take_inventory(config: &Config, id: BackupId, control: &JobControl) -> Result<Listed> {
     let hdfs = config.hdfs_user()?;
-    let backup_dir = Repository::new(&config.repository).backup_in_progress(id)?;
+    let writer = Repository::of(config).backup_in_progress(id)?;
     let node = config.this_node.as_str();
     let rel_root = node_rel_dir(node);
-    mkdir(&backup_dir.join(&rel_root), 0o750)?;
-    let inv_rel = inventory_rel(node);
-    let inv_path = backup_dir.join(&inv_rel);
-    let (tmp, file) = fsutil::create_temp(&inv_path, 0o640)?;
-    let scanned = scan_all(config, &hdfs, node, &rel_root, file, control);
-    let (file, blocks, bytes, captured, skipped) = match scanned {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    fsutil::commit_temp(&tmp, file, &inv_path)?;
-    let mut files = vec![entry(&backup_dir, &inv_rel)?];
+    // Written as it is scanned, stored once whole.
+    let spool = fsutil::spool(&config.restore.state_dir)?;
+    let (mut file, blocks, bytes, captured, skipped) = scan_all(config, &hdfs, node, &rel_root, spool, control)?;
+    file.rewind().context("rereading the inventory")?;
+    let mut files = vec![writer.put(&inventory_rel(node), &mut BufReader::new(file), Access::Group)?];
     for c in captured {
-        let path = backup_dir.join(&c.stored);
-        mkdir(path.parent().unwrap_or(&backup_dir), 0o750)?;
-        fsutil::write_atomic(&path, &c.bytes, 0o640)?;
-        files.push(entry(&backup_dir, &c.stored)?);
+        files.push(writer.put_bytes(&c.stored, &c.bytes, Access::Group)?);
     }
     for s in &skipped {
         warn!("left out of the backup: {s}");
@@ -145,15 +135,6 @@ pub fn take_inventory(config: &Config, id: BackupId, control: &JobControl) -> Re
         blocks,
         bytes,
         skipped,
-    })
-}
-
-fn entry(backup_dir: &Path, rel: &str) -> Result<FileEntry> {
-    let (size, sha256) = fsutil::hash_file(&backup_dir.join(rel))?;
-    Ok(FileEntry {
-        path: rel.to_owned(),
-        size,
-        sha256,
     })
 }
 
@@ -494,20 +475,26 @@ fn scan_dir(finalized: &Path, rel: &Path, (dir, pool): (u16, u16)) -> Result<Fol
 /// fail are reported, not fatal: the leader takes them from another node.
 pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -> Result<Uploaded> {
     let hdfs = config.hdfs_user()?;
-    let backup_dir = Repository::new(&config.repository).backup_in_progress(id)?;
+    let repo = Repository::of(config);
+    repo.backup_in_progress(id)?;
+    let backup = repo.reader(id);
     let node = config.this_node.as_str();
-    let store = BlockStore::new(&config.repository);
+    let store = repo.blocks();
 
     // The assignment: pool, id, genstamp per line.
-    let assign_path = backup_dir.join(assignment_rel(node, round));
-    let text = BufReader::new(File::open(&assign_path).with_context(|| format!("opening {}", assign_path.display()))?);
+    let assign_rel = assignment_rel(node, round);
+    let text = BufReader::new(
+        backup
+            .open(&assign_rel)
+            .with_context(|| format!("opening {assign_rel}"))?,
+    );
     let mut pools: Vec<String> = Vec::new();
     let mut wanted: HashSet<(usize, u64, u64)> = HashSet::new();
     for line in text.lines() {
         let line = line?;
         let mut f = line.split('\t');
         let (Some(pool), Some(bid), Some(gs), None) = (f.next(), f.next(), f.next(), f.next()) else {
-            bail!("{}: bad line {line:?}", assign_path.display());
+            bail!("{assign_rel}: bad line {line:?}");
         };
         let pi = match pools.iter().position(|p| p == pool) {
             Some(i) => i,
@@ -521,8 +508,8 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
     let total = wanted.len();
 
     // Walk this node's inventory and upload what was assigned.
-    let inv_path = backup_dir.join(inventory_rel(node));
-    let inv = BufReader::new(File::open(&inv_path).with_context(|| format!("opening {}", inv_path.display()))?);
+    let inv_rel = inventory_rel(node);
+    let inv = BufReader::new(backup.open(&inv_rel).with_context(|| format!("opening {inv_rel}"))?);
     let mut dirs: HashMap<u16, PathBuf> = HashMap::new();
     let mut inv_pools: HashMap<u16, (u16, String)> = HashMap::new();
     let mut done = Uploaded {
@@ -530,7 +517,7 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
         bytes: 0,
         bad: Vec::new(),
     };
-    let mut batch = Batch::new(&store);
+    let mut batch = store.batch();
     inventory::read(inv, |line| {
         match line {
             Line::Dir(d) => {
@@ -559,9 +546,8 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
                     genstamp: b.genstamp,
                 };
                 crate::fault::point("hopsfs-upload-block", Some(control))?;
-                match upload_one(&store, &hdfs, dir, &key, &b, control) {
-                    Ok(pending) => {
-                        batch.push(pending)?;
+                match upload_one(&mut batch, &hdfs, dir, &key, &b, control) {
+                    Ok(()) => {
                         done.blocks += 1;
                         done.bytes += b.len;
                         control.file_done(b.len);
@@ -589,9 +575,8 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
             pools[*pi]
         );
     }
+    // Durable and visible before the job reports success.
     batch.commit()?;
-    // The renames are durable before the job reports success.
-    store.sync()?;
     info!(
         blocks = done.blocks,
         bytes = done.bytes,
@@ -604,13 +589,13 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
 }
 
 fn upload_one(
-    store: &BlockStore,
+    batch: &mut BlockBatch<'_>,
     hdfs: &RunAs,
     dir: &Path,
     key: &BlockKey,
     b: &BlockLine,
     control: &JobControl,
-) -> Result<Pending, PutError> {
+) -> Result<(), PutError> {
     let finalized = layout::finalized(dir, &key.pool);
     let rel = b.path.clone().unwrap_or_else(|| layout::canonical_rel_path(b.id));
     let block_path = finalized.join(&rel);
@@ -620,7 +605,10 @@ fn upload_one(
         let open = |p: &Path| File::open(p).map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", p.display())));
         (open(&block_path)?, open(&meta_path)?)
     };
-    store.write_temp(key, &mut block, &mut meta, b.len, control)
+    let mut meta_bytes = Vec::new();
+    meta.read_to_end(&mut meta_bytes)
+        .map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", meta_path.display())))?;
+    batch.put(key, &mut block, &meta_bytes, b.len, control)
 }
 
 #[cfg(test)]

@@ -7,9 +7,7 @@
 //! bitmask of holders).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -17,10 +15,12 @@ use anyhow::{bail, Context, Result};
 use tracing::warn;
 
 use super::inventory::{self, Line};
-use super::meta;
-use super::node::{assignment_rel, inventory_rel};
+use super::node::assignment_rel;
 use super::store::{BlockKey, BlockStore};
-use crate::repo::fsutil::{self, FileEntry};
+use crate::job::JobControl;
+use crate::repo::backup::{BackupReader, BackupWriter};
+use crate::repo::manifest::FileEntry;
+use crate::repo::store::Access;
 
 /// The most nodes a bitmask of holders can name (bit 63 is [`KNOWN`]).
 pub const MAX_NODES: usize = 63;
@@ -77,18 +77,21 @@ impl Distinct {
 }
 
 /// Reads the inventories of `nodes` (in this order: bit i is `nodes[i]`)
-/// from the backup folder.
-pub fn merge(backup_dir: &Path, nodes: &[String]) -> Result<Distinct> {
+/// from the backup, each checked against `inventories[i]` (its size and
+/// SHA-256 as the node reported it).
+pub fn merge(backup: &BackupReader, nodes: &[String], inventories: &[FileEntry]) -> Result<Distinct> {
     if nodes.len() > MAX_NODES {
         bail!("hwdr handles at most {MAX_NODES} HopsFS nodes");
     }
     let mut d = Distinct::default();
     let mut pool_ids: HashMap<String, u16> = HashMap::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let path = backup_dir.join(inventory_rel(node));
-        let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    if nodes.len() != inventories.len() {
+        bail!("{} nodes but {} inventories", nodes.len(), inventories.len());
+    }
+    for (i, (node, expected)) in nodes.iter().zip(inventories).enumerate() {
+        let mut input = inventory::open(backup, expected)?;
         let mut local: HashMap<u16, u16> = HashMap::new();
-        inventory::read(BufReader::with_capacity(1 << 20, file), |line| {
+        let read = inventory::read(&mut input, |line| {
             match line {
                 Line::Pool(p) => {
                     let next = d.pools.len() as u16;
@@ -120,8 +123,9 @@ pub fn merge(backup_dir: &Path, nodes: &[String]) -> Result<Distinct> {
                 _ => {}
             }
             Ok(())
-        })
-        .with_context(|| format!("reading {}", path.display()))?;
+        });
+        inventory::drain(&mut input, expected)?;
+        read.with_context(|| format!("reading the inventory of {node} ({})", expected.path))?;
     }
     let disputed: Vec<Key> = d.disputed.keys().copied().collect();
     for k in disputed {
@@ -201,17 +205,17 @@ impl Assignment {
     }
 }
 
-/// Marks the blocks that the `inventories` (those of the latest
+/// Marks the blocks that the `inventories` of `backup` (the latest
 /// complete backup, each checked against its manifest entry while it is
 /// read) list with the same length. A complete backup's blocks
 /// were stored, synced before its manifest was written, and pruning keeps
 /// them while its manifest exists, so [`missing`] need not look for them in
 /// the store. Returns how many blocks were marked. The inventories are
 /// streamed; nothing but the marks is kept.
-pub fn mark_known(d: &mut Distinct, inventories: &[(PathBuf, FileEntry)]) -> Result<u64> {
+pub fn mark_known(d: &mut Distinct, backup: &BackupReader, inventories: &[FileEntry]) -> Result<u64> {
     let mut marked = 0;
-    for (path, expected) in inventories {
-        inventory::for_each_block_checked(path, expected, |key, len| {
+    for expected in inventories {
+        inventory::for_each_block(backup, expected, |key, len| {
             if let Some(h) = compact(d, &key).and_then(|k| d.blocks.get_mut(&k)) {
                 if h.len == len && h.holders & KNOWN == 0 {
                     h.holders |= KNOWN;
@@ -256,10 +260,10 @@ pub fn missing(d: &Distinct, store: &BlockStore, check_crcs: bool) -> Result<(Ve
                         let Some((k, len)) = unknown.get(i) else { return Ok(out) };
                         crate::cancel::check()?;
                         let key = d.key(k);
-                        if !store.has(&key, *len) {
+                        if !store.has(&key, *len)? {
                             out.push(*k);
                         } else if check_crcs {
-                            if let Err(e) = meta::verify_file(&store.block_path(&key), &store.meta_path(&key)) {
+                            if let Err(e) = store.verify(&key, &JobControl::default()) {
                                 crate::cancel::check()?;
                                 warn!("stored block {key} is damaged, taking it again: {e:#}");
                                 damaged.fetch_add(1, Ordering::Relaxed);
@@ -318,24 +322,19 @@ pub fn assign(d: &Distinct, blocks: Vec<Key>, nodes: usize, tried: &HashMap<Key,
     (a, orphans)
 }
 
-/// Writes `node`'s part of an assignment into the backup folder.
-pub fn write_assignment(backup_dir: &Path, d: &Distinct, node: &str, round: u32, keys: &[Key]) -> Result<FileEntry> {
-    let rel = assignment_rel(node, round);
-    let path = backup_dir.join(&rel);
-    crate::repo::mkdir(path.parent().unwrap_or(backup_dir), 0o750)?;
-    let (tmp, file) = fsutil::create_temp(&path, 0o640)?;
-    let mut out = BufWriter::new(file);
+/// Writes `node`'s part of an assignment into the backup.
+pub fn write_assignment(
+    backup: &BackupWriter,
+    d: &Distinct,
+    node: &str,
+    round: u32,
+    keys: &[Key],
+) -> Result<FileEntry> {
+    let mut text = Vec::with_capacity(keys.len() * 40);
     for k in keys {
-        writeln!(out, "{}\t{}\t{}", d.pools[k.0 as usize], k.1, k.2)?;
+        writeln!(text, "{}\t{}\t{}", d.pools[k.0 as usize], k.1, k.2)?;
     }
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    fsutil::commit_temp(&tmp, file, &path)?;
-    let (size, sha256) = fsutil::hash_file(&path)?;
-    Ok(FileEntry {
-        path: rel,
-        size,
-        sha256,
-    })
+    backup.put_bytes(&assignment_rel(node, round), &text, Access::Group)
 }
 
 /// Compact keys of reported replicas.

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{fchown, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -34,14 +34,16 @@ use tracing::{info, warn};
 
 use super::inventory::{self, BlockLine, Line, PoolLine, VersionLine};
 use super::layout;
-use super::meta::{self, BlockVerifier};
+use super::meta;
 use super::node::inventory_rel;
-use super::store::{BlockKey, BlockStore};
+use super::store::{BlockKey, BlockStore, Corrupt};
 use crate::backup_id::BackupId;
 use crate::config::Config;
+use crate::fsutil;
 use crate::job::JobControl;
-use crate::repo::fsutil;
-use crate::repo::manifest::{HopsfsInfo, Manifest};
+use crate::repo::backup::BackupReader;
+use crate::repo::manifest::{FileEntry, HopsfsInfo, Manifest};
+use crate::repo::store::StoreError;
 use crate::repo::Repository;
 
 /// The staging folder's name inside a storage folder.
@@ -98,8 +100,10 @@ struct Owner {
 struct Prepared {
     manifest: Manifest,
     hopsfs: HopsfsInfo,
-    backup_dir: PathBuf,
-    inventory: PathBuf,
+    backup: BackupReader,
+    store: BlockStore,
+    /// The node's inventory, as the manifest lists it.
+    inventory: FileEntry,
 }
 
 /// Whether backup `id` holds HopsFS blocks of this node.
@@ -112,7 +116,7 @@ pub fn holds_this_node(manifest: &Manifest, config: &Config) -> bool {
 
 fn prepare(config: &Config, id: BackupId) -> Result<Prepared> {
     let node = config.this_node.as_str();
-    let repo = Repository::new(&config.repository);
+    let repo = Repository::of(config);
     let manifest = repo.complete_manifest(id)?;
     let hopsfs = manifest
         .hopsfs
@@ -121,33 +125,23 @@ fn prepare(config: &Config, id: BackupId) -> Result<Prepared> {
     if !hopsfs.nodes.iter().any(|n| n == node) {
         bail!("backup {id} holds no HopsFS inventory of node {node}");
     }
-    let backup_dir = repo.backup_dir(id);
-    let inventory = checked_file(&manifest, &backup_dir, &inventory_rel(node))?;
+    let inventory = entry(&manifest, &inventory_rel(node))?;
     Ok(Prepared {
         manifest,
         hopsfs,
-        backup_dir,
+        backup: repo.reader(id),
+        store: repo.blocks(),
         inventory,
     })
 }
 
-/// The path of `rel` in the backup, after checking its size and SHA-256
-/// against the manifest.
-fn checked_file(manifest: &Manifest, backup_dir: &Path, rel: &str) -> Result<PathBuf> {
-    let entry = manifest
+/// The manifest's entry of file `rel`.
+fn entry(manifest: &Manifest, rel: &str) -> Result<FileEntry> {
+    manifest
         .files()
         .find(|f| f.path == rel)
-        .ok_or_else(|| anyhow!("{rel} is not in the manifest of backup {}", manifest.backup_id))?;
-    let path = backup_dir.join(rel);
-    let (size, sha) = fsutil::hash_file(&path)?;
-    if size != entry.size || sha != entry.sha256 {
-        bail!(
-            "{} does not match the manifest (size {size}, expected {}): it is damaged",
-            path.display(),
-            entry.size
-        );
-    }
-    Ok(path)
+        .cloned()
+        .ok_or_else(|| anyhow!("{rel} is not in the manifest of backup {}", manifest.backup_id))
 }
 
 fn owner(config: &Config) -> Result<Owner> {
@@ -254,8 +248,8 @@ impl Walk {
 /// the walk (and given to `each`), blocks given with their place.
 fn walk_inventory(p: &Prepared, config: &Config, mut each: impl FnMut(&Walk, Item) -> Result<()>) -> Result<Walk> {
     let mut walk = Walk::default();
-    let file = File::open(&p.inventory).with_context(|| format!("opening {}", p.inventory.display()))?;
-    inventory::read(BufReader::with_capacity(1 << 20, file), |line| match line {
+    let mut input = inventory::open(&p.backup, &p.inventory)?;
+    inventory::read(&mut input, |line| match line {
         Line::Dir(d) => {
             let path = PathBuf::from(&d.path);
             if !config.hopsfs.data_dirs.contains(&path) {
@@ -281,6 +275,7 @@ fn walk_inventory(p: &Prepared, config: &Config, mut each: impl FnMut(&Walk, Ite
         }
         Line::Node(_) | Line::End { .. } => Ok(()),
     })?;
+    inventory::drain(&mut input, &p.inventory)?;
     Ok(walk)
 }
 
@@ -306,15 +301,15 @@ fn staged_for(walk_dirs: &[PathBuf], id: BackupId) -> bool {
 /// The storage folders this node's inventory names.
 fn inventory_dirs(p: &Prepared) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
-    let file = File::open(&p.inventory).with_context(|| format!("opening {}", p.inventory.display()))?;
-    let read = inventory::read(BufReader::new(file), |line| {
+    let mut input = inventory::open(&p.backup, &p.inventory)?;
+    inventory::read(&mut input, |line| {
         if let Line::Dir(d) = line {
             dirs.push(PathBuf::from(d.path));
         }
         Ok(())
-    });
-    // Storage folders come first; a read error is the caller's to report.
-    read.map(|_| dirs)
+    })?;
+    inventory::drain(&mut input, &p.inventory)?;
+    Ok(dirs)
 }
 
 /// Stages this node's blocks and VERSION files of backup `id` (see the
@@ -328,7 +323,7 @@ pub fn stage_node(config: &Config, id: BackupId, control: &JobControl) -> Result
         return Ok(StagedBlocks::default());
     }
     let owner = owner(config)?;
-    let store = BlockStore::new(&config.repository);
+    let store = p.store.clone();
     check_space(&p, config)?;
     let mut out = StagedBlocks::default();
     let damage = |what: String, out: &mut StagedBlocks| {
@@ -423,7 +418,7 @@ fn stage_block(
     if intact(&block, &meta_path, place.len) {
         return Ok(BlockStage::Staged);
     }
-    crate::repo::mkdir(block.parent().unwrap_or(staging), 0o700)?;
+    crate::fsutil::mkdir(block.parent().unwrap_or(staging), 0o700)?;
     let modes = (place.line.mode, place.line.meta_mode);
     match copy_from_store(store, &place.key, &block, &meta_path, modes, owner, control)? {
         Some(why) => Ok(BlockStage::Damaged(why)),
@@ -470,10 +465,9 @@ fn free_bytes(path: &Path) -> Result<u64> {
 /// Copies a small file of the backup (a VERSION file), checked against its
 /// inventory line, into the staging folder.
 fn stage_small(p: &Prepared, v: &VersionLine, dst: &Path, owner: Owner) -> Result<()> {
-    let src = checked_file(&p.manifest, &p.backup_dir, &v.stored)?;
-    let bytes = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+    let bytes = p.backup.read_checked(&entry(&p.manifest, &v.stored)?)?;
     if hex::encode(Sha256::digest(&bytes)) != v.sha256 {
-        bail!("{} does not match its inventory line: it is damaged", src.display());
+        bail!("{} does not match its inventory line: it is damaged", v.stored);
     }
     let (tmp, mut file) = fsutil::create_temp(dst, v.mode)?;
     let written = file
@@ -499,17 +493,21 @@ fn copy_from_store(
     owner: Owner,
     control: &JobControl,
 ) -> Result<Option<String>> {
-    let meta_bytes = match fs::read(store.meta_path(key)) {
+    let meta_bytes = match store.meta(key) {
         Ok(bytes) => bytes,
-        Err(e) => return Ok(Some(format!("its .meta is not in the store: {e}"))),
+        Err(e) if e.is_not_found() => return Ok(Some("its .meta is not in the store".into())),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading the stored .meta of {key}"))),
     };
-    let mut verifier = match BlockVerifier::new(&meta_bytes) {
-        Ok(v) => v,
-        Err(e) => return Ok(Some(format!("the stored .meta is damaged: {e:#}"))),
-    };
-    let mut input = match File::open(store.block_path(key)) {
-        Ok(f) => f,
-        Err(e) => return Ok(Some(format!("it is not in the store: {e}"))),
+    let mut input = match store.open(key) {
+        Ok(input) => input,
+        Err(e)
+            if e.chain()
+                .any(|c| c.downcast_ref::<StoreError>().is_some_and(StoreError::is_not_found)) =>
+        {
+            return Ok(Some("it is not in the store".into()))
+        }
+        Err(e) if Corrupt::of(e.as_ref()).is_some() => return Ok(Some(format!("the stored .meta is damaged: {e:#}"))),
+        Err(e) => return Err(e.context(format!("reading the stored block {key}"))),
     };
     let (tmp, mut out) = fsutil::create_temp(block, mode)?;
     let (tmp_meta, mut meta_out) = fsutil::create_temp(meta_path, meta_mode)?;
@@ -517,17 +515,17 @@ fn copy_from_store(
         let mut buf = vec![0u8; 1 << 20];
         loop {
             control.check()?;
-            let n = input.read(&mut buf).context("reading the stored block")?;
+            let n = match input.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if Corrupt::of(&e).is_some() => {
+                    return Ok(Some(format!("the stored block fails its CRC check: {e}")))
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("reading the stored block")),
+            };
             if n == 0 {
                 break;
             }
-            if let Err(e) = verifier.update(&buf[..n]) {
-                return Ok(Some(format!("the stored block fails its CRC check: {e:#}")));
-            }
             out.write_all(&buf[..n]).context("writing the block")?;
-        }
-        if let Err(e) = verifier.finish() {
-            return Ok(Some(format!("the stored block fails its CRC check: {e:#}")));
         }
         meta_out.write_all(&meta_bytes).context("writing the .meta")?;
         for f in [&out, &meta_out] {

@@ -1,42 +1,31 @@
 //! The repository's block store: every distinct finalized block once, named
-//! by what makes it immutable, `(block pool, block id, generation stamp)`:
+//! by what makes it immutable, `(block pool, block id, generation stamp)`
+//! (see [`ObjectKey::block`]):
 //!
 //! ```text
-//! <repository>/blocks/<BP-…>/subdir<d1>/subdir<d2>/blk_<id>_<genstamp>
-//! <repository>/blocks/<BP-…>/subdir<d1>/subdir<d2>/blk_<id>_<genstamp>.meta
+//! blocks/<BP-…>/subdir<d1>/subdir<d2>/blk_<id>_<genstamp>
+//! blocks/<BP-…>/subdir<d1>/subdir<d2>/blk_<id>_<genstamp>.meta
 //! ```
 //!
-//! A block lands atomically and durably: both files are written under temp
-//! names and checked against the block's own CRCs while they are copied
-//! ([`BlockStore::write_temp`]); a [`Batch`] of such blocks is made durable
-//! with one `syncfs` of the repository's file system, and only then are the
-//! `.meta` and last the block renamed into place. So a block file under its
-//! final name always holds bytes that reached the disk: a crash leaves temp
-//! files (swept by `hwdr prune`), never a wrong block under a final name. The
-//! block file is the commit mark: a `.meta` alone does not count. The job
-//! syncs once more at its end, so the renames are durable before it reports
-//! success (and so before any manifest names the blocks).
-//!
-//! Files are `0640`, folders `0750`, whatever the umask: blocks hold the
-//! company's data.
+//! A block is read through a [`Verified`] reader, which checks every chunk
+//! against the block's own CRCs as the bytes pass: on upload (a replica that
+//! fails is not stored), on restore, and in `verify --full`. Uploads go in a
+//! [`BlockBatch`]: the backend's batch makes a batch of blocks durable at
+//! once (one `syncfs` for a folder) before they are visible under their
+//! names, the `.meta` first and the block last: the block is the commit
+//! mark, and a block under its final name always holds bytes that reached
+//! the disk. A replica that fails its check stores neither.
 
-use std::fs::{self, File};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Context;
 
 use super::meta::BlockVerifier;
 use crate::job::JobControl;
-use crate::repo::{fsutil, mkdir};
+use crate::repo::store::{Backend, Batch, ObjectKey, Put, PutOptions, StoreError};
 
-/// Mode of stored blocks and `.meta` files.
-const FILE_MODE: u32 = 0o640;
-/// Mode of the store's folders.
-const DIR_MODE: u32 = 0o750;
-/// A batch is made durable and renamed into place once it holds this many
-/// blocks or bytes: one `syncfs` per batch instead of one `fsync` per file.
+/// A batch is made durable and visible once it holds this many blocks or bytes.
 const BATCH_FILES: usize = 256;
 const BATCH_BYTES: u64 = 256 << 20;
 
@@ -51,6 +40,36 @@ pub struct BlockKey {
 impl std::fmt::Display for BlockKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/blk_{}_{}", self.pool, self.id, self.genstamp)
+    }
+}
+
+impl BlockKey {
+    /// The block a store object holds (a block or its `.meta`), and whether
+    /// it is the `.meta`: `None` for any other name. Wherever it lies below
+    /// its pool (a block put in the wrong folder by hand is still a block).
+    pub fn of_object(key: &ObjectKey) -> Option<(BlockKey, bool)> {
+        let mut parts = key.as_str().split('/');
+        let (Some("blocks"), Some(pool)) = (parts.next(), parts.next()) else {
+            return None;
+        };
+        let name = parts.next_back()?;
+        let (stem, is_meta) = match name.strip_suffix(".meta") {
+            Some(stem) => (stem, true),
+            None => (name, false),
+        };
+        let (id, genstamp) = stem.strip_prefix("blk_")?.split_once('_')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(id) || !digits(genstamp) {
+            return None;
+        }
+        Some((
+            BlockKey {
+                pool: pool.to_owned(),
+                id: id.parse().ok()?,
+                genstamp: genstamp.parse().ok()?,
+            },
+            is_meta,
+        ))
     }
 }
 
@@ -70,204 +89,232 @@ impl From<anyhow::Error> for PutError {
     }
 }
 
+/// A block that fails its CRCs, carried in an [`io::Error`] of
+/// [`io::ErrorKind::InvalidData`] by a [`Verified`] reader.
+#[derive(Debug)]
+pub struct Corrupt(pub String);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+impl Corrupt {
+    /// The CRC failure an error carries, if it is one.
+    pub fn of<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e Corrupt> {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(corrupt) = c.downcast_ref::<Corrupt>() {
+                return Some(corrupt);
+            }
+            if let Some(io) = c.downcast_ref::<io::Error>() {
+                if let Some(corrupt) = io.get_ref().and_then(|inner| inner.downcast_ref::<Corrupt>()) {
+                    return Some(corrupt);
+                }
+            }
+            cause = c.source();
+        }
+        None
+    }
+}
+
+/// A block's bytes checked against its `.meta` as they are read: the read
+/// that sees a bad chunk, or the end of a block shorter or longer than its
+/// `.meta` (or than `len`) covers, fails with [`Corrupt`].
+pub struct Verified<R> {
+    inner: R,
+    verifier: Option<BlockVerifier>,
+    len: Option<u64>,
+}
+
+impl<R: Read> Verified<R> {
+    /// Checks `inner` against the `.meta` bytes `meta` (and, if given, that
+    /// it is `len` bytes long).
+    pub fn new(inner: R, meta: &[u8], len: Option<u64>) -> Result<Verified<R>, Corrupt> {
+        let verifier = BlockVerifier::new(meta).map_err(|e| Corrupt(format!("{e:#}")))?;
+        Ok(Verified {
+            inner,
+            verifier: Some(verifier),
+            len,
+        })
+    }
+}
+
+fn corrupt(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, Corrupt(why))
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let Some(verifier) = self.verifier.as_mut() else {
+            return Ok(n);
+        };
+        if n > 0 {
+            verifier.update(&buf[..n]).map_err(|e| corrupt(format!("{e:#}")))?;
+            return Ok(n);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let verifier = self
+            .verifier
+            .take()
+            .ok_or_else(|| corrupt("read after the end".into()))?;
+        let got = verifier.finish().map_err(|e| corrupt(format!("{e:#}")))?;
+        match self.len {
+            Some(len) if len != got => Err(corrupt(format!("it is {got} bytes, the data node listed {len}"))),
+            _ => Ok(0),
+        }
+    }
+}
+
 /// The block store of a repository.
 #[derive(Debug, Clone)]
 pub struct BlockStore {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
 }
 
 impl BlockStore {
-    /// The store below `<repository>/blocks`.
-    pub fn new(repository: &Path) -> BlockStore {
-        BlockStore {
-            root: repository.join("blocks"),
-        }
+    /// The store in `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> BlockStore {
+        BlockStore { backend }
     }
 
-    /// Path of a stored block.
-    pub fn block_path(&self, key: &BlockKey) -> PathBuf {
-        self.root.join(&key.pool).join(format!(
-            "subdir{}/subdir{}/blk_{}_{}",
-            (key.id >> 16) & 0xff,
-            (key.id >> 8) & 0xff,
-            key.id,
-            key.genstamp
-        ))
-    }
-
-    /// Path of a stored block's `.meta`.
-    pub fn meta_path(&self, key: &BlockKey) -> PathBuf {
-        let mut p = self.block_path(key).into_os_string();
-        p.push(".meta");
-        PathBuf::from(p)
+    /// The backend the store is in.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
     }
 
     /// Whether the block is stored whole: the block with its length and its
     /// `.meta`.
-    pub fn has(&self, key: &BlockKey, len: u64) -> bool {
-        fs::metadata(self.block_path(key)).is_ok_and(|m| m.is_file() && m.len() == len)
-            && fs::metadata(self.meta_path(key)).is_ok_and(|m| m.is_file())
+    pub fn has(&self, key: &BlockKey, len: u64) -> Result<bool, StoreError> {
+        Ok(self
+            .backend
+            .head(&ObjectKey::block(key))?
+            .is_some_and(|m| m.size == len)
+            && self.backend.head(&ObjectKey::block_meta(key))?.is_some())
     }
 
-    /// Writes one replica read from `block` and `meta`, expected to be `len`
-    /// bytes, under temp names next to its final place, checking every chunk
-    /// against the meta's CRCs while copying. Nothing is under a final name
-    /// yet: add the result to a [`Batch`].
-    pub fn write_temp(
-        &self,
-        key: &BlockKey,
-        block: &mut File,
-        meta: &mut File,
-        len: u64,
-        control: &JobControl,
-    ) -> Result<Pending, PutError> {
-        let mut meta_bytes = Vec::new();
-        meta.read_to_end(&mut meta_bytes).context("reading the .meta")?;
-        let mut verifier = BlockVerifier::new(&meta_bytes).map_err(|e| PutError::Corrupt(format!("{e:#}")))?;
-        let dst = self.block_path(key);
-        let dst_meta = self.meta_path(key);
-        mkdir(dst.parent().unwrap_or(&self.root), DIR_MODE)?;
-        let (tmp, mut out) = fsutil::create_temp(&dst, FILE_MODE)?;
-        let mut pending = Pending {
-            tmp,
-            dst,
-            tmp_meta: None,
-            dst_meta,
-            len,
-        };
-        copy_verified(block, &mut out, &mut verifier, len, control)?;
-        let got = verifier.finish().map_err(|e| PutError::Corrupt(format!("{e:#}")))?;
-        if got != len {
-            return Err(PutError::Corrupt(format!(
-                "it is {got} bytes, the data node listed {len}"
-            )));
-        }
-        let (tmp_meta, mut meta_out) = fsutil::create_temp(&pending.dst_meta, FILE_MODE)?;
-        pending.tmp_meta = Some(tmp_meta);
-        meta_out
-            .write_all(&meta_bytes)
-            .map_err(|e| PutError::Io(anyhow::Error::from(e).context("writing the .meta")))?;
-        Ok(pending)
+    /// The stored `.meta` of a block.
+    pub fn meta(&self, key: &BlockKey) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = Vec::new();
+        self.backend
+            .get(&ObjectKey::block_meta(key))?
+            .read_to_end(&mut bytes)
+            .map_err(|e| StoreError::Io(format!("reading {}", ObjectKey::block_meta(key)), e))?;
+        Ok(bytes)
     }
 
-    /// Makes everything written to the repository's file system durable.
-    pub fn sync(&self) -> Result<()> {
-        mkdir(&self.root, DIR_MODE)?;
-        let dir = File::open(&self.root).with_context(|| format!("opening {}", self.root.display()))?;
-        // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
-        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(std::io::Error::last_os_error()).context("syncfs on the repository");
-        }
-        Ok(())
+    /// The stored block, checked against its stored `.meta` as it is read.
+    pub fn open(&self, key: &BlockKey) -> anyhow::Result<Verified<Box<dyn Read + Send>>> {
+        let meta = self.meta(key).with_context(|| format!("the stored .meta of {key}"))?;
+        let block = self.backend.get(&ObjectKey::block(key))?;
+        Verified::new(block, &meta, None)
+            .map_err(|e| anyhow::Error::new(e).context(format!("the stored .meta of {key}")))
     }
-}
 
-/// A block written under temp names, not yet in place. Dropped before its
-/// batch commits, it removes its temp files.
-#[derive(Debug)]
-pub struct Pending {
-    tmp: PathBuf,
-    dst: PathBuf,
-    tmp_meta: Option<PathBuf>,
-    dst_meta: PathBuf,
-    len: u64,
-}
-
-impl Pending {
-    fn rename_into_place(mut self) -> Result<()> {
-        if let Some(tmp_meta) = self.tmp_meta.take() {
-            fs::rename(&tmp_meta, &self.dst_meta)
-                .with_context(|| format!("renaming into {}", self.dst_meta.display()))?;
-        }
-        fs::rename(&self.tmp, &self.dst).with_context(|| format!("renaming into {}", self.dst.display()))?;
-        self.tmp = PathBuf::new();
-        Ok(())
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-        if let Some(tmp_meta) = &self.tmp_meta {
-            let _ = fs::remove_file(tmp_meta);
+    /// Reads the stored block through, against its CRCs; its length.
+    pub fn verify(&self, key: &BlockKey, control: &JobControl) -> anyhow::Result<u64> {
+        let mut block = self.open(key)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut len = 0u64;
+        loop {
+            control.check()?;
+            let n = match block.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("reading the stored block {key}"))),
+            };
+            if n == 0 {
+                return Ok(len);
+            }
+            len += n as u64;
         }
     }
-}
 
-/// Blocks written under temp names, renamed into place together once they
-/// are durable. Dropped uncommitted (an error, a cancelled job), it removes
-/// its temp files.
-#[derive(Debug)]
-pub struct Batch<'a> {
-    store: &'a BlockStore,
-    pending: Vec<Pending>,
-    bytes: u64,
-}
-
-impl<'a> Batch<'a> {
-    /// An empty batch for `store`.
-    pub fn new(store: &'a BlockStore) -> Batch<'a> {
-        Batch {
-            store,
-            pending: Vec::new(),
+    /// A batch of uploads (see the module's text).
+    pub fn batch(&self) -> BlockBatch<'_> {
+        BlockBatch {
+            batch: self.backend.batch(),
             bytes: 0,
         }
     }
+}
 
-    /// Adds a written block; commits the batch when it is full.
-    pub fn push(&mut self, pending: Pending) -> Result<()> {
-        self.bytes += pending.len;
-        self.pending.push(pending);
-        if self.pending.len() >= BATCH_FILES || self.bytes >= BATCH_BYTES {
+/// Blocks being stored, made durable and visible together.
+pub struct BlockBatch<'a> {
+    batch: Box<dyn Batch + 'a>,
+    bytes: u64,
+}
+
+impl BlockBatch<'_> {
+    /// Stores one replica: its `.meta` (`meta`) and its bytes from `block`,
+    /// expected to be `len` bytes, each chunk checked against the meta's CRCs
+    /// on the way. A replica that fails is [`PutError::Corrupt`] and nothing
+    /// of it is stored. Commits the batch once it is full.
+    pub fn put(
+        &mut self,
+        key: &BlockKey,
+        block: &mut dyn Read,
+        meta: &[u8],
+        len: u64,
+        control: &JobControl,
+    ) -> Result<(), PutError> {
+        let mut verified =
+            Verified::new(Stoppable { inner: block, control }, meta, Some(len)).map_err(|e| PutError::Corrupt(e.0))?;
+        let (block_key, meta_key) = (ObjectKey::block(key), ObjectKey::block_meta(key));
+        // One group: a bad replica stores neither, and the `.meta` lands
+        // first, so the block is the commit mark.
+        let mut meta_source = meta;
+        let stored = self.batch.put_group(&mut [
+            Put {
+                key: &meta_key,
+                data: &mut meta_source,
+                options: PutOptions::default(),
+            },
+            Put {
+                key: &block_key,
+                data: &mut verified,
+                options: PutOptions::default(),
+            },
+        ]);
+        if let Err(e) = stored {
+            if let Some(bad) = Corrupt::of(&e) {
+                return Err(PutError::Corrupt(bad.0.clone()));
+            }
+            control.check()?;
+            return Err(PutError::Io(
+                anyhow::Error::new(e).context(format!("storing {block_key}")),
+            ));
+        }
+        self.bytes += len;
+        if self.batch.pending() >= BATCH_FILES || self.bytes >= BATCH_BYTES {
             self.commit()?;
         }
         Ok(())
     }
 
-    /// Makes the batch's bytes durable (`syncfs`), then renames every block
-    /// into place, its `.meta` first.
-    pub fn commit(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        crate::fault::point("store-before-sync", None)?;
-        self.store.sync()?;
-        crate::fault::point("store-before-rename", None)?;
-        for pending in self.pending.drain(..) {
-            pending.rename_into_place()?;
-        }
+    /// Makes every block so far durable, then visible.
+    pub fn commit(&mut self) -> anyhow::Result<()> {
+        self.batch.commit().context("storing a batch of blocks")?;
         self.bytes = 0;
         Ok(())
     }
 }
 
-/// Copies `input` to `output`, feeding every byte to `verifier`. A CRC
-/// mismatch is [`PutError::Corrupt`]; a read or write failure is not.
-fn copy_verified(
-    input: &mut File,
-    output: &mut File,
-    verifier: &mut BlockVerifier,
-    len: u64,
-    control: &JobControl,
-) -> Result<(), PutError> {
-    // Most blocks are small: a buffer of their size (one spare byte sees the
-    // end in one read), at most 1 MiB.
-    let mut buf = vec![0u8; len.saturating_add(1).min(1 << 20) as usize];
-    loop {
-        control.check()?;
-        let n = match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(PutError::Io(anyhow::Error::from(e).context("reading the block"))),
-        };
-        verifier
-            .update(&buf[..n])
-            .map_err(|e| PutError::Corrupt(format!("{e:#}")))?;
-        output
-            .write_all(&buf[..n])
-            .map_err(|e| PutError::Io(anyhow::Error::from(e).context("writing the block")))?;
+/// A source that ends with an error when its job is stopped.
+struct Stoppable<'a, R: ?Sized> {
+    inner: &'a mut R,
+    control: &'a JobControl,
+}
+
+impl<R: Read + ?Sized> Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.control.check().map_err(|e| io::Error::other(format!("{e:#}")))?;
+        self.inner.read(buf)
     }
 }

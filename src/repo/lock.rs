@@ -1,19 +1,18 @@
 //! The repository lock: one backup, restore or prune at a time per cluster.
 //!
-//! A file created with `O_EXCL` in the repository, holding who took it. It is
-//! removed when the holder ends (on every exit path: errors, panics unwinding,
-//! SIGTERM through [`crate::cancel`]). A lock whose process is gone is reported
-//! as stale with what to do; it is never taken over silently.
+//! The object `lock`, put create-only, holding who took it. It is removed
+//! when the holder ends (on every exit path: errors, panics unwinding,
+//! SIGTERM through [`crate::cancel`]). A lock whose process is gone is
+//! reported as stale with what to do; it is never taken over silently.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::store::{Backend, ObjectKey, PutOptions, StoreError};
 use crate::exit::HwdrError;
 
 /// Who holds the lock.
@@ -73,82 +72,68 @@ impl LockInfo {
     }
 }
 
-/// A held lock; dropping it removes the lock file.
+/// A held lock; dropping it removes the lock object if it is still ours.
 #[derive(Debug)]
 pub struct RepoLock {
-    path: PathBuf,
+    backend: Arc<dyn Backend>,
     info: LockInfo,
 }
 
 impl RepoLock {
-    /// Takes the lock at `path` or explains who holds it.
-    pub fn acquire(path: &Path, info: LockInfo) -> Result<RepoLock> {
+    /// Takes the lock or explains who holds it.
+    pub fn acquire(backend: Arc<dyn Backend>, info: LockInfo) -> Result<RepoLock> {
         let body = serde_json::to_vec_pretty(&info)?;
-        match OpenOptions::new().write(true).create_new(true).mode(0o640).open(path) {
-            Ok(mut file) => {
-                let written = file.write_all(&body).and_then(|_| file.sync_all());
-                if let Err(e) = written {
-                    let _ = fs::remove_file(path);
-                    return Err(e).with_context(|| format!("writing lock {}", path.display()));
-                }
-                super::fsutil::sync_dir(path.parent().unwrap_or(Path::new("/")))?;
-                Ok(RepoLock {
-                    path: path.to_path_buf(),
-                    info,
-                })
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(held_error(path).into()),
-            Err(e) => Err(e).with_context(|| format!("creating lock {}", path.display())),
+        match backend.put(&ObjectKey::lock(), &mut &body[..], PutOptions::create_only()) {
+            Ok(_) => Ok(RepoLock { backend, info }),
+            Err(StoreError::AlreadyExists(_)) => Err(held_error(backend.as_ref()).into()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("taking the lock of {}", backend.location()))),
         }
+    }
+
+    /// Who holds it.
+    pub fn info(&self) -> &LockInfo {
+        &self.info
     }
 }
 
 impl Drop for RepoLock {
     fn drop(&mut self) {
-        // Only remove the file if it is still ours.
-        if read(&self.path).ok().flatten().as_ref() == Some(&self.info) {
-            let _ = fs::remove_file(&self.path);
+        // Only remove the lock if it is still ours.
+        if read(self.backend.as_ref()).ok().flatten().as_ref() == Some(&self.info) {
+            let _ = self.backend.delete(&ObjectKey::lock());
         }
     }
 }
 
-fn held_error(path: &Path) -> HwdrError {
-    match read(path) {
+fn held_error(backend: &dyn Backend) -> HwdrError {
+    let at = format!("{}/lock", backend.location());
+    match read(backend) {
         Ok(Some(holder)) if holder.is_stale() => HwdrError::LockHeld(format!(
-            "stale lock {}: {} but that process is gone; check the backup it left, then run `hwdr unlock`",
-            path.display(),
+            "stale lock {at}: {} but that process is gone; check the backup it left, then run `hwdr unlock`",
             holder.describe()
         )),
-        Ok(Some(holder)) => HwdrError::LockHeld(format!(
-            "the repository is locked: {} ({})",
-            holder.describe(),
-            path.display()
-        )),
-        Ok(None) => HwdrError::LockHeld(format!(
-            "the repository lock {} was just released; try again",
-            path.display()
-        )),
-        Err(e) => HwdrError::LockHeld(format!(
-            "the repository lock {} exists but is unreadable: {e:#}",
-            path.display()
-        )),
+        Ok(Some(holder)) => HwdrError::LockHeld(format!("the repository is locked: {} ({at})", holder.describe())),
+        Ok(None) => HwdrError::LockHeld(format!("the repository lock {at} was just released; try again")),
+        Err(e) => HwdrError::LockHeld(format!("the repository lock {at} exists but is unreadable: {e:#}")),
     }
 }
 
-/// Reads a lock file; `None` when there is none.
-pub fn read(path: &Path) -> Result<Option<LockInfo>> {
-    match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .with_context(|| format!("parsing lock {}", path.display())),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading lock {}", path.display())),
-    }
+/// Reads the lock; `None` when there is none.
+pub fn read(backend: &dyn Backend) -> Result<Option<LockInfo>> {
+    let mut bytes = Vec::new();
+    match backend.get(&ObjectKey::lock()) {
+        Ok(mut r) => r.read_to_end(&mut bytes).context("reading the repository lock")?,
+        Err(StoreError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the repository lock")),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .with_context(|| format!("parsing the lock {}/lock", backend.location()))
 }
 
-/// Removes the lock at `path`: only a stale one unless `force`.
-pub fn unlock(path: &Path, force: bool) -> Result<Option<LockInfo>> {
-    let Some(holder) = read(path)? else {
+/// Removes the lock: only a stale one unless `force`.
+pub fn unlock(backend: &dyn Backend, force: bool) -> Result<Option<LockInfo>> {
+    let Some(holder) = read(backend)? else {
         return Ok(None);
     };
     if !force && !holder.is_stale() {
@@ -158,7 +143,9 @@ pub fn unlock(path: &Path, force: bool) -> Result<Option<LockInfo>> {
         ))
         .into());
     }
-    fs::remove_file(path).with_context(|| format!("removing lock {}", path.display()))?;
+    backend
+        .delete(&ObjectKey::lock())
+        .context("removing the repository lock")?;
     Ok(Some(holder))
 }
 
@@ -171,7 +158,7 @@ pub fn this_host() -> String {
 
 /// The start time of `pid` in clock ticks since boot, if it runs.
 fn process_start(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Field 22; the command name (field 2) may hold spaces, so count after ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(19)?.parse().ok()
@@ -180,42 +167,49 @@ fn process_start(pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::store::memory::Memory;
+
+    fn backend() -> Arc<dyn Backend> {
+        Arc::new(Memory::new())
+    }
 
     #[test]
     fn second_holder_is_refused_and_drop_releases() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        let lock = RepoLock::acquire(&path, LockInfo::for_this_process("backup", None, Utc::now())).unwrap();
-        let err = RepoLock::acquire(&path, LockInfo::for_this_process("backup", None, Utc::now())).unwrap_err();
+        let b = backend();
+        let lock = RepoLock::acquire(b.clone(), LockInfo::for_this_process("backup", None, Utc::now())).unwrap();
+        let err = RepoLock::acquire(b.clone(), LockInfo::for_this_process("backup", None, Utc::now())).unwrap_err();
         assert!(
             err.to_string().contains("the repository is locked: backup by pid"),
             "{err}"
         );
         drop(lock);
-        assert!(!path.exists());
+        assert!(read(b.as_ref()).unwrap().is_none());
     }
 
     #[test]
     fn dead_holder_is_reported_stale_not_taken() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
+        let b = backend();
         let mut info = LockInfo::for_this_process("backup", Some("2611231819".into()), Utc::now());
         // A pid above the kernel's maximum is never alive.
         info.pid = 4_194_304 + 1;
-        fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
-        let err = RepoLock::acquire(&path, LockInfo::for_this_process("backup", None, Utc::now())).unwrap_err();
+        b.put(
+            &ObjectKey::lock(),
+            &mut &serde_json::to_vec(&info).unwrap()[..],
+            PutOptions::default(),
+        )
+        .unwrap();
+        let err = RepoLock::acquire(b.clone(), LockInfo::for_this_process("backup", None, Utc::now())).unwrap_err();
         assert!(err.to_string().starts_with("stale lock"), "{err}");
-        assert!(path.exists());
-        assert!(unlock(&path, false).unwrap().is_some());
-        assert!(!path.exists());
+        assert!(read(b.as_ref()).unwrap().is_some());
+        assert!(unlock(b.as_ref(), false).unwrap().is_some());
+        assert!(read(b.as_ref()).unwrap().is_none());
     }
 
     #[test]
     fn live_lock_is_not_removed_without_force() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        let _lock = RepoLock::acquire(&path, LockInfo::for_this_process("backup", None, Utc::now())).unwrap();
-        assert!(unlock(&path, false).is_err());
-        assert!(unlock(&path, true).unwrap().is_some());
+        let b = backend();
+        let _lock = RepoLock::acquire(b.clone(), LockInfo::for_this_process("backup", None, Utc::now())).unwrap();
+        assert!(unlock(b.as_ref(), false).is_err());
+        assert!(unlock(b.as_ref(), true).unwrap().is_some());
     }
 }

@@ -16,9 +16,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::fsutil::FileEntry;
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Role};
+
+/// A file stored in the repository: path relative to the backup folder, size
+/// and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
 
 /// Version of the manifest format (2: with its own checksum).
 pub const FORMAT: u32 = 2;

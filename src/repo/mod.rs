@@ -1,35 +1,45 @@
-//! The backup repository: a folder reachable from every node.
+//! The backup repository: a folder reachable from every node (or, through
+//! another [`store::Backend`], a bucket), holding objects named by
+//! [`store::ObjectKey`]:
 //!
 //! ```text
-//! <path>/hwdr-repo.json            format and cluster name
-//! <path>/lock                      see [`lock`]
-//! <path>/backups/<id>/manifest.json
-//! <path>/backups/<id>/config/...   [config_backup] paths, under their absolute path
-//! <path>/backups/<id>/rondb/users.sql, schemas.sql
-//! <path>/backups/<id>/rondb/BACKUP-<ndb id>/...  every data node's part, merged
+//! hwdr-repo.json                   format and cluster name (`hwdr repo init`)
+//! lock                             see [`lock`]
+//! backups/<id>/manifest.json       written last
+//! backups/<id>/config/...          [config_backup] paths, under their absolute path
+//! backups/<id>/rondb/users.sql, schemas.sql
+//! backups/<id>/rondb/BACKUP-<ndb id>/...  every data node's part, merged
+//! backups/<id>/hopsfs/<node>/...   inventories, VERSION files, assignments
+//! blocks/<BP-…>/…/blk_<id>_<gs>[.meta]     the block store
 //! ```
+//!
+//! Everything here goes through the backend: no code outside
+//! [`store::posix`] touches the repository with `std::fs`.
 
-pub mod fsutil;
+pub mod backup;
 pub mod lock;
 pub mod manifest;
+pub mod store;
 
-use std::fs;
-use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::backup_id::BackupId;
 use crate::exit::HwdrError;
+use backup::{BackupReader, BackupWriter};
 use manifest::Manifest;
+use store::{Backend, ObjectKey, PutOptions, StoreError};
 
 /// Version of the repository layout: 2 since manifests carry a checksum of
 /// their own content (format 1: hwdr 0.1, `hwdr repo upgrade` seals them).
 const REPO_FORMAT: u32 = 2;
 
-/// The file that makes a folder a repository (written by `hwdr repo init`).
+/// The object that makes a location a repository (written by `hwdr repo init`).
 pub const MARKER: &str = "hwdr-repo.json";
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -38,13 +48,13 @@ struct RepoMarker {
     cluster: String,
 }
 
-/// A repository at a path.
+/// A repository: its backend. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Repository {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
 }
 
-/// What a backup folder's `manifest.json` says.
+/// What a backup's `manifest.json` says.
 #[derive(Debug)]
 pub enum ManifestState {
     /// There is none: the backup is unfinished, or being taken.
@@ -56,11 +66,12 @@ pub enum ManifestState {
     Ok(Box<Manifest>),
 }
 
-/// A backup folder as found in the repository.
+/// A backup as found in the repository.
 #[derive(Debug)]
 pub struct Entry {
     pub id: BackupId,
-    pub dir: PathBuf,
+    /// When it was started (the time of its oldest object).
+    pub started: Option<SystemTime>,
     pub manifest: ManifestState,
 }
 
@@ -76,116 +87,130 @@ pub struct Upgrade {
 /// What `hwdr repo init` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
-    /// The folder was empty and is now a repository.
+    /// The location was empty and is now a repository.
     Created,
-    /// The folder already was this cluster's repository.
+    /// The location already was this cluster's repository.
     Existing,
 }
 
 impl Repository {
-    /// The repository at `root`; nothing is checked. Commands use
+    /// The repository in `backend`; nothing is checked. Commands use
     /// [`Repository::open`]; this is for steps of a command that already did.
-    pub fn new(root: &Path) -> Repository {
-        Repository {
-            root: root.to_path_buf(),
-        }
+    pub fn new(backend: Arc<dyn Backend>) -> Repository {
+        Repository { backend }
     }
 
-    /// The repository of `cluster` at `root`, for every command that reads or
-    /// writes it: the folder must exist and hold the marker `hwdr-repo.json`
-    /// of that cluster. An unmounted repository (a missing folder, or the
-    /// empty mount point) must never look like a repository without backups.
-    pub fn open(root: &Path, cluster: &str) -> Result<Repository> {
-        let repo = Repository::new(root);
-        if !root.is_dir() {
-            bail!(
-                "repository {} does not exist or is not a folder (is it mounted?)",
-                root.display()
-            );
-        }
+    /// The repository in folder `root` (nothing is checked).
+    pub fn at(root: &Path) -> Repository {
+        Repository::new(Arc::new(store::posix::Posix::new(root)))
+    }
+
+    /// The configured repository (`[repository]`), nothing checked.
+    pub fn of(config: &crate::config::Config) -> Repository {
+        Repository::at(&config.repository)
+    }
+
+    /// The repository's backend.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// The backend, shared.
+    pub fn shared_backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+
+    /// Where it is, for messages.
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// The configured repository of `cluster`, for every command that reads
+    /// or writes it: its location must be there and hold the marker
+    /// `hwdr-repo.json` of that cluster. An unmounted repository (a missing
+    /// folder, or the empty mount point) must never look like a repository
+    /// without backups.
+    pub fn open(config: &crate::config::Config) -> Result<Repository> {
+        let repo = Repository::of(config);
+        repo.backend.check_location().map_err(anyhow::Error::msg)?;
         match repo.marker()? {
-            Some(marker) => repo.check_marker(&marker, cluster)?,
+            Some(marker) => repo.check_marker(&marker, &config.cluster)?,
             None => bail!(
                 "repository {} is not an hwdr repository (no {MARKER}): is it mounted? To create one there, run \
                  `hwdr repo init`",
-                root.display()
+                repo.location()
             ),
         }
         Ok(repo)
     }
 
-    /// Makes the existing, empty folder `root` the repository of `cluster`
-    /// (`hwdr repo init`). Never creates the folder itself; a folder that is
-    /// already this cluster's repository is left as it is.
-    pub fn init(root: &Path, cluster: &str) -> Result<Init> {
-        let repo = Repository::new(root);
-        if !root.is_dir() {
-            bail!(
-                "{} does not exist or is not a folder: create it (or mount the repository's file system there) first",
-                root.display()
-            );
-        }
+    /// Makes the configured, existing and empty location the repository of
+    /// the cluster (`hwdr repo init`). Never creates the folder itself; a
+    /// location that already is this cluster's repository is left as it is.
+    pub fn init(config: &crate::config::Config) -> Result<Init> {
+        let repo = Repository::of(config);
+        repo.backend
+            .check_location()
+            .map_err(|e| anyhow::anyhow!("{e}: create it (or mount the repository's file system there) first"))?;
         if let Some(marker) = repo.marker()? {
-            repo.check_marker(&marker, cluster)?;
-            mkdir(&root.join("backups"), 0o750)?;
+            repo.check_marker(&marker, &config.cluster)?;
             return Ok(Init::Existing);
         }
-        let mut others: Vec<String> = fs::read_dir(root)
-            .with_context(|| format!("listing {}", root.display()))?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("listing {}", root.display()))?;
+        let mut others = repo.backend.list_children("")?;
         // A freshly formatted ext4 file system holds lost+found.
         others.retain(|name| name != "lost+found");
         if !others.is_empty() {
-            others.sort();
             bail!(
                 "{} is not empty and not an hwdr repository (it holds {}): use an empty folder",
-                root.display(),
+                repo.location(),
                 others.join(", ")
             );
         }
+        repo.put_marker(&config.cluster, true)?;
+        Ok(Init::Created)
+    }
+
+    fn put_marker(&self, cluster: &str, create_only: bool) -> Result<()> {
         let marker = RepoMarker {
             format: REPO_FORMAT,
             cluster: cluster.to_owned(),
         };
-        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o640)?;
-        mkdir(&root.join("backups"), 0o750)?;
-        Ok(Init::Created)
+        let body = serde_json::to_vec_pretty(&marker)?;
+        let options = PutOptions {
+            create_only,
+            ..PutOptions::default()
+        };
+        self.backend
+            .put(&ObjectKey::marker(), &mut &body[..], options)
+            .with_context(|| format!("writing {MARKER} in {}", self.location()))?;
+        Ok(())
     }
 
-    /// Brings a format-1 repository of `cluster` (hwdr 0.1) to the current
-    /// format: every manifest that parses is written again with its checksum
-    /// (atomically), then the marker. Manifests that do not parse are left as
-    /// they are and named (they will be listed as damaged). Holds the lock.
-    pub fn upgrade(root: &Path, cluster: &str) -> Result<Upgrade> {
-        let repo = Repository::new(root);
+    /// Brings a format-1 repository (hwdr 0.1) to the current format: every
+    /// manifest that parses is written again with its checksum, then the
+    /// marker. Manifests that do not parse are left as they are and named
+    /// (they will be listed as damaged). Holds the lock.
+    pub fn upgrade(config: &crate::config::Config) -> Result<Upgrade> {
+        let repo = Repository::of(config);
+        repo.backend.check_location().map_err(anyhow::Error::msg)?;
         let marker = repo
             .marker()?
-            .ok_or_else(|| anyhow::anyhow!("{} is not an hwdr repository (no {MARKER})", root.display()))?;
-        if marker.format == REPO_FORMAT {
-            repo.check_marker(&marker, cluster)?;
+            .ok_or_else(|| anyhow::anyhow!("{} is not an hwdr repository (no {MARKER})", repo.location()))?;
+        if marker.format == REPO_FORMAT || marker.format != 1 || marker.cluster != config.cluster {
+            repo.check_marker(&marker, &config.cluster)?;
             return Ok(Upgrade::default());
         }
-        if marker.format != 1 || marker.cluster != cluster {
-            repo.check_marker(&marker, cluster)?;
-        }
-        let _lock = lock::RepoLock::acquire(
-            &repo.lock_path(),
-            lock::LockInfo::for_this_process("upgrade", None, chrono::Utc::now()),
-        )?;
+        let _lock = repo.lock("upgrade", None)?;
         let mut done = Upgrade::default();
         for id in repo.backup_ids()? {
-            let path = repo.backup_dir(id).join("manifest.json");
-            let bytes = match fs::read(&path) {
-                Ok(bytes) => bytes,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            let bytes = match repo.get(&ObjectKey::manifest(id))? {
+                Some(bytes) => bytes,
+                None => continue,
             };
             match manifest::decode_legacy(&bytes) {
                 Ok(mut m) => {
                     m.format = manifest::FORMAT;
-                    fsutil::write_atomic(&path, &manifest::encode(&m)?, 0o640)?;
+                    repo.writer(id).write_manifest(&m)?;
                     done.sealed.push(id);
                 }
                 // Sealed already (an upgrade that stopped half-way).
@@ -193,41 +218,38 @@ impl Repository {
                 Err(why) => done.damaged.push((id, why)),
             }
         }
-        let marker = RepoMarker {
-            format: REPO_FORMAT,
-            cluster: cluster.to_owned(),
-        };
-        fsutil::write_atomic(&root.join(MARKER), &serde_json::to_vec_pretty(&marker)?, 0o640)?;
+        repo.put_marker(&config.cluster, false)?;
         Ok(done)
     }
 
-    /// The ids of every backup folder (by folder name).
-    fn backup_ids(&self) -> Result<Vec<BackupId>> {
-        let dir = self.root.join("backups");
-        let read = match fs::read_dir(&dir) {
-            Ok(read) => read,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+    /// An object's bytes, `None` if it does not exist.
+    fn get(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>> {
+        let mut bytes = Vec::new();
+        match self.backend.get(key) {
+            Ok(mut r) => r.read_to_end(&mut bytes).with_context(|| format!("reading {key}"))?,
+            Err(StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {key}"))),
         };
-        let mut ids = Vec::new();
-        for item in read {
-            let item = item.with_context(|| format!("listing {}", dir.display()))?;
-            if let Some(id) = item.file_name().to_str().and_then(|n| n.parse().ok()) {
-                ids.push(id);
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        Ok(Some(bytes))
+    }
+
+    /// The ids of every backup (by folder name), sorted.
+    fn backup_ids(&self) -> Result<Vec<BackupId>> {
+        Ok(self
+            .backend
+            .list_children("backups/")
+            .with_context(|| format!("listing the backups of {}", self.location()))?
+            .iter()
+            .filter_map(|name| name.parse().ok())
+            .collect())
     }
 
     fn marker(&self) -> Result<Option<RepoMarker>> {
-        let path = self.root.join(MARKER);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?,
+        match self.get(&ObjectKey::marker())? {
+            Some(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}/{MARKER}", self.location()))?,
             )),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            None => Ok(None),
         }
     }
 
@@ -236,7 +258,7 @@ impl Repository {
         if marker.cluster != cluster {
             bail!(
                 "repository {} belongs to cluster '{}', not '{cluster}'",
-                self.root.display(),
+                self.location(),
                 marker.cluster
             );
         }
@@ -244,84 +266,93 @@ impl Repository {
             bail!(
                 "repository {} has format 1 (hwdr 0.1): its manifests carry no checksum; run `hwdr repo upgrade` once \
                  to check and seal them",
-                self.root.display()
+                self.location()
             );
         }
         if marker.format != REPO_FORMAT {
             bail!(
-                "{} has format {}, this hwdr knows {REPO_FORMAT}",
-                self.root.join(MARKER).display(),
+                "{}/{MARKER} has format {}, this hwdr knows {REPO_FORMAT}",
+                self.location(),
                 marker.format
             );
         }
         Ok(())
     }
 
-    /// The repository's folder.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Takes the repository lock for `operation` (of backup `id`).
+    pub fn lock(&self, operation: &str, id: Option<BackupId>) -> Result<lock::RepoLock> {
+        lock::RepoLock::acquire(
+            self.backend.clone(),
+            lock::LockInfo::for_this_process(operation, id.map(|id| id.to_string()), chrono::Utc::now()),
+        )
     }
 
-    /// The lock file.
-    pub fn lock_path(&self) -> PathBuf {
-        self.root.join("lock")
+    /// Who holds the lock, if anyone.
+    pub fn lock_holder(&self) -> Result<Option<lock::LockInfo>> {
+        lock::read(self.backend.as_ref())
     }
 
-    /// The folder of backup `id`.
-    pub fn backup_dir(&self, id: BackupId) -> PathBuf {
-        self.root.join("backups").join(id.to_string())
-    }
-
-    /// Creates the folder of a new backup; a taken id is an error, never an
+    /// Starts backup `id`, under the repository lock (which keeps any other
+    /// backup out): a taken id, one with any object, is an error, never an
     /// overwrite.
-    pub fn create_backup_dir(&self, id: BackupId) -> Result<PathBuf> {
-        mkdir(&self.root.join("backups"), 0o750)?;
-        let dir = self.backup_dir(id);
-        match fs::DirBuilder::new().mode(0o750).create(&dir) {
-            Ok(()) => {
-                fs::set_permissions(&dir, fs::Permissions::from_mode(0o750))
-                    .with_context(|| format!("setting the mode of {}", dir.display()))?;
-                Ok(dir)
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(HwdrError::IdTaken(format!(
-                "backup id {id} is already taken: {} exists; omit --id to use the next free minute, or pick \
-                 another id",
-                dir.display()
+    pub fn create_backup(&self, id: BackupId, lock: &lock::RepoLock) -> Result<BackupWriter> {
+        if lock.info().backup_id.as_deref() != Some(id.to_string().as_str()) {
+            bail!("starting backup {id} under a lock for {}", lock.info().describe());
+        }
+        if self.has_backup(id)? {
+            return Err(HwdrError::IdTaken(format!(
+                "backup id {id} is already taken: {}/backups/{id} exists; omit --id to use the next free minute, or \
+                 pick another id",
+                self.location()
             ))
-            .into()),
-            Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
+            .into());
         }
+        Ok(self.writer(id))
     }
 
-    /// The folder of backup `id` if it is being taken: it exists and has no
-    /// manifest yet. Parts are only ever added to such a backup.
-    pub fn backup_in_progress(&self, id: BackupId) -> Result<PathBuf> {
-        let dir = self.backup_dir(id);
-        if !dir.is_dir() {
-            bail!("backup {id} is not being taken: {} does not exist", dir.display());
-        }
-        if dir.join("manifest.json").exists() {
-            bail!("backup {id} is already finished: {} has a manifest", dir.display());
-        }
-        Ok(dir)
+    /// Whether backup `id` exists (in whatever state): the repository shows
+    /// its folder.
+    pub fn has_backup(&self, id: BackupId) -> Result<bool> {
+        Ok(self.backup_ids()?.contains(&id))
     }
 
-    /// Writes the manifest of a backup, with its checksum: last, atomically.
-    pub fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let path = self.backup_dir(manifest.backup_id).join("manifest.json");
-        fsutil::write_atomic(&path, &manifest::encode(manifest)?, 0o640)
-    }
-
-    /// The manifest of backup `id`, judged. A backup folder that does not
-    /// exist is [`HwdrError::NotFound`].
-    pub fn read_manifest(&self, id: BackupId) -> Result<ManifestState> {
-        let dir = self.backup_dir(id);
-        if !dir.is_dir() {
-            return Err(
-                HwdrError::NotFound(format!("no backup {id} in {}; see `hwdr list`", self.root.display())).into(),
+    /// The writer of backup `id` if it is being taken: it was started and has
+    /// no manifest yet. Parts are only ever added to such a backup.
+    pub fn backup_in_progress(&self, id: BackupId) -> Result<BackupWriter> {
+        if !self.has_backup(id)? {
+            bail!(
+                "backup {id} is not being taken: {}/backups/{id} does not exist",
+                self.location()
             );
         }
-        Ok(judge(&dir.join("manifest.json"), id))
+        if self.backend.head(&ObjectKey::manifest(id))?.is_some() {
+            bail!("backup {id} is already finished: it has a manifest");
+        }
+        Ok(self.writer(id))
+    }
+
+    /// Backup `id`'s writer (nothing checked).
+    pub fn writer(&self, id: BackupId) -> BackupWriter {
+        BackupWriter::new(self.backend.clone(), id)
+    }
+
+    /// Backup `id`'s reader (nothing checked).
+    pub fn reader(&self, id: BackupId) -> BackupReader {
+        BackupReader::new(self.backend.clone(), id)
+    }
+
+    /// The block store.
+    pub fn blocks(&self) -> crate::hopsfs::store::BlockStore {
+        crate::hopsfs::store::BlockStore::new(self.backend.clone())
+    }
+
+    /// The manifest of backup `id`, judged. A backup that does not exist is
+    /// [`HwdrError::NotFound`].
+    pub fn read_manifest(&self, id: BackupId) -> Result<ManifestState> {
+        if !self.has_backup(id)? {
+            return Err(HwdrError::NotFound(format!("no backup {id} in {}; see `hwdr list`", self.location())).into());
+        }
+        Ok(self.judge(id))
     }
 
     /// The manifest of backup `id` if the backup may be used (restored,
@@ -359,72 +390,54 @@ impl Repository {
             .max_by_key(|m| (m.finished_at, m.backup_id)))
     }
 
-    /// Every backup folder with its manifest judged, in no particular order.
-    /// Folders whose name is not a backup id are skipped.
+    /// Every backup with its manifest judged, in no particular order. Folders
+    /// whose name is not a backup id are skipped.
     pub fn entries(&self) -> Result<Vec<Entry>> {
-        let dir = self.root.join("backups");
-        let read = match fs::read_dir(&dir) {
-            Ok(read) => read,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
-        };
         let mut entries = Vec::new();
-        for item in read {
-            let item = item.with_context(|| format!("listing {}", dir.display()))?;
-            let Some(id) = item.file_name().to_str().and_then(|n| n.parse::<BackupId>().ok()) else {
-                continue;
-            };
+        for id in self.backup_ids()? {
             entries.push(Entry {
                 id,
-                manifest: judge(&item.path().join("manifest.json"), id),
-                dir: item.path(),
+                started: self.started(id)?,
+                manifest: self.judge(id),
             });
         }
         Ok(entries)
     }
-}
 
-/// Reads and checks the manifest at `path` of backup `id`'s folder.
-fn judge(path: &Path, id: BackupId) -> ManifestState {
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => return ManifestState::Missing,
-        Err(e) => return ManifestState::Damaged(format!("cannot be read: {e}")),
-    };
-    let manifest = match manifest::decode(&bytes) {
-        Ok(m) => m,
-        Err(why) => return ManifestState::Damaged(why),
-    };
-    // The folder, the visible id and the NDB id must all name one backup.
-    let ndb = manifest.rondb.ndb_backup_id;
-    if manifest.backup_id != id || BackupId::from_ndb_id(ndb).ok() != Some(id) {
-        return ManifestState::Damaged(format!(
-            "it names backup {} with RonDB id {ndb}, but lies in the folder of {id}",
-            manifest.backup_id
-        ));
+    /// When backup `id` was started: the time of its oldest object.
+    fn started(&self, id: BackupId) -> Result<Option<SystemTime>> {
+        let mut oldest: Option<SystemTime> = None;
+        self.backend.list(&ObjectKey::backup_prefix(id), &mut |o| {
+            oldest = Some(oldest.map_or(o.modified, |t| t.min(o.modified)));
+            Ok(())
+        })?;
+        Ok(oldest)
     }
-    // A complete backup holds every data node's part; one naming none could
-    // only be "restored" with `ndb_restore -n 0`.
-    if manifest.status == manifest::BackupStatus::Complete && manifest.rondb.data_node_ids.is_empty() {
-        return ManifestState::Damaged("it says complete but names no RonDB data node".into());
-    }
-    ManifestState::Ok(Box::new(manifest))
-}
 
-/// Creates a folder (and its missing parents) with exactly `mode`, whatever
-/// the umask; folders that exist are left as they are.
-pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
-    if path.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        mkdir(parent, mode)?;
-    }
-    match fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .with_context(|| format!("setting the mode of {}", path.display())),
-        // Made meanwhile by another thread or node.
-        Err(e) if e.kind() == ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    /// Reads and checks the manifest of backup `id`.
+    fn judge(&self, id: BackupId) -> ManifestState {
+        let bytes = match self.get(&ObjectKey::manifest(id)) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return ManifestState::Missing,
+            Err(e) => return ManifestState::Damaged(format!("cannot be read: {e:#}")),
+        };
+        let manifest = match manifest::decode(&bytes) {
+            Ok(m) => m,
+            Err(why) => return ManifestState::Damaged(why),
+        };
+        // The folder, the visible id and the NDB id must all name one backup.
+        let ndb = manifest.rondb.ndb_backup_id;
+        if manifest.backup_id != id || BackupId::from_ndb_id(ndb).ok() != Some(id) {
+            return ManifestState::Damaged(format!(
+                "it names backup {} with RonDB id {ndb}, but lies in the folder of {id}",
+                manifest.backup_id
+            ));
+        }
+        // A complete backup holds every data node's part; one naming none could
+        // only be "restored" with `ndb_restore -n 0`.
+        if manifest.status == manifest::BackupStatus::Complete && manifest.rondb.data_node_ids.is_empty() {
+            return ManifestState::Damaged("it says complete but names no RonDB data node".into());
+        }
+        ManifestState::Ok(Box::new(manifest))
     }
 }

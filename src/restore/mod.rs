@@ -26,8 +26,8 @@ use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
 use crate::job::{CommandKind, JobRequest, JobResult};
-use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{BackupStatus, Manifest};
+use crate::repo::store::ObjectKey;
 use crate::repo::{ManifestState, Repository};
 use crate::rondb::restore::{self as rr, NdbAction};
 use crate::runner::{self, Cmd, ProgramFailed, RunAs};
@@ -104,7 +104,7 @@ impl<'a> Restore<'a> {
     /// A restore of backup `id`; fails if it does not exist (not found), or
     /// has no manifest or a damaged one (refused).
     pub fn new(config: &'a Config, id: BackupId, client: Option<&'a AgentClient>, rt: &'a Runtime) -> Result<Self> {
-        let manifest = match Repository::new(&config.repository).read_manifest(id)? {
+        let manifest = match Repository::of(config).read_manifest(id)? {
             ManifestState::Ok(m) => *m,
             ManifestState::Missing => {
                 return Err(HwdrError::Refused(format!(
@@ -298,7 +298,7 @@ impl<'a> Restore<'a> {
             "restore of backup {} (RonDB backup id {ndb}) of cluster {} from {}\n",
             self.manifest.backup_id,
             self.manifest.cluster,
-            c.repository.display()
+            crate::repo::Repository::of(c).location()
         );
         let mut previous: Option<&str> = None;
         for (i, step) in self.steps()?.iter().enumerate() {
@@ -391,7 +391,7 @@ impl<'a> Restore<'a> {
         if self.hopsfs_nodes().iter().any(|n| n.name == node.name) {
             what.push(format!(
                 "copy the node's VERSION files and blocks from {}/blocks into {} inside each of its data folders (CRC-checked, owned by {}); the data node keeps running",
-                self.config.repository.display(),
+                crate::repo::Repository::of(self.config).location(),
                 crate::hopsfs::restore::STAGING,
                 self.config.hopsfs.user
             ));
@@ -424,17 +424,15 @@ impl<'a> Restore<'a> {
         }
         // Present with their size: a stat each. Their checksums, and the
         // blocks, are checked as the stage step copies them (no extra pass).
-        let dir = Repository::new(&self.config.repository).backup_dir(id);
+        let backend = Repository::of(self.config).shared_backend();
         for f in m.files() {
-            match std::fs::metadata(dir.join(&f.path)) {
-                Ok(meta) if meta.len() == f.size => {}
-                Ok(meta) => problems.push(format!(
-                    "{}: {} bytes, the manifest says {}",
-                    f.path,
-                    meta.len(),
-                    f.size
-                )),
-                Err(e) => problems.push(format!("{}: {e}", f.path)),
+            match ObjectKey::backup_file(id, &f.path).and_then(|key| backend.head(&key)) {
+                Ok(Some(meta)) if meta.size == f.size => {}
+                Ok(Some(meta)) => {
+                    problems.push(format!("{}: {} bytes, the manifest says {}", f.path, meta.size, f.size))
+                }
+                Ok(None) => problems.push(format!("{}: missing from the repository", f.path)),
+                Err(e) => problems.push(format!("{}: {e:#}", f.path)),
             }
         }
         let all = self.config.rondb_data_nodes();
@@ -535,11 +533,7 @@ impl<'a> Restore<'a> {
         }
         state.save(&path)?;
 
-        let repo = Repository::new(&self.config.repository);
-        let _lock = RepoLock::acquire(
-            &repo.lock_path(),
-            LockInfo::for_this_process("restore", Some(id.to_string()), Utc::now()),
-        )?;
+        let _lock = Repository::of(self.config).lock("restore", Some(id))?;
         for step in &steps {
             let st = state
                 .step_mut(step.name)

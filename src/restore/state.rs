@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::backup_id::BackupId;
-use crate::repo::{fsutil, mkdir};
+use crate::fsutil::{self, mkdir};
 
 /// Where a step or part stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

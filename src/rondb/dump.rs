@@ -1,15 +1,17 @@
 //! Users and grants (`mysqlpump --users`) and the schemas NDB does not hold
 //! (`mysqldump --no-data`), as the runbook and Hopsworks' script take them.
 
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
 use crate::config::{BackupSettings, RondbSettings};
-use crate::repo::fsutil::{self, FileEntry};
-use crate::repo::mkdir;
+use crate::fsutil;
+use crate::repo::backup::BackupWriter;
+use crate::repo::manifest::FileEntry;
+use crate::repo::store::Access;
 use crate::runner::{self, Cmd, RunAs};
 
 /// `users.sql` inside the backup folder.
@@ -54,52 +56,44 @@ pub fn mysqldump_cmd(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs
         .args(databases)
 }
 
-/// Runs `cmd` with stdout into a new file `rel` of the backup (mode 0600),
-/// then `check`s the file. Nothing is left under the final name unless the
-/// program succeeded and the check passed.
-fn dump_to_file(
-    cmd: Cmd,
-    backup_dir: &Path,
-    rel: &str,
-    what: &str,
-    check: impl Fn(&Path) -> Result<()>,
-) -> Result<FileEntry> {
-    let dst = backup_dir.join(rel);
-    mkdir(dst.parent().unwrap_or(backup_dir), 0o750)?;
-    let (tmp, file) = fsutil::create_temp(&dst, 0o600)?;
+/// Runs `cmd` with stdout into a scratch file in `spool` (see
+/// [`fsutil::spool`]), then `check`s it; the file, read from its start.
+fn dump_to_spool(cmd: Cmd, spool: &Path, what: &str, check: impl Fn(&mut File) -> Result<()>) -> Result<File> {
+    let mut file = fsutil::spool(spool)?;
     let out = file.try_clone().context("duplicating the dump file")?;
-    let result = runner::run(cmd.stdout_to(out))
-        .and_then(|o| Ok(o.check(what)?))
-        .and_then(|_| check(&tmp));
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fsutil::commit_temp(&tmp, file, &dst)?;
-    let (size, sha256) = fsutil::hash_file(&dst)?;
-    Ok(FileEntry {
-        path: rel.to_owned(),
-        size,
-        sha256,
-    })
+    runner::run(cmd.stdout_to(out))?.check(what)?;
+    file.rewind().context("rereading the dump")?;
+    check(&mut file)?;
+    file.rewind().context("rereading the dump")?;
+    Ok(file)
 }
 
-/// Whether the last non-empty line of `path` starts with `marker` (dump tools
+/// Whether the last non-empty line of `file` starts with `marker` (dump tools
 /// write a closing comment only when they finish).
-fn ends_with_marker(path: &Path, marker: &str, what: &str) -> Result<()> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn ends_with_marker(file: &mut File, marker: &str, what: &str) -> Result<()> {
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("reading the {what} output"))?;
     match text.lines().rev().find(|l| !l.trim().is_empty()) {
         Some(last) if last.starts_with(marker) => Ok(()),
         _ => bail!("{what} output is incomplete: it does not end with '{marker}'"),
     }
 }
 
-/// Dumps users and grants into `rondb/users.sql` (0600: it holds password hashes).
-pub fn dump_users(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs, backup_dir: &Path) -> Result<FileEntry> {
+/// Dumps users and grants into `rondb/users.sql` of backup `to` (readable by
+/// its owner only: it holds password hashes), spooled in `spool` first.
+pub fn dump_users(
+    rondb: &RondbSettings,
+    backup: &BackupSettings,
+    user: RunAs,
+    spool: &Path,
+    to: &BackupWriter,
+) -> Result<FileEntry> {
     let cmd = mysqlpump_cmd(rondb, backup, user);
-    dump_to_file(cmd, backup_dir, USERS_FILE, "mysqlpump", |p| {
-        ends_with_marker(p, "-- Dump end time", "mysqlpump")
-    })
+    let dump = dump_to_spool(cmd, spool, "mysqlpump", |f| {
+        ends_with_marker(f, "-- Dump end time", "mysqlpump")
+    })?;
+    to.put(USERS_FILE, &mut BufReader::new(dump), Access::Owner)
 }
 
 /// The databases `mysqldump` should dump: all but the excluded ones.
@@ -129,64 +123,38 @@ pub fn dump_schemas(
     rondb: &RondbSettings,
     backup: &BackupSettings,
     user: RunAs,
-    backup_dir: &Path,
+    spool: &Path,
+    to: &BackupWriter,
     databases: &[String],
 ) -> Result<FileEntry> {
     if databases.is_empty() {
-        let rel = SCHEMAS_FILE;
-        mkdir(&backup_dir.join("rondb"), 0o750)?;
         let body = b"-- hwdr: no databases to dump (every database is excluded)\n";
-        fsutil::write_atomic(&backup_dir.join(rel), body, 0o600)?;
-        let (size, sha256) = fsutil::hash_file(&backup_dir.join(rel))?;
-        return Ok(FileEntry {
-            path: rel.into(),
-            size,
-            sha256,
-        });
+        return to.put_bytes(SCHEMAS_FILE, body, Access::Owner);
     }
-    let raw_rel = "rondb/.schemas.raw.sql";
     let cmd = mysqldump_cmd(rondb, backup, user, databases);
-    dump_to_file(cmd, backup_dir, raw_rel, "mysqldump", |p| {
-        ends_with_marker(p, "-- Dump completed", "mysqldump")
+    let raw = dump_to_spool(cmd, spool, "mysqldump", |f| {
+        ends_with_marker(f, "-- Dump completed", "mysqldump")
     })?;
-    let raw = backup_dir.join(raw_rel);
-    let result = rewrite_create_table(&raw, &backup_dir.join(SCHEMAS_FILE));
-    let _ = fs::remove_file(&raw);
-    let (size, sha256) = result?;
-    Ok(FileEntry {
-        path: SCHEMAS_FILE.into(),
-        size,
-        sha256,
-    })
+    let mut rewritten = fsutil::spool(spool)?;
+    rewrite_create_table(BufReader::new(raw), &mut BufWriter::new(&mut rewritten))?;
+    rewritten.rewind().context("rereading the schemas")?;
+    to.put(SCHEMAS_FILE, &mut BufReader::new(rewritten), Access::Owner)
 }
 
-fn rewrite_create_table(src: &Path, dst: &Path) -> Result<(u64, String)> {
-    let input = BufReader::new(File::open(src).with_context(|| format!("opening {}", src.display()))?);
-    let (tmp, file) = fsutil::create_temp(dst, 0o600)?;
-    let mut out = BufWriter::new(file);
-    let written: Result<()> = (|| {
-        for line in input.split(b'\n') {
-            let line = line?;
-            match line.strip_prefix(b"CREATE TABLE ") {
-                Some(rest) if !rest.starts_with(b"IF NOT EXISTS ") => {
-                    out.write_all(b"CREATE TABLE IF NOT EXISTS ")?;
-                    out.write_all(rest)?;
-                }
-                _ => out.write_all(&line)?,
+fn rewrite_create_table(input: impl BufRead, out: &mut impl Write) -> Result<()> {
+    for line in input.split(b'\n') {
+        let line = line.context("reading the mysqldump output")?;
+        match line.strip_prefix(b"CREATE TABLE ") {
+            Some(rest) if !rest.starts_with(b"IF NOT EXISTS ") => {
+                out.write_all(b"CREATE TABLE IF NOT EXISTS ")?;
+                out.write_all(rest)?;
             }
-            out.write_all(b"\n")?;
+            _ => out.write_all(&line)?,
         }
-        Ok(())
-    })();
-    let file = match written.and_then(|_| out.into_inner().map_err(|e| e.into_error().into())) {
-        Ok(file) => file,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.context(format!("writing {}", tmp.display())));
-        }
-    };
-    fsutil::commit_temp(&tmp, file, dst)?;
-    fsutil::hash_file(dst)
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -195,13 +163,11 @@ mod tests {
 
     #[test]
     fn create_table_gets_if_not_exists_once() {
-        let d = tempfile::tempdir().unwrap();
-        let src = d.path().join("raw");
-        fs::write(&src, "USE `a`;\nCREATE TABLE `t` (\n  `id` int\n);\nCREATE TABLE IF NOT EXISTS `u` (x int);\n-- CREATE TABLE in a comment\n").unwrap();
-        let dst = d.path().join("out");
-        rewrite_create_table(&src, &dst).unwrap();
+        let src = "USE `a`;\nCREATE TABLE `t` (\n  `id` int\n);\nCREATE TABLE IF NOT EXISTS `u` (x int);\n-- CREATE TABLE in a comment\n";
+        let mut out = Vec::new();
+        rewrite_create_table(src.as_bytes(), &mut out).unwrap();
         assert_eq!(
-            fs::read_to_string(&dst).unwrap(),
+            String::from_utf8(out).unwrap(),
             "USE `a`;\nCREATE TABLE IF NOT EXISTS `t` (\n  `id` int\n);\nCREATE TABLE IF NOT EXISTS `u` (x int);\n-- CREATE TABLE in a comment\n"
         );
     }

@@ -19,8 +19,8 @@ use tracing::{info, warn};
 use crate::backup_id::BackupId;
 use crate::config::Config;
 use crate::job::JobControl;
-use crate::repo::fsutil::FileEntry;
 use crate::repo::manifest::BackupStatus;
+use crate::repo::manifest::FileEntry;
 use crate::repo::{ManifestState, Repository};
 
 /// What collecting a node's parts stored.
@@ -36,11 +36,11 @@ pub struct Collected {
 /// backup's folder in the repository, which must exist and not be finished.
 pub fn collect_parts(config: &Config, id: BackupId, control: &JobControl) -> Result<Collected> {
     let node_ids: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
-    let backup_dir = Repository::new(&config.repository).backup_in_progress(id)?;
+    let backup = Repository::of(config).backup_in_progress(id)?;
     let ndb_id = id.ndb_id();
     let src = parts::node_backup_dir(&config.rondb.backup_dir, ndb_id);
     let found = parts::find_parts(&src, ndb_id, &node_ids)?;
-    let files = parts::copy_parts(&src, &backup_dir, ndb_id, &found, control)?;
+    let files = parts::copy_parts(&src, &backup, ndb_id, &found, control)?;
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     info!(
         files = files.len(),
@@ -58,7 +58,7 @@ pub fn collect_parts(config: &Config, id: BackupId, control: &JobControl) -> Res
 /// Folders not named by an hwdr id are left alone.
 pub fn prune_local(config: &Config, control: &JobControl) -> Result<Vec<String>> {
     let root = config.rondb.backup_dir.join("BACKUP");
-    let repo = Repository::new(&config.repository);
+    let repo = Repository::of(config);
     let my_ids: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
     // Only folders whose backup is complete in the repository may go.
     let mut stored: Vec<(DateTime<Utc>, BackupId, String)> = Vec::new();

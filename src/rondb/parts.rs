@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::job::JobControl;
-use crate::repo::fsutil::{self, FileEntry};
-use crate::repo::mkdir;
+use crate::repo::backup::BackupWriter;
+use crate::repo::manifest::FileEntry;
+use crate::repo::store::Access;
 
 /// The folder RonDB writes backup `ndb_id` into below `backup_dir`.
 pub fn node_backup_dir(backup_dir: &Path, ndb_id: u32) -> PathBuf {
@@ -186,36 +187,25 @@ fn complete(files: &BTreeMap<Kind, Vec<String>>, node: u32, what: &str, dir: &Pa
     Ok(())
 }
 
-/// Copies the checked parts from the node folder `src` into `backup_dir`
-/// (the backup's folder in the repository), hashing every file.
+/// Copies the checked parts from the node folder `src` into the backup,
+/// hashing every file.
 pub fn copy_parts(
     src: &Path,
-    backup_dir: &Path,
+    backup: &BackupWriter,
     ndb_id: u32,
     parts: &[NodePart],
     control: &JobControl,
 ) -> Result<Vec<FileEntry>> {
     let rel_root = repo_rel_dir(ndb_id);
     let mut entries = Vec::new();
-    let mut dirs = BTreeSet::new();
     for part in parts {
         for file in &part.files {
-            let rel = format!("{rel_root}/{file}");
-            let dst = backup_dir.join(&rel);
-            let parent = dst.parent().unwrap_or(backup_dir).to_path_buf();
-            if dirs.insert(parent.clone()) {
-                mkdir(&parent, 0o750)?;
-            }
             control.check()?;
             crate::fault::point("rondb-copy-part", Some(control))?;
-            let entry = fsutil::copy_hashed(&src.join(file), &dst, 0o640, rel, control)?;
+            let entry = backup.put_file(&format!("{rel_root}/{file}"), &src.join(file), Access::Group, control)?;
             control.file_done(entry.size);
             entries.push(entry);
         }
-    }
-    // New folders must be durable too.
-    for dir in &dirs {
-        fsutil::sync_dir(dir.parent().unwrap_or(dir))?;
     }
     Ok(entries)
 }

@@ -5,7 +5,7 @@
 //! after failing (RONDB-428).
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::fchown;
 use std::path::{Path, PathBuf};
@@ -17,10 +17,14 @@ use tracing::info;
 use super::dump::{SCHEMAS_FILE, USERS_FILE};
 use super::parts;
 use crate::config::{Config, RestoreSettings, RondbSettings};
+use crate::fsutil;
+use crate::fsutil::mkdir;
 use crate::job::JobControl;
-use crate::repo::fsutil::{self, FileEntry};
+use crate::repo::backup::BackupReader;
+use crate::repo::manifest::FileEntry;
 use crate::repo::manifest::Manifest;
-use crate::repo::{mkdir, Repository};
+use crate::repo::store::StoreError;
+use crate::repo::Repository;
 use crate::runner::{Cmd, Failure, Outcome, ProgramFailed, RunAs};
 
 /// What `ndb_restore` is asked to do.
@@ -150,7 +154,7 @@ pub fn stage_parts(
     let ndb = manifest.rondb.ndb_backup_id;
     let prefix = format!("{}/", parts::repo_rel_dir(ndb));
     let user = config.rondb_user()?;
-    let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
+    let backup = Repository::of(config).reader(manifest.backup_id);
     let target = staged_dir(&config.restore, ndb);
     make_owned_dir(&config.restore.staging_dir, &user)?;
     make_owned_dir(&target, &user)?;
@@ -175,7 +179,7 @@ pub fn stage_parts(
             staged.files.push(rel.to_owned());
             continue;
         }
-        match copy_checked(&backup_dir.join(&f.path), &dst, f, &user, None, control) {
+        match copy_checked(&backup, &dst, f, &user, None, control) {
             Ok(()) => {}
             Err(e) => match e.downcast::<Damaged>() {
                 Ok(damaged) => {
@@ -222,7 +226,7 @@ fn check_space(dir: &Path, bytes: u64) -> Result<()> {
 /// `schemas.sql`; returns their staged paths.
 pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathBuf)> {
     let user = config.rondb_user()?;
-    let backup_dir = Repository::new(&config.repository).backup_dir(manifest.backup_id);
+    let backup = Repository::of(config).reader(manifest.backup_id);
     let target = staged_dir(&config.restore, manifest.rondb.ndb_backup_id);
     make_owned_dir(&config.restore.staging_dir, &user)?;
     make_owned_dir(&target, &user)?;
@@ -235,7 +239,7 @@ pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathB
     let users = target.join("users.sql");
     let control = JobControl::default();
     copy_checked(
-        &backup_dir.join(USERS_FILE),
+        &backup,
         &users,
         entry(USERS_FILE)?,
         &user,
@@ -243,14 +247,7 @@ pub fn stage_sql(config: &Config, manifest: &Manifest) -> Result<(PathBuf, PathB
         &control,
     )?;
     let schemas = target.join("schemas.sql");
-    copy_checked(
-        &backup_dir.join(SCHEMAS_FILE),
-        &schemas,
-        entry(SCHEMAS_FILE)?,
-        &user,
-        None,
-        &control,
-    )?;
+    copy_checked(&backup, &schemas, entry(SCHEMAS_FILE)?, &user, None, &control)?;
     Ok((users, schemas))
 }
 
@@ -266,12 +263,12 @@ fn rewrite_create_user(line: &[u8], out: &mut dyn Write) -> std::io::Result<()> 
 
 type Rewrite = fn(&[u8], &mut dyn Write) -> std::io::Result<()>;
 
-/// Copies `src` to `dst` (mode 0600 for SQL with a rewrite, 0640 else, owned
-/// by `user`), checking the source's size and SHA-256 against `entry` while
-/// reading; `rewrite` transforms it line by line. A source that is missing or
-/// does not match fails with [`Damaged`].
+/// Copies `entry` of the backup to `dst` (mode 0600 for SQL with a rewrite,
+/// 0640 else, owned by `user`), checking its size and SHA-256 while reading;
+/// `rewrite` transforms it line by line. A file that is missing or does not
+/// match fails with [`Damaged`].
 fn copy_checked(
-    src: &Path,
+    backup: &BackupReader,
     dst: &Path,
     entry: &FileEntry,
     user: &RunAs,
@@ -288,12 +285,12 @@ fn copy_checked(
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut out = BufWriter::new(&file);
-        let source = match File::open(src) {
+        let source = match backup.open(&entry.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::NotFound(_)) => {
                 return Err(Damaged(format!("{}: missing from the repository", entry.path)).into())
             }
-            Err(e) => return Err(e).with_context(|| format!("opening {}", src.display())),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("opening {}", entry.path))),
         };
         let mut input = BufReader::with_capacity(1 << 20, source);
         match rewrite {

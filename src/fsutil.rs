@@ -1,25 +1,19 @@
-//! Crash-safe file writing: temp name in the same folder, fsync, rename, fsync
-//! the folder. Used for everything the repository keeps.
+//! Crash-safe writing of local files (hwdr's state, the metrics file, the
+//! listing cache, staged files): temp name in the same folder, fsync,
+//! rename, fsync the folder; and folders with exact modes. The repository
+//! is not written here: it goes through [`crate::repo::store`].
 
 use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::job::JobControl;
-
-/// A file stored in the repository: path relative to the backup folder, size
-/// and SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileEntry {
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
-}
+use crate::repo::manifest::FileEntry;
 
 /// The temp name used while `path` is being written.
 pub fn temp_path(path: &Path) -> PathBuf {
@@ -129,6 +123,44 @@ fn copy_and_hash(
         size += n as u64;
     }
     Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// An anonymous scratch file in folder `dir` (made if missing), gone when
+/// closed: for what is written as a stream before it is stored (an
+/// inventory, a dump), so a crash leaves nothing behind.
+pub fn spool(dir: &Path) -> Result<File> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    mkdir(dir, 0o750)?;
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".spool.tmp-{}-{n}", std::process::id()));
+    let _ = fs::remove_file(&path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    Ok(file)
+}
+
+/// Creates a folder (and its missing parents) with exactly `mode`, whatever
+/// the umask; folders that exist are left as they are.
+pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        mkdir(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", path.display())),
+        // Made meanwhile by another thread or node.
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 #[cfg(test)]

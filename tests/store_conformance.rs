@@ -1,0 +1,331 @@
+//! The storage seam's conformance suite: what every repository backend must
+//! do, run against each (`hwdr::repo::store`): the folder (POSIX) and the
+//! in-memory one here; object storage adds itself to the list.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hwdr::repo::store::memory::Memory;
+use hwdr::repo::store::posix::Posix;
+use hwdr::repo::store::{Backend, ObjectKey, PutOptions, StoreError};
+use sha2::{Digest, Sha256};
+
+/// A backend under test, and what keeps it alive (a temp folder).
+type Made = (Arc<dyn Backend>, Box<dyn std::any::Any>);
+
+/// How to make a fresh backend of one kind.
+type Maker = Box<dyn Fn() -> Made>;
+
+fn backends() -> Vec<(&'static str, Maker)> {
+    vec![
+        (
+            "posix",
+            Box::new(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let backend: Arc<dyn Backend> = Arc::new(Posix::new(dir.path()));
+                (backend, Box::new(dir) as Box<dyn std::any::Any>)
+            }),
+        ),
+        (
+            "memory",
+            Box::new(|| (Arc::new(Memory::new()) as Arc<dyn Backend>, Box::new(()))),
+        ),
+    ]
+}
+
+fn key(name: &str) -> ObjectKey {
+    ObjectKey::parse(name).unwrap()
+}
+
+fn get(b: &dyn Backend, name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    b.get(&key(name)).unwrap().read_to_end(&mut out).unwrap();
+    out
+}
+
+fn put(b: &dyn Backend, name: &str, data: &[u8]) {
+    b.put(&key(name), &mut &data[..], PutOptions::default()).unwrap();
+}
+
+fn names(b: &dyn Backend, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    b.list(prefix, &mut |o| {
+        out.push(o.key.as_str().to_owned());
+        Ok(())
+    })
+    .unwrap();
+    out.sort();
+    out
+}
+
+/// Runs every check against every backend, naming the failing one.
+fn each(check: impl Fn(&dyn Backend)) {
+    for (name, make) in backends() {
+        let (backend, _keep) = make();
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(backend.as_ref())));
+        if let Err(e) = run {
+            panic!(
+                "backend {name}: {}",
+                e.downcast_ref::<String>().cloned().unwrap_or_default()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_put_stores_exactly_its_bytes_and_reports_size_and_sha256() {
+    each(|b| {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let written = b
+            .put(&key("backups/1/rondb/x.Data"), &mut &data[..], PutOptions::default())
+            .unwrap();
+        assert_eq!(written.size, data.len() as u64);
+        assert_eq!(written.sha256, hex::encode(Sha256::digest(&data)));
+        assert_eq!(get(b, "backups/1/rondb/x.Data"), data);
+        let head = b.head(&key("backups/1/rondb/x.Data")).unwrap().unwrap();
+        assert_eq!(head.size, data.len() as u64);
+        assert!(head.modified > SystemTime::now() - Duration::from_secs(60));
+        // A put replaces the object whole.
+        put(b, "backups/1/rondb/x.Data", b"short");
+        assert_eq!(get(b, "backups/1/rondb/x.Data"), b"short");
+        // Empty objects exist too.
+        put(b, "empty", b"");
+        assert_eq!(b.head(&key("empty")).unwrap().unwrap().size, 0);
+    });
+}
+
+#[test]
+fn what_does_not_exist_is_not_found() {
+    each(|b| {
+        assert!(matches!(b.get(&key("nope")), Err(StoreError::NotFound(_))));
+        assert!(b.head(&key("nope/deeper")).unwrap().is_none());
+        assert!(names(b, "nope/").is_empty());
+        assert!(b.list_children("nope/").unwrap().is_empty());
+        // Deleting what is not there is no error.
+        b.delete(&key("nope")).unwrap();
+    });
+}
+
+#[test]
+fn a_create_only_put_never_overwrites() {
+    each(|b| {
+        b.put(&key("lock"), &mut &b"first"[..], PutOptions::create_only())
+            .unwrap();
+        let again = b.put(&key("lock"), &mut &b"second"[..], PutOptions::create_only());
+        assert!(matches!(again, Err(StoreError::AlreadyExists(_))), "{again:?}");
+        assert_eq!(get(b, "lock"), b"first");
+        b.delete(&key("lock")).unwrap();
+        b.put(&key("lock"), &mut &b"third"[..], PutOptions::create_only())
+            .unwrap();
+        assert_eq!(get(b, "lock"), b"third");
+    });
+}
+
+/// A source that fails after some bytes, as a block read from a failing disk.
+struct Failing(usize);
+
+impl Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.0 == 0 {
+            return Err(io::Error::other("the source broke"));
+        }
+        let n = buf.len().min(self.0);
+        buf[..n].fill(7);
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_put_whose_source_fails_leaves_nothing_new() {
+    each(|b| {
+        let failed = b.put(&key("a/b"), &mut Failing(100_000), PutOptions::default());
+        assert!(matches!(failed, Err(StoreError::Source(..))), "{failed:?}");
+        assert!(b.head(&key("a/b")).unwrap().is_none());
+        put(b, "a/b", b"old");
+        assert!(b.put(&key("a/b"), &mut Failing(10), PutOptions::default()).is_err());
+        assert_eq!(get(b, "a/b"), b"old");
+        assert_eq!(names(b, "a/"), ["a/b"]);
+    });
+}
+
+#[test]
+fn ranges_read_part_of_an_object() {
+    each(|b| {
+        put(b, "r", b"0123456789");
+        let mut out = String::new();
+        b.get_range(&key("r"), 2..5).unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "234");
+        out.clear();
+        b.get_range(&key("r"), 8..100)
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "89");
+    });
+}
+
+#[test]
+fn listings_find_every_object_below_a_prefix_and_only_those() {
+    each(|b| {
+        for name in [
+            "backups/2611231819/manifest.json",
+            "backups/2611231819/rondb/users.sql",
+            "backups/2611231820/hopsfs/n1/inventory.tsv",
+            "blocks/BP-1/subdir0/subdir1/blk_1_2",
+            "blocks/BP-1/subdir0/subdir1/blk_1_2.meta",
+            "blocks/BP-10/subdir0/subdir0/blk_3_4",
+            "lock",
+        ] {
+            put(b, name, name.as_bytes());
+        }
+        assert_eq!(
+            names(b, "backups/2611231819/"),
+            ["backups/2611231819/manifest.json", "backups/2611231819/rondb/users.sql"]
+        );
+        assert_eq!(names(b, "blocks/").len(), 3);
+        // A prefix that ends inside a name.
+        assert_eq!(
+            names(b, "blocks/BP-1/"),
+            [
+                "blocks/BP-1/subdir0/subdir1/blk_1_2",
+                "blocks/BP-1/subdir0/subdir1/blk_1_2.meta"
+            ]
+        );
+        assert_eq!(names(b, "blocks/BP-1").len(), 3);
+        assert_eq!(b.list_children("backups/").unwrap(), ["2611231819", "2611231820"]);
+        assert_eq!(b.list_children("blocks/").unwrap(), ["BP-1", "BP-10"]);
+        let sizes: u64 = {
+            let mut total = 0;
+            b.list("backups/", &mut |o| {
+                total += o.size;
+                Ok(())
+            })
+            .unwrap();
+            total
+        };
+        assert_eq!(
+            sizes,
+            [
+                "backups/2611231819/manifest.json",
+                "backups/2611231819/rondb/users.sql",
+                "backups/2611231820/hopsfs/n1/inventory.tsv"
+            ]
+            .iter()
+            .map(|n| n.len() as u64)
+            .sum::<u64>()
+        );
+    });
+}
+
+#[test]
+fn deletes_remove_objects_and_prefixes() {
+    each(|b| {
+        for name in ["backups/1/manifest.json", "backups/1/x/y", "backups/2/manifest.json"] {
+            put(b, name, b"x");
+        }
+        b.delete(&key("backups/1/manifest.json")).unwrap();
+        assert_eq!(names(b, "backups/1/"), ["backups/1/x/y"]);
+        b.delete_prefix("backups/1/").unwrap();
+        assert!(names(b, "backups/1/").is_empty());
+        assert_eq!(b.list_children("backups/").unwrap(), ["2"]);
+        b.delete_prefix("backups/9/").unwrap();
+    });
+}
+
+#[test]
+fn a_batch_is_visible_at_its_commit_and_gone_if_dropped() {
+    each(|b| {
+        {
+            let mut batch = b.batch();
+            let written = batch
+                .put(&key("blocks/p/a.meta"), &mut &b"m"[..], PutOptions::default())
+                .unwrap();
+            assert_eq!(written.size, 1);
+            batch
+                .put(&key("blocks/p/a"), &mut &b"block"[..], PutOptions::default())
+                .unwrap();
+            assert_eq!(batch.pending(), 2);
+            batch.commit().unwrap();
+            assert_eq!(batch.pending(), 0);
+        }
+        assert_eq!(get(b, "blocks/p/a"), b"block");
+        assert_eq!(get(b, "blocks/p/a.meta"), b"m");
+        {
+            let mut batch = b.batch();
+            batch
+                .put(&key("blocks/p/dropped"), &mut &b"x"[..], PutOptions::default())
+                .unwrap();
+            // Dropped without a commit.
+        }
+        // Either never visible (a folder, memory) or durable already: never half.
+        if let Some(meta) = b.head(&key("blocks/p/dropped")).unwrap() {
+            assert_eq!(meta.size, 1);
+        }
+        assert!(names(b, "blocks/").iter().all(|n| !n.contains(".tmp")));
+    });
+}
+
+#[test]
+fn concurrent_puts_of_different_objects_all_land() {
+    each(|b| {
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                scope.spawn(move || {
+                    for i in 0..25 {
+                        let name = format!("blocks/p/t{t}/o{i}");
+                        put(b, &name, name.as_bytes());
+                    }
+                });
+            }
+        });
+        let all = names(b, "blocks/");
+        assert_eq!(all.len(), 100);
+        for name in all {
+            assert_eq!(get(b, &name), name.as_bytes());
+        }
+    });
+}
+
+#[test]
+fn a_group_in_a_batch_is_kept_whole_or_not_at_all() {
+    use hwdr::repo::store::Put;
+    each(|b| {
+        let (meta, block) = (key("blocks/p/x.meta"), key("blocks/p/x"));
+        {
+            let mut batch = b.batch();
+            let failed = batch.put_group(&mut [
+                Put {
+                    key: &meta,
+                    data: &mut &b"m"[..],
+                    options: PutOptions::default(),
+                },
+                Put {
+                    key: &block,
+                    data: &mut Failing(1000),
+                    options: PutOptions::default(),
+                },
+            ]);
+            assert!(failed.is_err());
+            assert_eq!(batch.pending(), 0);
+            let written = batch
+                .put_group(&mut [
+                    Put {
+                        key: &meta,
+                        data: &mut &b"m"[..],
+                        options: PutOptions::default(),
+                    },
+                    Put {
+                        key: &block,
+                        data: &mut &b"block"[..],
+                        options: PutOptions::default(),
+                    },
+                ])
+                .unwrap();
+            assert_eq!(written.iter().map(|w| w.size).collect::<Vec<_>>(), [1, 5]);
+            batch.commit().unwrap();
+        }
+        assert_eq!(names(b, "blocks/"), ["blocks/p/x", "blocks/p/x.meta"]);
+    });
+}
