@@ -6,18 +6,15 @@ use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Local, Utc};
-use tokio::runtime::Runtime;
-use tokio::task::JoinSet;
 use tracing::{error, info, info_span, warn};
 
-use crate::agent::client::AgentClient;
-use crate::agent::jobs;
 use crate::hopsfs::plan;
 use crate::job::{JobRequest, JobResult};
 
 use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
+use crate::fleet::Fleet;
 use crate::logging::{MSG_BACKUP_COMPLETED, MSG_BACKUP_FAILED, MSG_BACKUP_STARTED};
 use crate::repo::backup::BackupWriter;
 use crate::repo::lock::{LockInfo, RepoLock};
@@ -328,47 +325,6 @@ impl NodeSteps {
     }
 }
 
-/// Who runs the backup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Leadership {
-    /// This node leads.
-    Leader,
-    /// Another head node leads (or this node is no head node).
-    Follower(String),
-}
-
-/// The leader is the first head node in `[[nodes]]` order whose agent answers
-/// health; this host counts if it is that node (its own agent need not run).
-pub fn elect(config: &Config, client: Option<&AgentClient>, rt: &Runtime) -> Result<Leadership> {
-    if !config.this().has(Role::Head) {
-        return Ok(Leadership::Follower(format!(
-            "a head node (node {} has no head role)",
-            config.this_node
-        )));
-    }
-    for head in config.nodes.iter().filter(|n| n.has(Role::Head)) {
-        if head.name == config.this_node {
-            return Ok(Leadership::Leader);
-        }
-        let Some(client) = client else {
-            bail!("cannot ask head node {} whether it leads: no agent client", head.name);
-        };
-        match rt.block_on(client.health(head)) {
-            Ok(_) => return Ok(Leadership::Follower(head.name.to_string())),
-            Err(e) => warn!("head node {} does not answer, so it does not lead: {e:#}", head.name),
-        }
-    }
-    Ok(Leadership::Leader)
-}
-
-/// Whether the backup needs to talk to agents of other nodes.
-pub fn needs_agents(config: &Config) -> bool {
-    config
-        .nodes
-        .iter()
-        .any(|n| n.name != config.this_node && (n.has(Role::Rondb) || n.has(Role::Hopsfs) || n.has(Role::Head)))
-}
-
 /// Runs backup `id` and returns its manifest. A failed or partial backup still
 /// writes a manifest and returns the error of the first failing step.
 pub fn run_backup(
@@ -376,8 +332,7 @@ pub fn run_backup(
     id: BackupId,
     opts: &BackupOptions,
     now: DateTime<Local>,
-    client: Option<&AgentClient>,
-    rt: &Runtime,
+    fleet: &Fleet,
 ) -> Result<Manifest> {
     let mysql = config.rondb_user().map_err(|e| HwdrError::Config(format!("{e:#}")))?;
     let repo = Repository::open(config)?;
@@ -413,7 +368,13 @@ pub fn run_backup(
 
     let head = &mut steps[0];
     if !remote.is_empty() {
-        head.run("agents", |_| check_agents(client, &remote, rt));
+        head.run("agents", |_| {
+            let problems = fleet.check_agents(&remote);
+            if !problems.is_empty() {
+                bail!("{}", problems.join("; "));
+            }
+            Ok(())
+        });
     }
     head.run("config", |files| {
         files.extend(crate::config_backup::copy_paths(&config.config_paths, &dir)?);
@@ -491,7 +452,7 @@ pub fn run_backup(
         parts: Default::default(),
     };
     let shipped = if head_ok {
-        run_jobs(config, &rondb_nodes, client, rt, |node| JobRequest::CollectRondbParts {
+        fleet.run_on(&rondb_nodes, |node| JobRequest::CollectRondbParts {
             node: node.name.clone(),
             backup_id: id,
         })
@@ -538,7 +499,7 @@ pub fn run_backup(
             lengths: BTreeMap::new(),
         })
     } else if rondb_ok {
-        backup_hopsfs(config, id, opts, &dir, &hopsfs_nodes, &mut steps, client, rt)
+        backup_hopsfs(config, id, opts, &dir, &hopsfs_nodes, &mut steps, fleet)
     } else {
         for node in &hopsfs_nodes {
             steps_of(&mut steps, node).skip("hopsfs-list");
@@ -615,7 +576,7 @@ pub fn run_backup(
             manifest.size()
         );
         drop(_lock);
-        prune_everywhere(config, &rondb_nodes, client, rt);
+        fleet.prune_local(&rondb_nodes);
         return Ok(manifest);
     };
     error!(message_id = MSG_BACKUP_FAILED, failed_step = %step, status = %status, "backup {id} {status} at {step}: {e:#}");
@@ -706,10 +667,9 @@ fn backup_hopsfs(
     dir: &BackupWriter,
     nodes: &[&NodeSpec],
     steps: &mut [NodeSteps],
-    client: Option<&AgentClient>,
-    rt: &Runtime,
+    fleet: &Fleet,
 ) -> Option<HopsfsInfo> {
-    let listed = run_jobs(config, nodes, client, rt, |node| JobRequest::HopsfsInventory {
+    let listed = fleet.run_on(nodes, |node| JobRequest::HopsfsInventory {
         node: node.name.clone(),
         backup_id: id,
     });
@@ -802,7 +762,7 @@ fn backup_hopsfs(
         } else {
             format!("hopsfs-upload-{round}")
         };
-        let uploads = run_jobs(config, &busy, client, rt, |node| JobRequest::HopsfsUpload {
+        let uploads = fleet.run_on(&busy, |node| JobRequest::HopsfsUpload {
             node: node.name.clone(),
             backup_id: id,
             round,
@@ -941,59 +901,6 @@ fn assign_retry(
             assigned.bytes[i] += more.bytes[i];
         }
         orphans = left.into_iter().chain(still).collect();
-    }
-}
-
-/// Every remote node's agent answers health.
-fn check_agents(client: Option<&AgentClient>, nodes: &[&NodeSpec], rt: &Runtime) -> Result<()> {
-    let client = client.ok_or_else(|| anyhow!("remote nodes need [agent] token_file to be readable here"))?;
-    let answers = rt.block_on(async {
-        let mut set = JoinSet::new();
-        for node in nodes {
-            let (client, node) = (client.clone(), (*node).clone());
-            set.spawn(async move { client.health(&node).await.map(|_| ()) });
-        }
-        set.join_all().await
-    });
-    let errors: Vec<String> = answers
-        .into_iter()
-        .filter_map(|r| r.err())
-        .map(|e| format!("{e:#}"))
-        .collect();
-    if !errors.is_empty() {
-        bail!("{}", errors.join("; "));
-    }
-    Ok(())
-}
-
-/// Runs a job on every node with the backup's parallelism.
-fn run_jobs(
-    config: &Config,
-    nodes: &[&NodeSpec],
-    client: Option<&AgentClient>,
-    rt: &Runtime,
-    request_for: impl Fn(&NodeSpec) -> JobRequest,
-) -> Vec<jobs::Shipped> {
-    let jobs = nodes.iter().map(|n| ((*n).clone(), request_for(n))).collect();
-    jobs::run_everywhere(config, jobs, client, rt, config.backup.parallelism)
-}
-
-/// After a complete backup: every rondb node drops old local backups. Best
-/// effort: a failure is logged, the backup stays complete.
-fn prune_everywhere(config: &Config, nodes: &[&NodeSpec], client: Option<&AgentClient>, rt: &Runtime) {
-    // All nodes at once, through the same path as every other job.
-    let pruned = run_jobs(config, nodes, client, rt, |node| JobRequest::PruneLocalRondb {
-        node: node.name.clone(),
-    });
-    for s in pruned {
-        match s.result {
-            Ok(JobResult::Pruned { removed }) if removed.is_empty() => {}
-            Ok(JobResult::Pruned { removed }) => {
-                info!(hwdr_node = %s.node, "node {} removed local backups {removed:?}", s.node)
-            }
-            Ok(other) => warn!(hwdr_node = %s.node, "node {} answered the prune with {other:?}", s.node),
-            Err(e) => warn!(hwdr_node = %s.node, "node {} could not prune its local backups: {e:#}", s.node),
-        }
     }
 }
 

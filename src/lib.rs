@@ -10,6 +10,7 @@ pub mod config_backup;
 pub mod drill;
 pub mod exit;
 pub mod fault;
+pub mod fleet;
 pub mod fsutil;
 pub mod hopsfs;
 pub mod job;

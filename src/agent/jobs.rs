@@ -1,19 +1,14 @@
 //! The node-local jobs behind the API: one dispatcher, called by the agent for
-//! a remote leader and by the leader in-process for its own node.
+//! a remote leader and by the leader in-process for its own node (the
+//! leader's side, running a job on a set of nodes, is [`crate::fleet`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
-use chrono::{DateTime, Utc};
-use tokio::runtime::Runtime;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tracing::{error, info_span, Instrument};
 
-use super::client::AgentClient;
 use crate::backup_id::BackupId;
-use crate::config::{CommandStep, Config, NodeSpec};
+use crate::config::{CommandStep, Config};
 use crate::hopsfs;
 use crate::job::{CommandKind, JobControl, JobRequest, JobResult};
 use crate::repo::manifest::Manifest;
@@ -151,74 +146,6 @@ pub fn run_command_step(
         return Err(outcome.failed(program, Failure::ErrorLine(line.to_owned())).into());
     }
     Ok(outcome.tail)
-}
-
-/// What one node's job gave.
-pub struct Shipped {
-    /// The job's place in the list given to [`run_everywhere`].
-    pub index: usize,
-    pub node: String,
-    pub started: DateTime<Utc>,
-    pub finished: DateTime<Utc>,
-    pub result: Result<JobResult>,
-}
-
-/// Runs every `(node, request)`: on this node in-process, on the others
-/// through their agents; at most `parallelism` at once. The results come
-/// back in the order of `jobs`.
-pub fn run_everywhere(
-    config: &Config,
-    jobs: Vec<(NodeSpec, JobRequest)>,
-    client: Option<&AgentClient>,
-    rt: &Runtime,
-    parallelism: usize,
-) -> Vec<Shipped> {
-    let config = Arc::new(config.clone());
-    let permits = Arc::new(Semaphore::new(parallelism.max(1)));
-    rt.block_on(async {
-        let mut set = JoinSet::new();
-        for (index, (node, request)) in jobs.into_iter().enumerate() {
-            let (config, permits, client) = (config.clone(), permits.clone(), client.cloned());
-            let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = request.step());
-            set.spawn(
-                async move {
-                    let _permit = permits.acquire_owned().await;
-                    let started = Utc::now();
-                    let what = request.describe();
-                    // After SIGTERM/SIGINT, a node whose turn comes gets no job.
-                    let result = if crate::cancel::requested() {
-                        Err(anyhow!(crate::cancel::INTERRUPTED).context(format!("node {} got no job", node.name)))
-                    } else if node.name == config.this_node {
-                        execute_async(config, request, JobControl::default()).await
-                    } else {
-                        match client {
-                            Some(client) => client.run_job(&node, &request).await.and_then(|status| {
-                                status
-                                    .result
-                                    .ok_or_else(|| anyhow!("node {} sent no result", node.name))
-                            }),
-                            None => Err(anyhow!("no agent client for node {}", node.name)),
-                        }
-                    };
-                    if let Err(e) = &result {
-                        error!("node {} failed to {what}: {e:#}", node.name);
-                    }
-                    Shipped {
-                        index,
-                        node: node.name.to_string(),
-                        started,
-                        finished: Utc::now(),
-                        result,
-                    }
-                }
-                .instrument(span),
-            );
-        }
-        // join_all yields jobs as they finish; callers get them in their order.
-        let mut shipped = set.join_all().await;
-        shipped.sort_by_key(|s| s.index);
-        shipped
-    })
 }
 
 /// Runs `request` on this node from async code: the work on the blocking

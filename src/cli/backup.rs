@@ -7,10 +7,10 @@ use anyhow::{anyhow, Result};
 use chrono::{DateTime, Local, Timelike};
 use tracing::{info, info_span, warn};
 
-use crate::agent::client::AgentClient;
 use crate::backup_id::BackupId;
 use crate::exit::Code;
-use crate::leader::{self, BackupOptions, Leadership};
+use crate::fleet::{Fleet, Leadership};
+use crate::leader::{self, BackupOptions};
 use crate::repo::{ManifestState, Repository};
 use crate::{out, outln};
 
@@ -49,33 +49,29 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         return Ok(Code::Success);
     }
     crate::cancel::install()?;
-    let rt = super::runtime()?;
-    let client = if leader::needs_agents(&config) {
-        Some(AgentClient::new(&config)?)
-    } else {
-        None
-    };
+    let fleet = Fleet::new(config)?;
+    let config = fleet.config();
     if !args.force_leader {
-        if let Leadership::Follower(leader) = leader::elect(&config, client.as_ref(), &rt)? {
+        if let Leadership::Follower(leader) = fleet.elect()? {
             // Logged, not printed too: under systemd both would reach the journal.
             info!(hwdr_node = %config.this_node, "not the leader: {leader} leads the backup");
             return Ok(Code::NotLeader);
         }
     }
-    let repo = super::open_repository_for_metrics(&config)?;
+    let repo = super::open_repository_for_metrics(config)?;
     let (id, now) = match opts.id {
         Some(id) => (id, Local::now()),
         None => free_minute(&repo)?,
     };
     let _span = info_span!("backup", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
-    let result = leader::run_backup(&config, id, &opts, now, client.as_ref(), &rt);
-    if let Err(e) = crate::metrics::write_textfile(&config) {
+    let result = leader::run_backup(config, id, &opts, now, &fleet);
+    if let Err(e) = crate::metrics::write_textfile(config) {
         warn!("could not write the metrics: {e:#}");
     }
     let manifest = result?;
     // Retention runs after every successful backup; its failure does not
     // make the backup less good.
-    match super::prune::prune_now(&config, false, crate::prune::Sweep::IfRemoved) {
+    match super::prune::prune_now(config, false, crate::prune::Sweep::IfRemoved) {
         Ok(r) => info!(
             "prune: removed {} backup(s), {} block(s) and {} leftover file(s), {} bytes freed",
             r.removed_backups.len(),

@@ -141,7 +141,7 @@ fn check_host(config: &Config, report: &mut Report) {
         check_hopsfs(config, report);
     }
     // The agents need the token; a one-node cluster without one has no agents to talk to.
-    if crate::leader::needs_agents(config) || config.agent.token_file.exists() {
+    if crate::fleet::needs_agents(config) || config.agent.token_file.exists() {
         let key = o.key("agent", "token_file");
         report.check(
             crate::agent::token::Token::load(&config.agent.token_file, &key)

@@ -17,21 +17,8 @@ use std::path::Path;
 
 use crate::backup_id::BackupId;
 use crate::config::Config;
+use crate::fleet::{Fleet, Leadership};
 use crate::repo::Repository;
-
-/// `Some(leader)` when another head node leads (or this node has no head
-/// role): timers fire on every node, and only the leader does the work.
-pub fn other_leader(config: &Config, rt: &tokio::runtime::Runtime) -> anyhow::Result<Option<String>> {
-    let client = if crate::leader::needs_agents(config) {
-        Some(crate::agent::client::AgentClient::new(config)?)
-    } else {
-        None
-    };
-    Ok(match crate::leader::elect(config, client.as_ref(), rt)? {
-        crate::leader::Leadership::Leader => None,
-        crate::leader::Leadership::Follower(leader) => Some(leader),
-    })
-}
 
 /// Which backup a command works on, and whether only the leader works
 /// (`hwdr verify`, `hwdr drill`: their timers fire on every node).
@@ -56,8 +43,9 @@ impl Target {
         config: &Config,
         open: fn(&Config) -> anyhow::Result<Repository>,
     ) -> anyhow::Result<Option<(Repository, BackupId)>> {
+        // Timers fire on every node, and only the leader does the work.
         if self.leader_only {
-            if let Some(leader) = other_leader(config, &runtime()?)? {
+            if let Leadership::Follower(leader) = Fleet::new(config.clone())?.elect()? {
                 crate::outln!("not the leader: {leader} leads");
                 return Ok(None);
             }
@@ -69,15 +57,6 @@ impl Target {
         };
         Ok(Some((repo, id)))
     }
-}
-
-/// A runtime for the few network calls of a one-shot command.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// The configured repository, checked: every command that reads or writes it

@@ -6,9 +6,9 @@ use std::path::Path;
 use anyhow::Result;
 use tracing::info_span;
 
-use crate::agent::client::AgentClient;
 use crate::backup_id::BackupId;
 use crate::exit::Code;
+use crate::fleet::Fleet;
 use crate::restore::state::RestoreState;
 use crate::restore::{Options, Restore};
 use crate::{out, outln};
@@ -54,13 +54,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         return Ok(Code::Success);
     }
     super::open_repository(&config)?;
-    let rt = super::runtime()?;
-    let client = if crate::leader::needs_agents(&config) {
-        Some(AgentClient::new(&config)?)
-    } else {
-        None
-    };
-    let restore = Restore::new(&config, args.id, client.as_ref(), &rt)?;
+    let fleet = Fleet::new(config)?;
+    let config = fleet.config();
+    let restore = Restore::new(&fleet, args.id)?;
     if args.plan {
         out!("{}", restore.render_plan()?);
         return Ok(Code::Success);

@@ -7,9 +7,9 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::agent::api::JobState;
-use crate::agent::client::{AgentClient, JobReport};
 use crate::config::Config;
 use crate::exit::Code;
+use crate::fleet::{self, Fleet};
 use crate::outln;
 use crate::repo::lock::{self, LockInfo};
 
@@ -35,35 +35,21 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     Ok(Code::Success)
 }
 
-/// How long `unlock` waits for a cancelled job to stop.
-const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Cancels job `id` on `node` and waits (up to [`STOP_WAIT`]) until it stopped.
-async fn cancel_and_wait(client: &AgentClient, node: &crate::config::NodeSpec, id: &str) -> Result<JobReport> {
-    let started = std::time::Instant::now();
-    let mut status = client.cancel(node, id, client.cancel_wait()).await?;
-    while status.state == JobState::Running && started.elapsed() < STOP_WAIT {
-        status = client.status_wait(node, id, client.cancel_wait()).await?;
-    }
-    Ok(status)
-}
-
 /// Cancels every running agent job bound to a lock other than `current`
 /// (none: every bound job is an orphan), waiting for each to stop.
 fn cancel_orphans(config: &Config, current: Option<&LockInfo>) -> Result<()> {
-    if !crate::leader::needs_agents(config) {
+    if !fleet::needs_agents(config) {
         return Ok(());
     }
-    let client = match AgentClient::new(config) {
-        Ok(client) => client,
+    let fleet = match Fleet::new(config.clone()) {
+        Ok(fleet) => fleet,
         Err(e) => {
             outln!("warn: cannot ask the agents about their jobs: {e:#}");
             return Ok(());
         }
     };
-    let rt = super::runtime()?;
     for node in &config.nodes {
-        let jobs = match rt.block_on(client.jobs(node)) {
+        let jobs = match fleet.jobs(node) {
             Ok(jobs) => jobs,
             Err(e) => {
                 outln!("warn: cannot ask node {} about its jobs: {e:#}", node.name);
@@ -75,7 +61,7 @@ fn cancel_orphans(config: &Config, current: Option<&LockInfo>) -> Result<()> {
             .filter(|j| j.state == JobState::Running && j.lock.is_some() && j.lock.as_ref() != current);
         for job in orphans {
             let what = job.request.describe();
-            match rt.block_on(cancel_and_wait(&client, node, &job.id)) {
+            match fleet.cancel_and_wait(node, &job.id) {
                 Ok(s) if s.state == JobState::Running => outln!(
                     "cancelled job {} on {} ({what}); it is still stopping",
                     job.id,

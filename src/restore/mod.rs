@@ -17,14 +17,13 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
-use tokio::runtime::Runtime;
 use tracing::{error, info, info_span, warn};
 
-use crate::agent::client::{AgentClient, JobFailed};
-use crate::agent::jobs;
+use crate::agent::client::JobFailed;
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
 use crate::exit::HwdrError;
+use crate::fleet::Fleet;
 use crate::job::{CommandKind, JobRequest, JobResult};
 use crate::repo::manifest::{BackupStatus, Manifest};
 use crate::repo::store::ObjectKey;
@@ -93,17 +92,19 @@ struct Step {
 
 /// Everything a restore needs.
 pub struct Restore<'a> {
+    /// The configuration (the fleet's).
     pub config: &'a Config,
+    /// The manifest of the backup restored.
     pub manifest: Manifest,
-    pub client: Option<&'a AgentClient>,
-    pub rt: &'a Runtime,
+    fleet: &'a Fleet,
     clean_hopsfs: bool,
 }
 
 impl<'a> Restore<'a> {
-    /// A restore of backup `id`; fails if it does not exist (not found), or
-    /// has no manifest or a damaged one (refused).
-    pub fn new(config: &'a Config, id: BackupId, client: Option<&'a AgentClient>, rt: &'a Runtime) -> Result<Self> {
+    /// A restore of backup `id` onto `fleet`; fails if it does not exist
+    /// (not found), or has no manifest or a damaged one (refused).
+    pub fn new(fleet: &'a Fleet, id: BackupId) -> Result<Self> {
+        let config = fleet.config();
         let manifest = match Repository::of(config).read_manifest(id)? {
             ManifestState::Ok(m) => *m,
             ManifestState::Missing => {
@@ -122,8 +123,7 @@ impl<'a> Restore<'a> {
         Ok(Restore {
             config,
             manifest,
-            client,
-            rt,
+            fleet,
             clean_hopsfs: false,
         })
     }
@@ -465,18 +465,7 @@ impl<'a> Restore<'a> {
                 }
             }
         }
-        if !remote.is_empty() {
-            match self.client {
-                None => problems.push("remote nodes need [agent] token_file to be readable here".into()),
-                Some(client) => {
-                    for node in remote.values() {
-                        if let Err(e) = self.rt.block_on(client.health(node)) {
-                            problems.push(format!("{e:#}"));
-                        }
-                    }
-                }
-            }
-        }
+        problems.extend(self.fleet.check_agents(&remote.values().collect::<Vec<_>>()));
         if problems.is_empty() {
             return Ok(());
         }
@@ -620,7 +609,7 @@ impl<'a> Restore<'a> {
                 )
             })
             .collect();
-        for s in jobs::run_everywhere(self.config, jobs, self.client, self.rt, self.config.backup.parallelism) {
+        for s in self.fleet.run(jobs, self.config.backup.parallelism) {
             if let Err(e) = s.result {
                 warn!("node {} kept its staged RonDB copies: {e:#}", s.node);
             }
@@ -678,7 +667,7 @@ impl<'a> Restore<'a> {
                 .filter(|p| matches!(p.action, Action::Job(_)))
                 .map(|p| p.name.as_str())
                 .collect();
-            let shipped = jobs::run_everywhere(self.config, jobs_to_run, self.client, self.rt, step.parallelism);
+            let shipped = self.fleet.run(jobs_to_run, step.parallelism);
             for s in shipped {
                 let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
                 let found = match &s.result {
