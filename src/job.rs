@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::backup::Step;
 use crate::backup_id::BackupId;
 use crate::config::{NodeName, Role};
 use crate::hopsfs::node::{Listed, Uploaded};
@@ -205,13 +206,15 @@ impl JobRequest {
         }
     }
 
-    /// The backup step the job is, as logged in `HWDR_STEP` and the manifest.
+    /// The step the job is, as logged in `HWDR_STEP` and the manifest: a
+    /// backup's [`Step`], or a restore's step.
     pub fn step(&self) -> &'static str {
         match self {
-            JobRequest::CollectRondbParts { .. } => "rondb-parts",
-            JobRequest::PruneLocalRondb { .. } => "prune-local",
-            JobRequest::HopsfsInventory { .. } => "hopsfs-list",
-            JobRequest::HopsfsUpload { .. } => "hopsfs-upload",
+            JobRequest::CollectRondbParts { .. } => Step::RondbParts.name(),
+            JobRequest::PruneLocalRondb { .. } => Step::PruneLocal.name(),
+            JobRequest::HopsfsInventory { .. } => Step::HopsfsList.name(),
+            // Every round's job: the manifest's record names the round.
+            JobRequest::HopsfsUpload { .. } => Step::HopsfsUpload.name(),
             JobRequest::HopsfsRestore { .. } => "hopsfs",
             JobRequest::RestoreStage { .. } => "stage",
             JobRequest::RestoreUnstage { .. } => "unstage",

@@ -2,6 +2,7 @@
 //! module; `main.rs` only parses the command line and dispatches to [`cli`].
 
 pub mod agent;
+pub mod backup;
 pub mod backup_id;
 pub mod cancel;
 pub mod cli;
@@ -14,7 +15,6 @@ pub mod fleet;
 pub mod fsutil;
 pub mod hopsfs;
 pub mod job;
-pub mod leader;
 pub mod logging;
 pub mod metrics;
 pub mod prune;

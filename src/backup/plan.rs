@@ -1,0 +1,356 @@
+//! `hwdr backup --dry-run`: every step of [`STEPS`], in order, with its
+//! node, user and exact argv. Each step describes itself here from the same
+//! list the run follows, so the two cannot drift apart.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use super::steps::{Step, STEPS};
+use crate::backup_id::BackupId;
+use crate::config::{BlockStorage, Config, NodeSpec, Role};
+use crate::repo::Repository;
+use crate::rondb::{dump, mgm, parts};
+use crate::runner::RunAs;
+
+/// One line of the plan: a step on a node, as a user, doing something.
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    /// The step.
+    pub step: Step,
+    /// The node it runs on.
+    pub node: String,
+    /// The user it runs as.
+    pub user: String,
+    /// The exact argv, or what hwdr does itself.
+    pub action: String,
+}
+
+/// Every step of backup `id`, in order, as `--dry-run` prints it.
+pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
+    let planning = Planning::new(config, id);
+    STEPS.iter().flat_map(|step| planning.lines(*step)).collect()
+}
+
+/// The plan as text.
+pub fn render_plan(config: &Config, id: BackupId) -> String {
+    let mut out = format!(
+        "backup {id} (RonDB backup id {}) of cluster {} into {}\n",
+        id.ndb_id(),
+        config.cluster,
+        Repository::of(config).location()
+    );
+    for (i, s) in plan(config, id).iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:>3}. {:<12} on {} as {}: {}",
+            i + 1,
+            s.step,
+            s.node,
+            s.user,
+            s.action
+        );
+    }
+    out
+}
+
+/// What the steps' descriptions share.
+struct Planning<'a> {
+    config: &'a Config,
+    /// This node, the leader.
+    me: String,
+    /// `[rondb] user`, as named (the dry run does not look it up).
+    mysql: String,
+    /// The backup's folder in the repository.
+    dir: PathBuf,
+    ndb: u32,
+    /// The HopsFS nodes, when their blocks are backed up (local storage).
+    local_hopsfs: Vec<&'a NodeSpec>,
+    /// There are HopsFS nodes, and their blocks are in cloud storage.
+    cloud_hopsfs: bool,
+}
+
+impl<'a> Planning<'a> {
+    fn new(config: &'a Config, id: BackupId) -> Planning<'a> {
+        let local = config.hopsfs.block_storage == BlockStorage::Local;
+        let any_hopsfs = hopsfs_nodes(config).next().is_some();
+        Planning {
+            config,
+            me: config.this_node.to_string(),
+            mysql: config.rondb.user.clone(),
+            dir: PathBuf::from(format!("{}/backups/{id}", Repository::of(config).location())),
+            ndb: id.ndb_id(),
+            local_hopsfs: hopsfs_nodes(config).filter(|_| local).collect(),
+            cloud_hopsfs: any_hopsfs && config.hopsfs.block_storage == BlockStorage::Cloud,
+        }
+    }
+
+    /// The lines of `step`; none for the steps the dry run has never shown
+    /// (they ask, check or tidy up: `agents`, `hopsfs-retry` after a bad
+    /// replica, `check`, `prune-local`).
+    fn lines(&self, step: Step) -> Vec<PlannedStep> {
+        let repo = Repository::of(self.config).location();
+        match step {
+            Step::Lock => vec![self.line(step, &self.me, "root", format!("create {repo}/lock"))],
+            Step::Config => self.config_lines(),
+            Step::Users => self.users_lines(),
+            Step::Schemas => self.schemas_lines(),
+            Step::NdbBackup => {
+                let start = mgm::start_backup_cmd(&self.config.rondb, &self.config.backup, self.run_as(), self.ndb);
+                vec![self.line(step, &self.me, &self.mysql, start.argv_display())]
+            }
+            Step::RondbParts => self.rondb_parts_lines(),
+            Step::Hopsfs if self.cloud_hopsfs => {
+                let what = "nothing: [hopsfs] block_storage is cloud";
+                vec![self.line(step, &self.me, "root", what.into())]
+            }
+            Step::HopsfsList => self.hopsfs_list_lines(),
+            Step::HopsfsPlan if !self.local_hopsfs.is_empty() => {
+                let what = "merge the inventories; give each block the repository lacks to one node holding it";
+                vec![self.line(step, &self.me, "root", what.into())]
+            }
+            Step::HopsfsUpload => {
+                let what = format!("copy the assigned blocks into {repo}/blocks/, each checked against its .meta CRCs");
+                self.on_hopsfs_nodes(step, |_| what.clone())
+            }
+            Step::Manifest => {
+                let what = format!("write {}", self.dir.join("manifest.json").display());
+                vec![self.line(step, &self.me, "root", what)]
+            }
+            Step::Hopsfs | Step::HopsfsPlan | Step::Agents | Step::HopsfsRetry | Step::Check | Step::PruneLocal => {
+                Vec::new()
+            }
+        }
+    }
+
+    fn line(&self, step: Step, node: &str, user: &str, action: String) -> PlannedStep {
+        PlannedStep {
+            step,
+            node: node.into(),
+            user: user.into(),
+            action,
+        }
+    }
+
+    /// The user of the RonDB commands, named only: a dry run looks no user up.
+    fn run_as(&self) -> RunAs {
+        RunAs {
+            name: self.mysql.clone(),
+            ..RunAs::root()
+        }
+    }
+
+    fn config_lines(&self) -> Vec<PlannedStep> {
+        let paths = &self.config.config_paths;
+        if paths.is_empty() {
+            let what = "nothing to copy: [config_backup] paths is empty";
+            return vec![self.line(Step::Config, &self.me, "root", what.into())];
+        }
+        let into = format!("{}/config/", self.dir.display());
+        paths
+            .iter()
+            .map(|path| {
+                self.line(
+                    Step::Config,
+                    &self.me,
+                    "root",
+                    format!("copy {} into {into}", path.display()),
+                )
+            })
+            .collect()
+    }
+
+    fn users_lines(&self) -> Vec<PlannedStep> {
+        let users = dump::mysqlpump_cmd(&self.config.rondb, &self.config.backup, self.run_as());
+        let what = format!(
+            "{} > {}",
+            users.argv_display(),
+            self.dir.join(dump::USERS_FILE).display()
+        );
+        vec![self.line(Step::Users, &self.me, &self.mysql, what)]
+    }
+
+    fn schemas_lines(&self) -> Vec<PlannedStep> {
+        let (rondb, backup) = (&self.config.rondb, &self.config.backup);
+        let show = dump::show_databases_cmd(rondb, backup, self.run_as());
+        let excluded = rondb.exclude_databases.join(",");
+        let every = [format!("<every database listed except {excluded}>")];
+        let dump_cmd = dump::mysqldump_cmd(rondb, backup, self.run_as(), &every);
+        let what = format!(
+            "{} > {} (CREATE TABLE made IF NOT EXISTS)",
+            dump_cmd.argv_display(),
+            self.dir.join(dump::SCHEMAS_FILE).display()
+        );
+        vec![
+            self.line(Step::Schemas, &self.me, &self.mysql, show.argv_display()),
+            self.line(Step::Schemas, &self.me, &self.mysql, what),
+        ]
+    }
+
+    fn rondb_parts_lines(&self) -> Vec<PlannedStep> {
+        let from = parts::node_backup_dir(&self.config.rondb.backup_dir, self.ndb);
+        let into = format!("{}/{}", self.dir.display(), parts::repo_rel_dir(self.ndb));
+        let rondb = self.config.nodes.iter().filter(|n| n.has(Role::Rondb));
+        rondb
+            .map(|node| {
+                let what = format!(
+                    "collect the parts of data nodes {:?} from {} into {into}",
+                    node.rondb_node_ids,
+                    from.display()
+                );
+                self.line(Step::RondbParts, node.name.as_str(), "root", what)
+            })
+            .collect()
+    }
+
+    fn hopsfs_list_lines(&self) -> Vec<PlannedStep> {
+        let dirs: Vec<String> = self
+            .config
+            .hopsfs
+            .data_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        self.on_hopsfs_nodes(Step::HopsfsList, |node| {
+            format!(
+                "list the finalized blocks and VERSION files of {} into {}/hopsfs/{}/",
+                dirs.join(", "),
+                self.dir.display(),
+                node.name
+            )
+        })
+    }
+
+    /// One line of `step` on each HopsFS node whose blocks are backed up, as
+    /// `[hopsfs] user`.
+    fn on_hopsfs_nodes(&self, step: Step, what: impl Fn(&NodeSpec) -> String) -> Vec<PlannedStep> {
+        let hdfs = self.config.hopsfs.user.as_str();
+        self.local_hopsfs
+            .iter()
+            .map(|node| self.line(step, node.name.as_str(), hdfs, what(node)))
+            .collect()
+    }
+}
+
+/// The nodes with the HopsFS role.
+fn hopsfs_nodes(config: &Config) -> impl Iterator<Item = &NodeSpec> {
+    config.nodes.iter().filter(|n| n.has(Role::Hopsfs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `head1` (head, rondb, hopsfs), `head2` (head), `ndb1` (rondb, hopsfs).
+    const CLUSTER: &str = r#"
+[cluster]
+name = "prod"
+[[nodes]]
+name = "head1"
+address = "127.0.0.1:7878"
+roles = ["head", "rondb", "hopsfs"]
+rondb_node_ids = [1]
+[[nodes]]
+name = "head2"
+address = "127.0.0.3:7878"
+roles = ["head"]
+[[nodes]]
+name = "ndb1"
+address = "127.0.0.2:7878"
+roles = ["rondb", "hopsfs"]
+rondb_node_ids = [2, 3]
+[node]
+name = "head1"
+[repository]
+path = "/mnt/hwdr"
+"#;
+
+    fn plan_with(dropin: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("hwdr.d")).unwrap();
+        std::fs::write(dir.path().join("hwdr.d/50-test.toml"), dropin).unwrap();
+        std::fs::write(dir.path().join("hwdr.toml"), CLUSTER).unwrap();
+        let config = Config::load(&dir.path().join("hwdr.toml")).unwrap();
+        render_plan(&config, "2611231819".parse().unwrap())
+    }
+
+    #[test]
+    fn the_dry_run_of_a_cluster_lists_every_step_in_order() {
+        let plan =
+            plan_with("[config_backup]\npaths = [\"/etc/a\", \"/etc/b\"]\n[hopsfs]\ndata_dirs = [\"/d1\", \"/d2\"]\n");
+        let dir = "/mnt/hwdr/backups/2611231819";
+        let sock = "-S /srv/hops/mysql-cluster/mysql.sock";
+        let parts = "from /srv/hops/mysql-cluster/ndb/backups/BACKUP/BACKUP-263271819 into \
+                     /mnt/hwdr/backups/2611231819/rondb/BACKUP-263271819";
+        let excluded = "mysql,information_schema,performance_schema,sys,ndbinfo,glassfish_timers";
+        let expected = [
+            "backup 2611231819 (RonDB backup id 263271819) of cluster prod into /mnt/hwdr".to_owned(),
+            "  1. lock         on head1 as root: create /mnt/hwdr/lock".into(),
+            format!("  2. config       on head1 as root: copy /etc/a into {dir}/config/"),
+            format!("  3. config       on head1 as root: copy /etc/b into {dir}/config/"),
+            format!(
+                "  4. users        on head1 as mysql: /srv/hops/mysql/bin/mysqlpump {sock} --exclude-databases=% \
+                 --exclude-users=root,mysql.sys,mysql.session,mysql.infoschema --users > {dir}/rondb/users.sql"
+            ),
+            format!(
+                "  5. schemas      on head1 as mysql: /srv/hops/mysql/bin/mysql {sock} --batch --skip-column-names \
+                 -e 'SHOW DATABASES'"
+            ),
+            format!(
+                "  6. schemas      on head1 as mysql: /srv/hops/mysql/bin/mysqldump {sock} --no-data \
+                 --skip-add-drop-table --triggers --routines --events --databases '<every database listed except \
+                 {excluded}>' > {dir}/rondb/schemas.sql (CREATE TABLE made IF NOT EXISTS)"
+            ),
+            "  7. ndb-backup   on head1 as mysql: /srv/hops/mysql-cluster/ndb/scripts/mgm-client.sh -e 'START BACKUP \
+             263271819 SNAPSHOTEND WAIT COMPLETED'"
+                .into(),
+            format!("  8. rondb-parts  on head1 as root: collect the parts of data nodes [1] {parts}"),
+            format!("  9. rondb-parts  on ndb1 as root: collect the parts of data nodes [2, 3] {parts}"),
+            format!(
+                " 10. hopsfs-list  on head1 as hdfs: list the finalized blocks and VERSION files of /d1, /d2 into \
+                 {dir}/hopsfs/head1/"
+            ),
+            format!(
+                " 11. hopsfs-list  on ndb1 as hdfs: list the finalized blocks and VERSION files of /d1, /d2 into \
+                 {dir}/hopsfs/ndb1/"
+            ),
+            " 12. hopsfs-plan  on head1 as root: merge the inventories; give each block the repository lacks to one \
+             node holding it"
+                .into(),
+            " 13. hopsfs-upload on head1 as hdfs: copy the assigned blocks into /mnt/hwdr/blocks/, each checked \
+             against its .meta CRCs"
+                .into(),
+            " 14. hopsfs-upload on ndb1 as hdfs: copy the assigned blocks into /mnt/hwdr/blocks/, each checked \
+             against its .meta CRCs"
+                .into(),
+            format!(" 15. manifest     on head1 as root: write {dir}/manifest.json"),
+        ];
+        assert_eq!(plan.lines().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn the_dry_run_with_cloud_storage_backs_no_block_up() {
+        let plan = plan_with("[hopsfs]\nblock_storage = \"cloud\"\n");
+        let steps: Vec<&str> = plan
+            .lines()
+            .skip(1)
+            .map(|l| l[5..].split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "lock",
+                "config",
+                "users",
+                "schemas",
+                "schemas",
+                "ndb-backup",
+                "rondb-parts",
+                "rondb-parts",
+                "hopsfs",
+                "manifest"
+            ]
+        );
+        assert!(plan.contains("  2. config       on head1 as root: nothing to copy: [config_backup] paths is empty\n"));
+        assert!(plan.contains("  9. hopsfs       on head1 as root: nothing: [hopsfs] block_storage is cloud\n"));
+    }
+}
