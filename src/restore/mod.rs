@@ -661,61 +661,23 @@ impl<'a> Restore<'a> {
             }
         }
         if !jobs_to_run.is_empty() && failures.is_empty() {
-            state.save(path)?;
             let job_parts: Vec<&str> = pending
                 .iter()
                 .filter(|p| matches!(p.action, Action::Job(_)))
                 .map(|p| p.name.as_str())
                 .collect();
-            let shipped = self.fleet.run(jobs_to_run, step.parallelism);
-            for s in shipped {
-                let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
-                let found = match &s.result {
-                    Ok(JobResult::Staged { damaged, blocks, .. }) => {
-                        let mut found = damaged.clone();
-                        found.extend(blocks.iter().flat_map(|b| b.damaged.iter().cloned()));
-                        let unnamed = blocks
-                            .as_ref()
-                            .map_or(0, |b| b.damaged_count as usize - b.damaged.len());
-                        if unnamed > 0 {
-                            found.push(format!("... and {unnamed} more blocks on {}", s.node));
-                        }
-                        found
-                    }
-                    _ => Vec::new(),
-                };
-                if !found.is_empty() {
-                    let text = format!("missing or damaged in the repository: {}", found.join("; "));
-                    failures.push(format!("{}: {text}", s.node));
-                    damaged.extend(found);
-                    set_part(state, step.name, &part_name, Status::Failed, Some(text), Vec::new());
-                    state.save(path)?;
-                    continue;
-                }
-                match s.result {
-                    Ok(result) => {
-                        let tail = match result {
-                            JobResult::Ran { tail } => tail,
-                            other => vec![summary(&other)],
-                        };
-                        set_part(state, step.name, &part_name, Status::Done, None, tail);
-                    }
-                    Err(e) => {
-                        failures.push(format!("{}: {e:#}", s.node));
-                        let tail = error_tail(&e);
-                        set_part(
-                            state,
-                            step.name,
-                            &part_name,
-                            Status::Failed,
-                            Some(format!("{e:#}")),
-                            tail,
-                        );
-                    }
-                }
-                state.save(path)?;
-            }
+            let mut ran = Findings {
+                failures: &mut failures,
+                damaged: &mut damaged,
+            };
+            self.run_jobs(step, &job_parts, jobs_to_run, state, path, &mut ran)?;
         }
+        self.step_result(&failures, &damaged)
+    }
+
+    /// A step's result from its parts' `failures`: refused when the backup
+    /// is `damaged` (nothing was changed).
+    fn step_result(&self, failures: &[String], damaged: &[String]) -> Result<()> {
         if !damaged.is_empty() {
             return Err(HwdrError::Refused(format!(
                 "backup {} cannot be restored: files or blocks of it are missing or damaged in the repository; nothing was changed:\n  - {}",
@@ -729,6 +691,55 @@ impl<'a> Restore<'a> {
         } else {
             bail!("{}", failures.join("; "))
         }
+    }
+
+    /// Runs the jobs of a step's pending parts `job_parts` (in their order) on
+    /// their nodes, and records each in the state as it ends.
+    fn run_jobs(
+        &self,
+        step: &Step,
+        job_parts: &[&str],
+        jobs: Vec<(NodeSpec, JobRequest)>,
+        state: &mut RestoreState,
+        path: &std::path::Path,
+        ran: &mut Findings<'_>,
+    ) -> Result<()> {
+        state.save(path)?;
+        for s in self.fleet.run(jobs, step.parallelism) {
+            let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
+            let found = damage_found(&s.result, &s.node);
+            if !found.is_empty() {
+                let text = format!("missing or damaged in the repository: {}", found.join("; "));
+                ran.failures.push(format!("{}: {text}", s.node));
+                ran.damaged.extend(found);
+                set_part(state, step.name, &part_name, Status::Failed, Some(text), Vec::new());
+                state.save(path)?;
+                continue;
+            }
+            match s.result {
+                Ok(result) => {
+                    let tail = match result {
+                        JobResult::Ran { tail } => tail,
+                        other => vec![summary(&other)],
+                    };
+                    set_part(state, step.name, &part_name, Status::Done, None, tail);
+                }
+                Err(e) => {
+                    ran.failures.push(format!("{}: {e:#}", s.node));
+                    let tail = error_tail(&e);
+                    set_part(
+                        state,
+                        step.name,
+                        &part_name,
+                        Status::Failed,
+                        Some(format!("{e:#}")),
+                        tail,
+                    );
+                }
+            }
+            state.save(path)?;
+        }
+        Ok(())
     }
 
     /// Runs one of the leader's own actions; on failure, the error with the
@@ -823,6 +834,30 @@ impl<'a> Restore<'a> {
             crate::cancel::sleep(c.restore.safemode_poll)?;
         }
     }
+}
+
+/// What the parts of a step that ran so far found: their failures, and the
+/// files and blocks of the backup missing or damaged in the repository.
+struct Findings<'a> {
+    failures: &'a mut Vec<String>,
+    damaged: &'a mut Vec<String>,
+}
+
+/// The files and blocks of the backup a stage job on `node` found missing
+/// or damaged.
+fn damage_found(result: &Result<JobResult>, node: &str) -> Vec<String> {
+    let Ok(JobResult::Staged { damaged, blocks, .. }) = result else {
+        return Vec::new();
+    };
+    let mut found = damaged.clone();
+    found.extend(blocks.iter().flat_map(|b| b.damaged.iter().cloned()));
+    let unnamed = blocks
+        .as_ref()
+        .map_or(0, |b| b.damaged_count as usize - b.damaged.len());
+    if unnamed > 0 {
+        found.push(format!("... and {unnamed} more blocks on {node}"));
+    }
+    found
 }
 
 fn summary(result: &JobResult) -> String {
