@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::cluster::Cluster;
 use common::{run_ok, sim_src, text};
-use hwdr::hopsfs::gen::GenSpec;
+use testkit::gen::GenSpec;
 
 #[test]
 fn drill_restores_into_a_spare_cluster_and_reports_the_failing_step() {

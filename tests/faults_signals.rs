@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{wait_until, Cluster};
 use common::{hwdr_bin, run_ok, sim_src, text};
-use hwdr::hopsfs::gen::{GenSpec, Generated};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use testkit::gen::{GenSpec, Generated};
 
 const HOPSFS_NODES: [&str; 3] = ["node1", "node2", "node3"];
 const RONDB_NODES: [&str; 2] = ["node1", "node2"];

@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 use common::cluster::Cluster;
 use common::scenario::{self, block_name, meta_of, stored_block_of_at_least, stored_blocks};
 use common::text;
-use hwdr::hopsfs::gen::{GenBlock, GenSpec, Generated};
 use hwdr::hopsfs::meta;
 use hwdr::hopsfs::store::{BlockKey, BlockStore};
 use serde_json::Value;
+use testkit::gen::{GenBlock, GenSpec, Generated};
 
 const ID: &str = "2611231819";
 const ID2: &str = "2611231820";

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use common::cluster::Cluster;
 use common::text;
-use hwdr::hopsfs::gen::{self, GenSpec, Generated};
 use hwdr::hopsfs::meta;
+use testkit::gen::{self, GenSpec, Generated};
 
 /// head1 (head), node1 (rondb 2 + hopsfs), node2 (rondb 3 + hopsfs), node3 (hopsfs).
 fn cluster_with_blocks(blocks: usize) -> (Cluster, Generated, GenSpec, PathBuf) {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use common::cluster::{http, wait_until, Cluster};
 use common::text;
-use hwdr::hopsfs::gen::{GenSpec, Generated};
+use testkit::gen::{GenSpec, Generated};
 
 fn cluster() -> (Cluster, Generated) {
     let mut c = Cluster::new(

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::cluster::Cluster;
 use common::{run_ok, sim_src, text};
-use hwdr::hopsfs::gen::{GenSpec, Generated};
+use testkit::gen::{GenSpec, Generated};
 
 const ID: &str = "2611231819";
 

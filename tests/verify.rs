@@ -9,8 +9,8 @@ use std::fs;
 
 use common::cluster::Cluster;
 use common::{text, Single};
-use hwdr::hopsfs::gen::GenSpec;
 use sha2::{Digest, Sha256};
+use testkit::gen::GenSpec;
 
 const ID: &str = "2611231819";
 

@@ -1,9 +1,8 @@
 //! HopsFS data nodes: the block storage layout, its checksums, the inventory
-//! of a node, the repository's block store, the node-local backup steps, the
-//! leader's plan, and a generator of test trees.
+//! of a node, the repository's block store, the node-local backup steps and
+//! the leader's plan.
 
 pub mod fsuser;
-pub mod gen;
 pub mod inventory;
 pub mod layout;
 pub mod listcache;

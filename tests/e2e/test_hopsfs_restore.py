@@ -3,12 +3,12 @@ starts the unit again, through systemd's D-Bus API.
 
 One container (`head1`: head, rondb and hopsfs) with the simulated RonDB
 cluster of tests/sim; a fake data node (`datanode.service`: a `sleep` running
-as hdfs) over a tree made by examples/gen_datanodes; `hwdr agent` as a
+as hdfs) over a tree made by testkit's gen_datanodes; `hwdr agent` as a
 `Type=notify` transient service, driven over its HTTP API from the host (the
 container shares the host's network). The class takes one backup; the tests
 then wipe the data folder and restore it, or make a restore fail. Each test
 starts the data node first if a test before it left it stopped. Run as root
-after `cargo build --bin hwdr --examples` (see README.md); `HWDR_BIN` and
+after `cargo build --workspace` (see README.md); `HWDR_BIN` and
 `HWDR_GEN_DATANODES` name other binaries than target/debug's.
 """
 
@@ -97,8 +97,8 @@ class HopsfsRestoreTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         binary = built("HWDR_BIN", "target/debug/hwdr", ["--bin", "hwdr"])
-        gen = built("HWDR_GEN_DATANODES", "target/debug/examples/gen_datanodes",
-                    ["--example", "gen_datanodes"])
+        gen = built("HWDR_GEN_DATANODES", "target/debug/gen_datanodes",
+                    ["-p", "testkit", "--bin", "gen_datanodes"])
         started = time.monotonic()
         cls.cluster = cls.enterClassContext(Cluster([("head1", ADDR)], ro_binds=[REPO]))
         cls.timings = {"boot": cls.cluster["head1"].boot_seconds}
