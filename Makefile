@@ -25,11 +25,11 @@ clippy:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --workspace --all-targets --features failpoints -- -D warnings
 
-# Unit tests (hwdr's and the testkit's generator) and the integration tests
-# in tests/ (the built binary against temp dirs and the simulators). Tests
-# that switch users need root. The binary is built with fault injection
-# (feature `failpoints`, src/fault.rs) so the fault tests can kill or stop it
-# at a chosen step.
+# Unit tests (hwdr's and the testkit's generator) and the integration tests,
+# one test binary tests/it/ (the built binary against temp dirs and the
+# simulators). Tests that switch users need root. The binary is built with
+# fault injection (feature `failpoints`, src/fault.rs) so the fault tests can
+# kill or stop it at a chosen step.
 unit:
 	$(CARGO) test --locked --workspace --features failpoints -- --test-threads=4
 

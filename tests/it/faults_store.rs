@@ -1,11 +1,8 @@
-#![cfg(feature = "failpoints")]
 //! The block store under faults (issue 11): blocks land under their final
 //! names only once durable, a crash before the renames leaves no block under
 //! a final name, a damaged stored block is found and replaced, replicas of
 //! the wrong length are bad replicas, and the repository gives "others" no
 //! access whatever the umask.
-
-mod common;
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,9 +11,10 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::cluster::Cluster;
-use common::scenario::{self, block_name, meta_of, stored_block_of_at_least, stored_blocks};
-use common::text;
+use crate::common;
+use crate::common::cluster::Cluster;
+use crate::common::scenario::{self, block_name, meta_of, stored_block_of_at_least, stored_blocks};
+use crate::common::text;
 use hwdr::hopsfs::meta;
 use hwdr::hopsfs::store::{BlockKey, BlockStore};
 use serde_json::Value;
