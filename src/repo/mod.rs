@@ -9,9 +9,9 @@
 //! <path>/backups/<id>/rondb/BACKUP-<ndb id>/...  every data node's part, merged
 //! ```
 
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod lock;
-pub mod manifest;
+pub(crate) mod manifest;
 
 use std::fs;
 use std::io::ErrorKind;
