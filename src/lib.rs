@@ -2,6 +2,8 @@
 //! module; `main.rs` only parses the command line and dispatches to [`cli`].
 //! Public is only what `main.rs`, the integration tests (`tests/it/`), the
 //! dev-only `testkit` crate and `bench/crc` use; the rest is `pub(crate)`.
+// Errors with context instead (clippy.toml allows both in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cli;
 pub mod config;
