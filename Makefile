@@ -22,22 +22,23 @@ fmt-check:
 
 # Both builds: the release one, and the tests' one with fault injection.
 clippy:
-	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets --features failpoints -- -D warnings
 
-# Unit tests and the integration tests in tests/ (the built binary against
-# temp dirs and the simulators). Tests that switch users need root. The
-# binary is built with fault injection (feature `failpoints`, src/fault.rs)
-# so the fault tests can kill or stop it at a chosen step.
+# Unit tests (hwdr's and the testkit's generator) and the integration tests,
+# one test binary tests/it/ (the built binary against temp dirs and the
+# simulators). Tests that switch users need root. The binary is built with
+# fault injection (feature `failpoints`, src/fault.rs) so the fault tests can
+# kill or stop it at a chosen step.
 unit:
-	$(CARGO) test --locked --features failpoints -- --test-threads=4
+	$(CARGO) test --locked --workspace --features failpoints -- --test-threads=4
 
 sim-test:
 	$(PYTHON) -m unittest discover -s tests/sim -p 'test_*.py'
 
 # Real systemd in systemd-nspawn containers (see tests/e2e/README.md).
 e2e: build deb
-	$(CARGO) build --locked --examples
+	$(CARGO) build --locked -p testkit --bin gen_datanodes
 	$(PYTHON) -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
 # Debian packages the tests need (run as root on a fresh Debian 12).
@@ -55,7 +56,7 @@ demo: build
 # GiB and a million blocks on this disk, takes about 15 minutes, removes them.
 # Variables (BENCH_DIR, UNIQUE_GIB, MEM_BLOCKS, ...): see bench/hopsfs.sh.
 bench:
-	$(CARGO) build --release --locked --example gen_datanodes
+	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
 	$(CARGO) build --release --locked
 	cp Cargo.lock bench/crc/Cargo.lock
 	CARGO_TARGET_DIR=$(CURDIR)/target $(CARGO) build --release --offline --manifest-path bench/crc/Cargo.toml
@@ -65,7 +66,7 @@ bench:
 # issue 11, alternating) and how fast an interrupted backup stops, as root:
 # a few GiB, about 15 minutes (the first run also builds the baseline).
 bench-durability:
-	$(CARGO) build --release --locked --example gen_datanodes
+	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
 	$(CARGO) build --release --locked
 	bash bench/durability.sh
 
@@ -84,7 +85,7 @@ deb:
 # Debian 12): boots it, backs up through systemctl, shows the journal,
 # `hwdr list` and a restore drill, and says how to get a shell on a node.
 sandbox: deps build deb
-	$(CARGO) build --locked --examples
+	$(CARGO) build --locked -p testkit --bin gen_datanodes
 	$(PYTHON) packaging/sandbox.py up
 
 sandbox-down:

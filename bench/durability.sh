@@ -28,7 +28,7 @@ W=$BENCH_DIR
 R=$W/results/results.env
 new=$top/target/release/hwdr
 hwdr=$new
-gen=$top/target/release/examples/gen_datanodes
+gen=$top/target/release/gen_datanodes
 
 # shellcheck source=bench/lib.sh
 . "$top/bench/lib.sh"

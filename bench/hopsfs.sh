@@ -42,7 +42,7 @@ KEEP=${KEEP:-0}
 BENCH_DOC=${BENCH_DOC-$top/docs/benchmarks.md}
 
 hwdr=$top/target/release/hwdr
-gen=$top/target/release/examples/gen_datanodes
+gen=$top/target/release/gen_datanodes
 crc=$top/target/release/hwdr-bench-crc
 W=$BENCH_DIR
 R=$W/results/results.env

@@ -12,9 +12,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::job::JobControl;
-use crate::repo::manifest::FileEntry;
-
 /// The temp name used while `path` is being written.
 pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
@@ -70,56 +67,21 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("fsync folder {}", dir.display()))
 }
 
-/// Copies `src` to `dst` atomically with `mode`, hashing while copying, and
-/// stopping (with the temp file removed) when `control`'s job is stopped.
-/// `rel` is the path recorded in the returned entry.
-pub fn copy_hashed(src: &Path, dst: &Path, mode: u32, rel: String, control: &JobControl) -> Result<FileEntry> {
-    let mut input = File::open(src).with_context(|| format!("opening {}", src.display()))?;
-    let (tmp, mut output) = create_temp(dst, mode)?;
-    let copied = copy_and_hash(&mut input, &mut output, Some(control))
-        .with_context(|| format!("copying {} to {}", src.display(), tmp.display()));
-    let (size, sha256) = match copied {
-        Ok(v) => v,
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-    };
-    commit_temp(&tmp, output, dst)?;
-    Ok(FileEntry {
-        path: rel,
-        size,
-        sha256,
-    })
-}
-
-/// Size and SHA-256 of a file.
+/// Size and SHA-256 of a file (stopping when the process is asked to).
 pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    copy_and_hash(&mut file, &mut io::sink(), None).with_context(|| format!("reading {}", path.display()))
-}
-
-fn copy_and_hash(
-    input: &mut impl Read,
-    output: &mut impl Write,
-    control: Option<&JobControl>,
-) -> anyhow::Result<(u64, String)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        match control {
-            Some(control) => control.check()?,
-            None => crate::cancel::check()?,
-        }
-        let n = match input.read(&mut buf) {
+        crate::cancel::check()?;
+        let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
         hasher.update(&buf[..n]);
-        output.write_all(&buf[..n])?;
         size += n as u64;
     }
     Ok((size, hex::encode(hasher.finalize())))
@@ -178,16 +140,16 @@ mod tests {
     }
 
     #[test]
-    fn copy_hashes_what_it_copies() {
+    fn hash_file_hashes_what_the_file_holds() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("a");
         fs::write(&src, b"abc").unwrap();
-        let entry = copy_hashed(&src, &dir.path().join("b"), 0o640, "b".into(), &JobControl::default()).unwrap();
-        assert_eq!(entry.size, 3);
         assert_eq!(
-            entry.sha256,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            hash_file(&src).unwrap(),
+            (
+                3,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_owned()
+            )
         );
-        assert_eq!(hash_file(&dir.path().join("b")).unwrap(), (3, entry.sha256));
     }
 }

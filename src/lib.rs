@@ -1,26 +1,31 @@
 //! hwdr: disaster recovery for Hopsworks clusters. The library holds every
 //! module; `main.rs` only parses the command line and dispatches to [`cli`].
+//! Public is only what `main.rs`, the integration tests (`tests/it/`), the
+//! dev-only `testkit` crate and `bench/crc` use; the rest is `pub(crate)`.
+// Errors with context instead (clippy.toml allows both in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod agent;
-pub mod backup;
-pub mod backup_id;
-pub mod cancel;
 pub mod cli;
 pub mod config;
-pub mod config_backup;
-pub mod drill;
 pub mod exit;
 pub mod fault;
-pub mod fleet;
-pub mod fsutil;
 pub mod hopsfs;
-pub mod job;
 pub mod logging;
-pub mod metrics;
-pub mod prune;
 pub mod repo;
-pub mod restore;
-pub mod rondb;
-pub mod runner;
-pub mod systemd;
-pub mod verify;
+
+pub(crate) mod agent;
+pub(crate) mod backup;
+pub(crate) mod backup_id;
+pub(crate) mod cancel;
+pub(crate) mod config_backup;
+pub(crate) mod drill;
+pub(crate) mod fleet;
+pub(crate) mod fsutil;
+pub(crate) mod job;
+pub(crate) mod metrics;
+pub(crate) mod prune;
+pub(crate) mod restore;
+pub(crate) mod rondb;
+pub(crate) mod runner;
+pub(crate) mod systemd;
+pub(crate) mod verify;

@@ -1,5 +1,6 @@
 //! `hwdr`: disaster recovery for Hopsworks clusters. This file only parses
 //! the command line and dispatches; each subcommand lives in `cli/`.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -13,9 +13,9 @@ demo=${HWDR_DEMO_DIR:-/tmp/hwdr-demo}
 port=17878
 
 [ "$(id -u)" = 0 ] || { echo "demo: run as root" >&2; exit 1; }
-gen="$top/target/debug/examples/gen_datanodes"
+gen="$top/target/debug/gen_datanodes"
 [ -x "$hwdr" ] || (cd "$top" && cargo build --locked)
-[ -x "$gen" ] || (cd "$top" && cargo build --locked --examples)
+[ -x "$gen" ] || (cd "$top" && cargo build --locked -p testkit --bin gen_datanodes)
 id mysql >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin mysql
 getent group hadoop >/dev/null || groupadd --system hadoop
 id hdfs >/dev/null 2>&1 || useradd --system --user-group --groups hadoop --no-create-home --shell /usr/sbin/nologin hdfs

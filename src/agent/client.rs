@@ -148,11 +148,6 @@ impl AgentClient {
         Ok(created.job_id)
     }
 
-    /// `GET /v1/jobs/{id}`.
-    pub async fn status(&self, node: &NodeSpec, id: &str) -> Result<JobReport> {
-        self.status_wait(node, id, Duration::ZERO).await
-    }
-
     /// `GET /v1/jobs/{id}?wait_ms=…`: the agent answers when the job ends or
     /// after `wait`, whichever comes first.
     pub async fn status_wait(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobReport> {

@@ -22,8 +22,8 @@ use chrono::{DateTime, Local, Utc};
 use tracing::{error, info, info_span};
 
 pub use id::{choose_id, free_minute};
-pub use plan::{plan, render_plan, PlannedStep};
-pub use steps::{Step, INTERRUPTED_STEP, STEPS};
+pub use plan::render_plan;
+pub use steps::{Step, STEPS};
 
 use crate::backup_id::{BackupId, NDB_RESTORE_MAX_ID};
 use crate::config::{Config, NodeSpec, Role};

@@ -6,7 +6,7 @@ pub mod config;
 pub mod drill;
 pub mod list;
 pub mod on_failure;
-pub mod out;
+pub(crate) mod out;
 pub mod prune;
 pub mod repo;
 pub mod restore;

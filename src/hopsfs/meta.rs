@@ -327,7 +327,7 @@ pub fn meta_len(block_len: u64, checksum: ChecksumType, bytes_per_checksum: u32)
 ///
 /// # Panics
 /// If `bytes_per_checksum` is 0.
-pub(crate) fn append_checksums(meta: &mut Vec<u8>, data: &[u8], checksum: ChecksumType, bytes_per_checksum: u32) {
+pub fn append_checksums(meta: &mut Vec<u8>, data: &[u8], checksum: ChecksumType, bytes_per_checksum: u32) {
     if checksum == ChecksumType::None {
         return;
     }

@@ -1,14 +1,13 @@
 //! HopsFS data nodes: the block storage layout, its checksums, the inventory
-//! of a node, the repository's block store, the node-local backup steps, the
-//! leader's plan, and a generator of test trees.
+//! of a node, the repository's block store, the node-local backup steps and
+//! the leader's plan.
 
-pub mod fsuser;
-pub mod gen;
-pub mod inventory;
-pub mod layout;
-pub mod listcache;
+pub(crate) mod fsuser;
+pub(crate) mod inventory;
+pub(crate) mod layout;
+pub(crate) mod listcache;
 pub mod meta;
-pub mod node;
-pub mod plan;
+pub(crate) mod node;
+pub(crate) mod plan;
 pub mod restore;
 pub mod store;

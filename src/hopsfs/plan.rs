@@ -6,7 +6,7 @@
 //! compact entry per distinct block (pool index, id, genstamp, length, a
 //! bitmask of holders).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -342,11 +342,6 @@ pub fn compact(d: &Distinct, key: &BlockKey) -> Option<Key> {
     let pool = d.pools.iter().position(|p| *p == key.pool)? as u16;
     let k = (pool, key.id, key.genstamp);
     d.blocks.contains_key(&k).then_some(k)
-}
-
-/// Every distinct key, for checks.
-pub fn all_keys(d: &Distinct) -> HashSet<Key> {
-    d.blocks.keys().copied().collect()
 }
 
 #[cfg(test)]

@@ -16,9 +16,9 @@
 //! Everything here goes through the backend: no code outside
 //! [`store::posix`] touches the repository with `std::fs`.
 
-pub mod backup;
+pub(crate) mod backup;
 pub mod lock;
-pub mod manifest;
+pub(crate) mod manifest;
 pub mod store;
 
 use std::io::Read;

@@ -32,20 +32,6 @@ use crate::rondb::restore::{self as rr, NdbAction};
 use crate::runner::{self, Cmd, ProgramFailed, RunAs};
 use state::{PartState, RestoreState, Status, StepState};
 
-/// Every step name, in order.
-pub const STEPS: [&str; 10] = [
-    "stage",
-    "rondb-meta",
-    "rondb-data",
-    "rondb-indexes",
-    "rondb-epoch",
-    "users",
-    "hopsfs",
-    "safemode",
-    "opensearch",
-    "kafka",
-];
-
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {

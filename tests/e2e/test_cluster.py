@@ -294,8 +294,8 @@ class ClusterTest(unittest.TestCase):
         cls.timings = {}
         cls.failed_step = None
         cls.deb = the_package()
-        cls.gen = built("HWDR_GEN_DATANODES", "target/debug/examples/gen_datanodes",
-                        ["--example", "gen_datanodes"])
+        cls.gen = built("HWDR_GEN_DATANODES", "target/debug/gen_datanodes",
+                        ["-p", "testkit", "--bin", "gen_datanodes"])
         cls.ids = runbook_ids()
         cls.token = secrets.token_hex(32)
         cls.last_backup_id = None

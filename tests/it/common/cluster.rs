@@ -184,11 +184,11 @@ parallelism = 2
 
     /// Generates HopsFS data node trees owned by hdfs:hadoop for nodes
     /// `node1`..`node<spec.nodes>` and points their `[hopsfs] data_dirs` at them.
-    pub fn with_hopsfs(&self, mut spec: hwdr::hopsfs::gen::GenSpec) -> hwdr::hopsfs::gen::Generated {
+    pub fn with_hopsfs(&self, mut spec: testkit::gen::GenSpec) -> testkit::gen::Generated {
         let hdfs = uzers::get_user_by_name("hdfs").unwrap();
         let hadoop = uzers::get_group_by_name("hadoop").unwrap();
         spec.owner = Some((hdfs.uid(), hadoop.gid()));
-        let generated = hwdr::hopsfs::gen::generate(&self.dir.path().join("hopsfs"), &spec).unwrap();
+        let generated = testkit::gen::generate(&self.dir.path().join("hopsfs"), &spec).unwrap();
         for (i, node) in generated.nodes.iter().enumerate() {
             self.set_data_dirs(&format!("node{}", i + 1), &[&node.data_dir]);
         }

@@ -2,14 +2,13 @@
 //! cluster (RonDB with real rows, HopsFS trees with real CRCs), wipe every
 //! node, restore, and compare with what was backed up.
 
-mod common;
-
 use std::fs;
 use std::process::Command;
 
-use common::cluster::Cluster;
-use common::{run_ok, sim_src, text};
-use hwdr::hopsfs::gen::{GenSpec, Generated};
+use crate::common;
+use crate::common::cluster::Cluster;
+use crate::common::{run_ok, sim_src, text};
+use testkit::gen::{GenSpec, Generated};
 
 const ID: &str = "2611231819";
 

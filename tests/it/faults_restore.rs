@@ -1,10 +1,7 @@
-#![cfg(feature = "failpoints")]
 //! `hwdr restore` under faults (issue 11): a restore never starts what it
 //! cannot finish (a damaged stored block, staging that does not fit), a
 //! crash while staging or placing blocks resumes to the exact tree, and an
 //! agent runs restore jobs only under a lock naming that restore.
-
-mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -12,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::run_ok;
-use common::scenario::{
+use crate::common;
+use crate::common::run_ok;
+use crate::common::scenario::{
     self, assert_restored, block_name, leftovers, runs_of, simctl, status, step_states, stored_block_of_at_least, wipe,
     Setup,
 };
-use common::text;
+use crate::common::text;
 use serde_json::Value;
 
 const ID: &str = "2611231819";

@@ -1,16 +1,15 @@
 //! Integration tests of the agent and of backups that span several nodes:
 //! every node is an `hwdr agent` process on its own 127.0.0.x address.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::cluster::{http, wait_until, Cluster};
-use common::text;
+use crate::common;
+use crate::common::cluster::{http, wait_until, Cluster};
+use crate::common::text;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{Pid, Uid};
 use serde_json::json;

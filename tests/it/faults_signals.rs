@@ -7,9 +7,6 @@
 //! blocks, then waits at the next one for a minute, far beyond every limit
 //! below, so the only way it ends in time is the stop under test. The count
 //! makes the point fire once per process: the next backup runs at full speed.
-#![cfg(feature = "failpoints")]
-
-mod common;
 
 use std::fs::{self, File};
 use std::path::PathBuf;
@@ -17,12 +14,13 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::cluster::{wait_until, Cluster};
-use common::{hwdr_bin, run_ok, sim_src, text};
-use hwdr::hopsfs::gen::{GenSpec, Generated};
+use crate::common;
+use crate::common::cluster::{wait_until, Cluster};
+use crate::common::{hwdr_bin, run_ok, sim_src, text};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use testkit::gen::{GenSpec, Generated};
 
 const HOPSFS_NODES: [&str; 3] = ["node1", "node2", "node3"];
 const RONDB_NODES: [&str; 2] = ["node1", "node2"];
@@ -343,7 +341,7 @@ fn verify_metrics(c: &Cluster) -> Vec<String> {
         .collect()
 }
 
-/// Every node as after a redeploy (see tests/restore.rs).
+/// Every node as after a redeploy (see tests/it/restore.rs).
 fn wipe(s: &Setup) {
     simctl(&s.c, &["wipe"]);
     for n in &s.generated.nodes {

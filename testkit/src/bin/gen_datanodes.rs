@@ -1,10 +1,10 @@
 //! Generates HopsFS data node trees for tests and benchmarks, see
-//! `hwdr::hopsfs::gen`. Prints one summary line.
+//! `testkit::gen`. Prints one summary line.
 //!
 //! ```text
-//! cargo run --release --example gen_datanodes -- --out /tmp/dn --nodes 3 --blocks 1000000 \
+//! cargo run --release -p testkit --bin gen_datanodes -- --out /tmp/dn --nodes 3 --blocks 1000000 \
 //!     --min-size 1K --max-size 2K
-//! cargo run --release --example gen_datanodes -- --out /tmp/dn --nodes 3 --blocks 1000000 \
+//! cargo run --release -p testkit --bin gen_datanodes -- --out /tmp/dn --nodes 3 --blocks 1000000 \
 //!     --min-size 1K --max-size 2K --add 1000
 //! ```
 
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use hwdr::hopsfs::gen::{self, GenSpec};
+use testkit::gen::{self, GenSpec};
 
 /// Generate HopsFS data node trees (`<out>/node<i>/dn/`).
 #[derive(Debug, Parser)]

@@ -1,11 +1,8 @@
-#![cfg(feature = "failpoints")]
 //! The block store under faults (issue 11): blocks land under their final
 //! names only once durable, a crash before the renames leaves no block under
 //! a final name, a damaged stored block is found and replaced, replicas of
 //! the wrong length are bad replicas, and the repository gives "others" no
 //! access whatever the umask.
-
-mod common;
 
 use std::collections::HashMap;
 use std::fs;
@@ -14,14 +11,15 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::cluster::Cluster;
-use common::scenario::{self, block_name, meta_of, stored_block_of_at_least, stored_blocks};
-use common::text;
-use hwdr::hopsfs::gen::{GenBlock, GenSpec, Generated};
+use crate::common;
+use crate::common::cluster::Cluster;
+use crate::common::scenario::{self, block_name, meta_of, stored_block_of_at_least, stored_blocks};
+use crate::common::text;
 use hwdr::hopsfs::meta;
 use hwdr::hopsfs::store::BlockKey;
 use hwdr::repo::store::ObjectKey;
 use serde_json::Value;
+use testkit::gen::{GenBlock, GenSpec, Generated};
 
 const ID: &str = "2611231819";
 const ID2: &str = "2611231820";

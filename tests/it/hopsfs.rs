@@ -2,16 +2,15 @@
 //! replication 3 (generated trees with real `.meta` CRCs), agents on
 //! 127.0.0.x, blocks stored once in the repository's block store.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::cluster::Cluster;
-use common::text;
-use hwdr::hopsfs::gen::{self, GenSpec, Generated};
+use crate::common;
+use crate::common::cluster::Cluster;
+use crate::common::text;
 use hwdr::hopsfs::meta;
+use testkit::gen::{self, GenSpec, Generated};
 
 /// head1 (head), node1 (rondb 2 + hopsfs), node2 (rondb 3 + hopsfs), node3 (hopsfs).
 fn cluster_with_blocks(blocks: usize) -> (Cluster, Generated, GenSpec, PathBuf) {

@@ -2,14 +2,12 @@
 //! the simulators in tests/sim. Run as root: the runbook's programs run as
 //! `mysql`.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{hwdr_bin, manifest_files, text, tree, Single};
+use crate::common::{hwdr_bin, manifest_files, text, tree, Single};
 use sha2::{Digest, Sha256};
 
 const ID: &str = "2611231819";

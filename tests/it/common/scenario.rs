@@ -7,8 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hwdr::hopsfs::gen::{self, GenSpec, Generated};
 use serde_json::Value;
+use testkit::gen::{self, GenSpec, Generated};
 
 use super::cluster::Cluster;
 use super::{run_ok, sim_src, text, SnapshotEntry};

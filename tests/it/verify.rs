@@ -3,14 +3,13 @@
 //! hand-edited manifest is damaged and never restored; an id that does not
 //! exist is "not found", never damage.
 
-mod common;
-
 use std::fs;
 
-use common::cluster::Cluster;
-use common::{text, Single};
-use hwdr::hopsfs::gen::GenSpec;
+use crate::common;
+use crate::common::cluster::Cluster;
+use crate::common::{text, Single};
 use sha2::{Digest, Sha256};
+use testkit::gen::GenSpec;
 
 const ID: &str = "2611231819";
 

@@ -3,15 +3,14 @@
 //! backup running at the same time is never robbed, and the Prometheus text
 //! file says what happened.
 
-mod common;
-
 use std::fs;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use common::cluster::{http, wait_until, Cluster};
-use common::text;
-use hwdr::hopsfs::gen::{GenSpec, Generated};
+use crate::common;
+use crate::common::cluster::{http, wait_until, Cluster};
+use crate::common::text;
+use testkit::gen::{GenSpec, Generated};
 
 fn cluster() -> (Cluster, Generated) {
     let mut c = Cluster::new(

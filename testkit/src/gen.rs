@@ -19,7 +19,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use chrono::DateTime;
 use tracing::debug;
 
-use super::meta::{self, ChecksumType, MetaHeader, META_VERSION};
+use hwdr::hopsfs::meta::{self, ChecksumType, MetaHeader, META_VERSION};
 
 /// The first block id HDFS hands out (`LAST_RESERVED_BLOCK_ID + 1`).
 const FIRST_BLOCK_ID: u64 = 1_073_741_825;

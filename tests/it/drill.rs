@@ -2,13 +2,12 @@
 //! spare (simulated) RonDB cluster equals the production one, the check runs,
 //! every block is re-read; a failure is reported with its step.
 
-mod common;
-
 use std::process::Command;
 
-use common::cluster::Cluster;
-use common::{run_ok, sim_src, text};
-use hwdr::hopsfs::gen::GenSpec;
+use crate::common;
+use crate::common::cluster::Cluster;
+use crate::common::{run_ok, sim_src, text};
+use testkit::gen::GenSpec;
 
 #[test]
 fn drill_restores_into_a_spare_cluster_and_reports_the_failing_step() {

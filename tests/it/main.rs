@@ -1,0 +1,24 @@
+//! hwdr's integration tests, one test binary (one link, one run; the
+//! helpers in `common/` compiled once): the built `hwdr` against temp dirs and
+//! the simulators in tests/sim. Run as root: they create the runbook's users
+//! and run its programs as them. `cargo test --test it <module>::` runs one
+//! module, e.g. `cargo test --features failpoints --test it faults_store::`.
+
+mod common;
+
+mod backup;
+mod cluster;
+mod drill;
+mod hopsfs;
+mod prune;
+mod restore;
+mod store_conformance;
+mod verify;
+
+// Fault injection needs the binary built with `failpoints` (src/fault.rs).
+#[cfg(feature = "failpoints")]
+mod faults_restore;
+#[cfg(feature = "failpoints")]
+mod faults_signals;
+#[cfg(feature = "failpoints")]
+mod faults_store;
