@@ -18,7 +18,7 @@ use crate::agent::api::JobState;
 use crate::agent::client::{AgentClient, JobReport};
 use crate::agent::jobs::execute_async;
 use crate::config::{Config, NodeSpec, Role};
-use crate::job::{JobControl, JobRequest, JobResult};
+use crate::job::{JobControl, JobRequest, JobResult, PlanLine};
 
 /// How long [`Fleet::cancel_and_wait`] waits for a cancelled job to stop.
 const STOP_WAIT: Duration = Duration::from_secs(60);
@@ -172,6 +172,37 @@ impl Fleet {
             let mut shipped = set.join_all().await;
             shipped.sort_by_key(|s| s.index);
             shipped
+        })
+    }
+
+    /// What each `(node, request)` would run, as that node renders it from
+    /// its own config: this node's in-process, the others' through their
+    /// agents, all at once. Nothing runs. In the order of `jobs`.
+    pub fn plan(&self, jobs: &[(NodeSpec, JobRequest)]) -> Vec<Result<Vec<PlanLine>>> {
+        self.rt.block_on(async {
+            let asked: Vec<_> = jobs
+                .iter()
+                .map(|(node, request)| {
+                    let (config, client) = (self.config.clone(), self.client.clone());
+                    let (node, request) = (node.clone(), request.clone());
+                    tokio::spawn(async move {
+                        if node.name == config.this_node {
+                            return crate::agent::render::render(&config, &request);
+                        }
+                        let client = client.ok_or_else(|| anyhow!("no agent client for node {}", node.name))?;
+                        client.plan(&node, &request).await
+                    })
+                })
+                .collect();
+            let mut plans = Vec::new();
+            for answer in asked {
+                plans.push(
+                    answer
+                        .await
+                        .unwrap_or_else(|e| Err(anyhow!("rendering the job panicked: {e}"))),
+                );
+            }
+            plans
         })
     }
 

@@ -264,6 +264,27 @@ impl JobRequest {
     }
 }
 
+/// One line of a plan (`--dry-run`, `--plan`): what a job does on its node,
+/// as which user; an exact argv where it runs a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanLine {
+    /// The user it runs as, by name.
+    pub user: String,
+    /// The argv, or what hwdr does itself.
+    pub action: String,
+}
+
+/// A plan as text (`--dry-run`, `--plan`), and the parts it could not show:
+/// `node: why` for each node whose agent did not answer or could not
+/// render its job.
+#[derive(Debug, Clone, Default)]
+pub struct RenderedPlan {
+    /// The plan.
+    pub text: String,
+    /// `node: why` of each part not shown.
+    pub missing: Vec<String>,
+}
+
 /// The restore steps that run a configured command on a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandKind {

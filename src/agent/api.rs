@@ -111,6 +111,21 @@ pub struct JobCreated {
     pub job_id: String,
 }
 
+/// One line of the answer of `POST /v1/plan`: what the job would do on
+/// the node, as which user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanLine {
+    pub user: String,
+    pub action: String,
+}
+
+/// Answer of `POST /v1/plan`: the job as this node would run it, rendered
+/// from its own config; nothing runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPlan {
+    pub lines: Vec<PlanLine>,
+}
+
 /// Where a job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -11,7 +11,7 @@ use super::api::{self, ApiError, Health, JobCreated, JobState};
 use super::token::Token;
 use super::transport;
 use crate::config::{Config, NodeSpec};
-use crate::job::{JobRequest, JobResult};
+use crate::job::{JobRequest, JobResult, PlanLine};
 use crate::repo::lock::LockInfo;
 
 /// How long one status request asks the agent to wait for the job's end
@@ -146,6 +146,21 @@ impl AgentClient {
             .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
         let created: JobCreated = Self::decode(node, response).await?;
         Ok(created.job_id)
+    }
+
+    /// `POST /v1/plan`: what `request` would run on `node`, rendered there
+    /// from its own config.
+    pub async fn plan(&self, node: &NodeSpec, request: &JobRequest) -> Result<Vec<PlanLine>> {
+        let response = self
+            .http
+            .post(Self::url(node, "/v1/plan"))
+            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
+            .json(&api::JobRequest::from(request))
+            .send()
+            .await
+            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let plan: api::JobPlan = Self::decode(node, response).await?;
+        Ok(plan.lines.into_iter().map(Into::into).collect())
     }
 
     /// `GET /v1/jobs/{id}?wait_ms=…`: the agent answers when the job ends or

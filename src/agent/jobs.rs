@@ -131,21 +131,27 @@ pub fn run_command_step(
     user: RunAs,
     control: Option<&JobControl>,
 ) -> Result<Vec<String>> {
+    let mut cmd = command_step_cmd(config, step, command, user)?;
+    if let Some(control) = control {
+        cmd = cmd.stopped_by(control);
+    }
+    let program = cmd.program.display().to_string();
+    let outcome = runner::run(cmd)?;
+    outcome.check(&program)?;
+    let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
+    if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
+        return Err(outcome.failed(&program, Failure::ErrorLine(line.to_owned())).into());
+    }
+    Ok(outcome.tail)
+}
+
+/// The command of an `[opensearch]`/`[kafka]` step, as `user`.
+pub fn command_step_cmd(config: &Config, step: &str, command: &CommandStep, user: RunAs) -> Result<Cmd> {
     let (program, args) = command
         .argv
         .split_first()
         .ok_or_else(|| anyhow!("[{step}]: no program"))?;
-    let mut cmd = Cmd::new(program, user, config.restore.command_timeout).args(args);
-    if let Some(control) = control {
-        cmd = cmd.stopped_by(control);
-    }
-    let outcome = runner::run(cmd)?;
-    outcome.check(program)?;
-    let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
-    if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("ERROR")) {
-        return Err(outcome.failed(program, Failure::ErrorLine(line.to_owned())).into());
-    }
-    Ok(outcome.tail)
+    Ok(Cmd::new(program, user, config.restore.command_timeout).args(args))
 }
 
 /// Runs `request` on this node from async code: the work on the blocking

@@ -6,6 +6,7 @@ pub mod api;
 pub mod client;
 pub mod jobs;
 mod listener;
+pub mod render;
 mod server;
 pub mod token;
 pub mod transport;

@@ -119,6 +119,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/jobs", get(list_jobs).post(start_job))
         .route("/v1/jobs/{id}", get(job_status))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/plan", post(plan_job))
         .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
     Router::new()
         .route("/v1/health", get(health))
@@ -317,8 +318,20 @@ fn lock_for(config: &Config, request: &JobRequest) -> Result<Option<LockInfo>, A
     }
 }
 
-/// Checks that the job may run here before it is accepted.
+/// Checks that the job is for this node, and may run here now, before it is
+/// accepted.
 fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
+    check_node(config, request)?;
+    if let Some(backup_id) = request.adds_to() {
+        Repository::of(config)
+            .backup_in_progress(backup_id)
+            .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
+    }
+    Ok(())
+}
+
+/// Checks that the job is for this node: its name, its role, its own config.
+fn check_node(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
     let this = config.this();
     if request.node() != &this.name {
         return Err(ApiErr(
@@ -337,21 +350,45 @@ fn precheck(config: &Config, request: &JobRequest) -> Result<(), ApiErr> {
     if let Err(e) = super::jobs::check_request(config, request) {
         return Err(ApiErr(StatusCode::BAD_REQUEST, format!("{e:#}")));
     }
-    if let Some(backup_id) = request.adds_to() {
-        Repository::of(config)
-            .backup_in_progress(backup_id)
-            .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
-    }
     Ok(())
+}
+
+/// The job's request, read and checked as hwdr's type.
+fn job_request(body: Result<Json<api::JobRequest>, JsonRejection>) -> Result<JobRequest, ApiErr> {
+    let bad = |e: String| ApiErr(StatusCode::BAD_REQUEST, format!("bad job request: {e}"));
+    let Json(request) = body.map_err(|e| bad(e.body_text()))?;
+    JobRequest::try_from(request).map_err(|e| bad(format!("{e:#}")))
+}
+
+/// `POST /v1/plan`: what the job would run on this node, from this node's
+/// own config (for the leader's `--dry-run` and `--plan`). Runs nothing and
+/// takes no lock.
+async fn plan_job(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<api::JobRequest>, JsonRejection>,
+) -> Result<Json<api::JobPlan>, ApiErr> {
+    let request = job_request(body)?;
+    check_node(&shared.config, &request)?;
+    let config = shared.config.clone();
+    let lines = tokio::task::spawn_blocking(move || super::render::render(&config, &request))
+        .await
+        .map_err(|e| {
+            ApiErr(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rendering the job panicked: {e}"),
+            )
+        })?
+        .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
+    Ok(Json(api::JobPlan {
+        lines: lines.into_iter().map(Into::into).collect(),
+    }))
 }
 
 async fn start_job(
     State(shared): State<Arc<Shared>>,
     body: Result<Json<api::JobRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<JobCreated>), ApiErr> {
-    let bad = |e: String| ApiErr(StatusCode::BAD_REQUEST, format!("bad job request: {e}"));
-    let Json(request) = body.map_err(|e| bad(e.body_text()))?;
-    let request = JobRequest::try_from(request).map_err(|e| bad(format!("{e:#}")))?;
+    let request = job_request(body)?;
     if !shared.accepting.load(Ordering::SeqCst) {
         return Err(ApiErr(StatusCode::SERVICE_UNAVAILABLE, "the agent is stopping".into()));
     }

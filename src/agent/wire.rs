@@ -10,7 +10,7 @@ use crate::backup_id::BackupId;
 use crate::config::{NodeName, Role};
 use crate::hopsfs::node::{BadReplica, Listed, Uploaded};
 use crate::hopsfs::restore::{Restored, StagedBlocks};
-use crate::job::{CommandKind, JobRequest, JobResult};
+use crate::job::{CommandKind, JobRequest, JobResult, PlanLine};
 use crate::repo::lock::LockInfo;
 use crate::repo::manifest::FileEntry;
 
@@ -277,6 +277,24 @@ impl From<api::StoredFile> for FileEntry {
             path: f.path,
             size: f.size,
             sha256: f.sha256,
+        }
+    }
+}
+
+impl From<PlanLine> for api::PlanLine {
+    fn from(l: PlanLine) -> api::PlanLine {
+        api::PlanLine {
+            user: l.user,
+            action: l.action,
+        }
+    }
+}
+
+impl From<api::PlanLine> for PlanLine {
+    fn from(l: api::PlanLine) -> PlanLine {
+        PlanLine {
+            user: l.user,
+            action: l.action,
         }
     }
 }

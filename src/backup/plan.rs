@@ -1,68 +1,127 @@
 //! `hwdr backup --dry-run`: every step of [`STEPS`], in order, with its
 //! node, user and exact argv. Each step describes itself here from the same
-//! list the run follows, so the two cannot drift apart.
+//! list the run follows, so the two cannot drift apart. What runs on the
+//! nodes (collecting RonDB parts, listing and uploading HopsFS blocks) is
+//! rendered by each node from its own config ([`Fleet::plan`]): this node
+//! in-process, the others by their agents.
+//!
+//! [`Fleet::plan`]: crate::fleet::Fleet::plan
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use anyhow::Result;
+
 use super::steps::{Step, STEPS};
 use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Config, NodeSpec, Role};
+use crate::job::{JobRequest, PlanLine, RenderedPlan};
 use crate::repo::Repository;
-use crate::rondb::{dump, mgm, parts};
+use crate::rondb::{dump, mgm};
 use crate::runner::RunAs;
 
-/// One line of the plan: a step on a node, as a user, doing something.
+/// Renders what each `(node, job)` would run on that node (the fleet asks
+/// each node; a test renders in-process).
+pub type RenderJobs<'r> = &'r dyn Fn(&[(NodeSpec, JobRequest)]) -> Vec<Result<Vec<PlanLine>>>;
+
+/// One line of the plan: a step on a node, and what it does there as whom
+/// (or why that node could not say).
 #[derive(Debug, Clone)]
-pub struct PlannedStep {
-    /// The step.
-    pub step: Step,
-    /// The node it runs on.
-    pub node: String,
-    /// The user it runs as.
-    pub user: String,
-    /// The exact argv, or what hwdr does itself.
-    pub action: String,
+struct PlannedStep {
+    step: Step,
+    node: String,
+    shown: Result<PlanLine, String>,
 }
 
-/// Every step of backup `id`, in order, as `--dry-run` prints it.
-pub fn plan(config: &Config, id: BackupId) -> Vec<PlannedStep> {
+/// A step's line before the nodes rendered their jobs.
+enum Planned {
+    /// Rendered here: what the leader does itself.
+    Here(PlannedStep),
+    /// A job its node renders.
+    Job(Step, NodeSpec, JobRequest),
+}
+
+/// Every step of backup `id`, in order, as `--dry-run` prints it, the jobs
+/// rendered by `render_jobs`.
+fn planned_steps(config: &Config, id: BackupId, render_jobs: RenderJobs<'_>) -> Vec<PlannedStep> {
     let planning = Planning::new(config, id);
-    STEPS.iter().flat_map(|step| planning.lines(*step)).collect()
+    let planned: Vec<Planned> = STEPS.iter().flat_map(|step| planning.lines(*step)).collect();
+    let jobs: Vec<(NodeSpec, JobRequest)> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Job(_, node, request) => Some((node.clone(), request.clone())),
+            Planned::Here(_) => None,
+        })
+        .collect();
+    let mut rendered = render_jobs(&jobs).into_iter();
+    let mut lines = Vec::new();
+    for p in planned {
+        match p {
+            Planned::Here(line) => lines.push(line),
+            Planned::Job(step, node, _) => {
+                let node = node.name.to_string();
+                match rendered
+                    .next()
+                    .unwrap_or_else(|| Err(anyhow::anyhow!("no node rendered this job")))
+                {
+                    Ok(shown) => lines.extend(shown.into_iter().map(|l| PlannedStep {
+                        step,
+                        node: node.clone(),
+                        shown: Ok(l),
+                    })),
+                    Err(e) => lines.push(PlannedStep {
+                        step,
+                        node,
+                        shown: Err(format!("{e:#}")),
+                    }),
+                }
+            }
+        }
+    }
+    lines
 }
 
-/// The plan as text.
-pub fn render_plan(config: &Config, id: BackupId) -> String {
-    let mut out = format!(
-        "backup {id} (RonDB backup id {}) of cluster {} into {}\n",
-        id.ndb_id(),
-        config.cluster,
-        Repository::of(config).location()
-    );
-    for (i, s) in plan(config, id).iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "{:>3}. {:<12} on {} as {}: {}",
-            i + 1,
-            s.step,
-            s.node,
-            s.user,
-            s.action
-        );
+/// The plan as text, with the lines no node could show.
+pub fn render_plan(config: &Config, id: BackupId, render_jobs: RenderJobs<'_>) -> RenderedPlan {
+    let mut plan = RenderedPlan {
+        text: format!(
+            "backup {id} (RonDB backup id {}) of cluster {} into {}\n",
+            id.ndb_id(),
+            config.cluster,
+            Repository::of(config).location()
+        ),
+        missing: Vec::new(),
+    };
+    for (i, s) in planned_steps(config, id, render_jobs).iter().enumerate() {
+        let _ = match &s.shown {
+            Ok(l) => writeln!(
+                plan.text,
+                "{:>3}. {:<12} on {} as {}: {}",
+                i + 1,
+                s.step,
+                s.node,
+                l.user,
+                l.action
+            ),
+            Err(e) => {
+                plan.missing.push(format!("{}: {e}", s.node));
+                writeln!(plan.text, "{:>3}. {:<12} on {}: NOT SHOWN: {e}", i + 1, s.step, s.node)
+            }
+        };
     }
-    out
+    plan
 }
 
 /// What the steps' descriptions share.
 struct Planning<'a> {
     config: &'a Config,
+    id: BackupId,
     /// This node, the leader.
     me: String,
     /// `[rondb] user`, as named (the dry run does not look it up).
     mysql: String,
     /// The backup's folder in the repository.
     dir: PathBuf,
-    ndb: u32,
     /// The HopsFS nodes, when their blocks are backed up (local storage).
     local_hopsfs: Vec<&'a NodeSpec>,
     /// There are HopsFS nodes, and their blocks are in cloud storage.
@@ -75,10 +134,10 @@ impl<'a> Planning<'a> {
         let any_hopsfs = hopsfs_nodes(config).next().is_some();
         Planning {
             config,
+            id,
             me: config.this_node.to_string(),
             mysql: config.rondb.user.clone(),
             dir: PathBuf::from(format!("{}/backups/{id}", Repository::of(config).location())),
-            ndb: id.ndb_id(),
             local_hopsfs: hopsfs_nodes(config).filter(|_| local).collect(),
             cloud_hopsfs: any_hopsfs && config.hopsfs.block_storage == BlockStorage::Cloud,
         }
@@ -87,34 +146,44 @@ impl<'a> Planning<'a> {
     /// The lines of `step`; none for the steps the dry run has never shown
     /// (they ask, check or tidy up: `agents`, `hopsfs-retry` after a bad
     /// replica, `check`, `prune-local`).
-    fn lines(&self, step: Step) -> Vec<PlannedStep> {
+    fn lines(&self, step: Step) -> Vec<Planned> {
         let repo = Repository::of(self.config).location();
+        let (node, id) = (|n: &NodeSpec| n.name.clone(), self.id);
         match step {
-            Step::Lock => vec![self.line(step, &self.me, "root", format!("create {repo}/lock"))],
+            Step::Lock => vec![self.here(step, "root", format!("create {repo}/lock"))],
             Step::Config => self.config_lines(),
             Step::Users => self.users_lines(),
             Step::Schemas => self.schemas_lines(),
             Step::NdbBackup => {
-                let start = mgm::start_backup_cmd(&self.config.rondb, &self.config.backup, self.run_as(), self.ndb);
-                vec![self.line(step, &self.me, &self.mysql, start.argv_display())]
+                let start = mgm::start_backup_cmd(&self.config.rondb, &self.config.backup, self.run_as(), id.ndb_id());
+                vec![self.here(step, &self.mysql, start.argv_display())]
             }
-            Step::RondbParts => self.rondb_parts_lines(),
+            Step::RondbParts => {
+                let rondb: Vec<&NodeSpec> = self.config.nodes.iter().filter(|n| n.has(Role::Rondb)).collect();
+                jobs(step, &rondb, |n| JobRequest::CollectRondbParts {
+                    node: node(n),
+                    backup_id: id,
+                })
+            }
             Step::Hopsfs if self.cloud_hopsfs => {
-                let what = "nothing: [hopsfs] block_storage is cloud";
-                vec![self.line(step, &self.me, "root", what.into())]
+                vec![self.here(step, "root", "nothing: [hopsfs] block_storage is cloud".into())]
             }
-            Step::HopsfsList => self.hopsfs_list_lines(),
+            Step::HopsfsList => jobs(step, &self.local_hopsfs, |n| JobRequest::HopsfsInventory {
+                node: node(n),
+                backup_id: id,
+            }),
             Step::HopsfsPlan if !self.local_hopsfs.is_empty() => {
                 let what = "merge the inventories; give each block the repository lacks to one node holding it";
-                vec![self.line(step, &self.me, "root", what.into())]
+                vec![self.here(step, "root", what.into())]
             }
-            Step::HopsfsUpload => {
-                let what = format!("copy the assigned blocks into {repo}/blocks/, each checked against its .meta CRCs");
-                self.on_hopsfs_nodes(step, |_| what.clone())
-            }
+            Step::HopsfsUpload => jobs(step, &self.local_hopsfs, |n| JobRequest::HopsfsUpload {
+                node: node(n),
+                backup_id: id,
+                round: 1,
+            }),
             Step::Manifest => {
                 let what = format!("write {}", self.dir.join("manifest.json").display());
-                vec![self.line(step, &self.me, "root", what)]
+                vec![self.here(step, "root", what)]
             }
             Step::Hopsfs | Step::HopsfsPlan | Step::Agents | Step::HopsfsRetry | Step::Check | Step::PruneLocal => {
                 Vec::new()
@@ -122,13 +191,16 @@ impl<'a> Planning<'a> {
         }
     }
 
-    fn line(&self, step: Step, node: &str, user: &str, action: String) -> PlannedStep {
-        PlannedStep {
+    /// A line of what the leader does itself.
+    fn here(&self, step: Step, user: &str, action: String) -> Planned {
+        Planned::Here(PlannedStep {
             step,
-            node: node.into(),
-            user: user.into(),
-            action,
-        }
+            node: self.me.clone(),
+            shown: Ok(PlanLine {
+                user: user.into(),
+                action,
+            }),
+        })
     }
 
     /// The user of the RonDB commands, named only: a dry run looks no user up.
@@ -139,37 +211,30 @@ impl<'a> Planning<'a> {
         }
     }
 
-    fn config_lines(&self) -> Vec<PlannedStep> {
+    fn config_lines(&self) -> Vec<Planned> {
         let paths = &self.config.config_paths;
         if paths.is_empty() {
             let what = "nothing to copy: [config_backup] paths is empty";
-            return vec![self.line(Step::Config, &self.me, "root", what.into())];
+            return vec![self.here(Step::Config, "root", what.into())];
         }
         let into = format!("{}/config/", self.dir.display());
         paths
             .iter()
-            .map(|path| {
-                self.line(
-                    Step::Config,
-                    &self.me,
-                    "root",
-                    format!("copy {} into {into}", path.display()),
-                )
-            })
+            .map(|path| self.here(Step::Config, "root", format!("copy {} into {into}", path.display())))
             .collect()
     }
 
-    fn users_lines(&self) -> Vec<PlannedStep> {
+    fn users_lines(&self) -> Vec<Planned> {
         let users = dump::mysqlpump_cmd(&self.config.rondb, &self.config.backup, self.run_as());
         let what = format!(
             "{} > {}",
             users.argv_display(),
             self.dir.join(dump::USERS_FILE).display()
         );
-        vec![self.line(Step::Users, &self.me, &self.mysql, what)]
+        vec![self.here(Step::Users, &self.mysql, what)]
     }
 
-    fn schemas_lines(&self) -> Vec<PlannedStep> {
+    fn schemas_lines(&self) -> Vec<Planned> {
         let (rondb, backup) = (&self.config.rondb, &self.config.backup);
         let show = dump::show_databases_cmd(rondb, backup, self.run_as());
         let excluded = rondb.exclude_databases.join(",");
@@ -181,54 +246,18 @@ impl<'a> Planning<'a> {
             self.dir.join(dump::SCHEMAS_FILE).display()
         );
         vec![
-            self.line(Step::Schemas, &self.me, &self.mysql, show.argv_display()),
-            self.line(Step::Schemas, &self.me, &self.mysql, what),
+            self.here(Step::Schemas, &self.mysql, show.argv_display()),
+            self.here(Step::Schemas, &self.mysql, what),
         ]
     }
+}
 
-    fn rondb_parts_lines(&self) -> Vec<PlannedStep> {
-        let from = parts::node_backup_dir(&self.config.rondb.backup_dir, self.ndb);
-        let into = format!("{}/{}", self.dir.display(), parts::repo_rel_dir(self.ndb));
-        let rondb = self.config.nodes.iter().filter(|n| n.has(Role::Rondb));
-        rondb
-            .map(|node| {
-                let what = format!(
-                    "collect the parts of data nodes {:?} from {} into {into}",
-                    node.rondb_node_ids,
-                    from.display()
-                );
-                self.line(Step::RondbParts, node.name.as_str(), "root", what)
-            })
-            .collect()
-    }
-
-    fn hopsfs_list_lines(&self) -> Vec<PlannedStep> {
-        let dirs: Vec<String> = self
-            .config
-            .hopsfs
-            .data_dirs
-            .iter()
-            .map(|d| d.display().to_string())
-            .collect();
-        self.on_hopsfs_nodes(Step::HopsfsList, |node| {
-            format!(
-                "list the finalized blocks and VERSION files of {} into {}/hopsfs/{}/",
-                dirs.join(", "),
-                self.dir.display(),
-                node.name
-            )
-        })
-    }
-
-    /// One line of `step` on each HopsFS node whose blocks are backed up, as
-    /// `[hopsfs] user`.
-    fn on_hopsfs_nodes(&self, step: Step, what: impl Fn(&NodeSpec) -> String) -> Vec<PlannedStep> {
-        let hdfs = self.config.hopsfs.user.as_str();
-        self.local_hopsfs
-            .iter()
-            .map(|node| self.line(step, node.name.as_str(), hdfs, what(node)))
-            .collect()
-    }
+/// One job of `step` on each of `nodes`, for its node to render.
+fn jobs(step: Step, nodes: &[&NodeSpec], request: impl Fn(&NodeSpec) -> JobRequest) -> Vec<Planned> {
+    nodes
+        .iter()
+        .map(|n| Planned::Job(step, (*n).clone(), request(n)))
+        .collect()
 }
 
 /// The nodes with the HopsFS role.
@@ -270,7 +299,20 @@ path = "/mnt/hwdr"
         std::fs::write(dir.path().join("hwdr.d/50-test.toml"), dropin).unwrap();
         std::fs::write(dir.path().join("hwdr.toml"), CLUSTER).unwrap();
         let config = Config::load(&dir.path().join("hwdr.toml")).unwrap();
-        render_plan(&config, "2611231819".parse().unwrap())
+        // Each node renders its jobs from its own config: here, this one's
+        // with the node's name.
+        let in_process = |jobs: &[(NodeSpec, JobRequest)]| -> Vec<Result<Vec<PlanLine>>> {
+            jobs.iter()
+                .map(|(node, request)| {
+                    let mut theirs = config.clone();
+                    theirs.this_node = node.name.clone();
+                    crate::agent::render::render(&theirs, request)
+                })
+                .collect()
+        };
+        let plan = render_plan(&config, "2611231819".parse().unwrap(), &in_process);
+        assert!(plan.missing.is_empty(), "{:?}", plan.missing);
+        plan.text
     }
 
     #[test]

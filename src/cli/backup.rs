@@ -42,9 +42,11 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     if args.dry_run {
         super::open_repository(&config)?;
         let id = backup::choose_id(&opts, Local::now())?;
-        out!("{}", backup::render_plan(&config, id));
+        let fleet = Fleet::new(config)?;
+        let plan = backup::render_plan(fleet.config(), id, &|jobs| fleet.plan(jobs));
+        out!("{}", plan.text);
         outln!("dry run: nothing was changed");
-        return Ok(Code::Success);
+        return super::plan_complete(&plan);
     }
     crate::cancel::install()?;
     let fleet = Fleet::new(config)?;

@@ -65,6 +65,19 @@ pub fn open_repository(config: &Config) -> anyhow::Result<Repository> {
     Repository::open(config)
 }
 
+/// Success when every node showed its part of a printed plan (`--dry-run`,
+/// `--plan`); otherwise a failure naming each part missing.
+pub fn plan_complete(plan: &crate::job::RenderedPlan) -> anyhow::Result<crate::exit::Code> {
+    if plan.missing.is_empty() {
+        return Ok(crate::exit::Code::Success);
+    }
+    anyhow::bail!(
+        "the plan is incomplete: {} parts could not be shown (every node renders its own):\n  - {}",
+        plan.missing.len(),
+        plan.missing.join("\n  - ")
+    )
+}
+
 /// [`open_repository`] for the commands that keep the metrics text file
 /// (backup, verify, prune): a repository that does not open shows there as
 /// `hwdr_repository_ok 0`, so the alert fires.

@@ -58,8 +58,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = fleet.config();
     let restore = Restore::new(&fleet, args.id)?;
     if args.plan {
-        out!("{}", restore.render_plan()?);
-        return Ok(Code::Success);
+        let plan = restore.render_plan()?;
+        out!("{}", plan.text);
+        return super::plan_complete(&plan);
     }
     crate::cancel::install()?;
     let _span = info_span!("restore", hwdr_backup_id = %args.id, hwdr_node = %config.this_node).entered();

@@ -88,6 +88,87 @@ fn three_rondb_nodes_with_two_parts_each_land_complete() {
     }
 }
 
+/// Issue 12, move 7: the dry run shows each node's part as that node runs
+/// it: ndb2 keeps its RonDB backups elsewhere and says so; the plan asks
+/// the agent over the API (`POST /v1/plan`), which runs nothing; a node
+/// without an agent is named and the dry run fails.
+#[test]
+fn dry_run_shows_each_nodes_part_from_its_own_config() {
+    let mut c = five_nodes();
+    c.dropin(
+        "ndb2",
+        "70-own-backup-dir.toml",
+        "[rondb]\nbackup_dir = \"/srv/ndb2-own/backups\"\n",
+    );
+    start_data_agents(&mut c);
+    let out = c.hwdr("head1", &["backup", "--id", ID, "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    let into = format!("into {}/backups/{ID}/rondb/BACKUP-{NDB_ID}", c.repo.display());
+    let from = |n: &str| {
+        format!(
+            "{}/BACKUP/BACKUP-{NDB_ID}",
+            c.nodes[n].backup_dir.as_ref().unwrap().display()
+        )
+    };
+    for expected in [
+        format!("rondb-parts  on ndb1 as root: collect the parts of data nodes [2] from {} {into}", from("ndb1")),
+        format!("rondb-parts  on ndb2 as root: collect the parts of data nodes [3] from /srv/ndb2-own/backups/BACKUP/BACKUP-{NDB_ID} {into}"),
+        format!("rondb-parts  on ndb3 as root: collect the parts of data nodes [4] from {} {into}", from("ndb3")),
+    ] {
+        assert!(plan.contains(&expected), "plan lacks {expected:?}:\n{plan}");
+    }
+    assert!(
+        c.manifest(ID).is_none() && !c.repo.join(format!("backups/{ID}")).exists(),
+        "a dry run changes nothing"
+    );
+    // The agent's own answer, as the leader gets it.
+    let (code, answer) = c.api(
+        "ndb2",
+        "POST",
+        "/v1/plan",
+        Some(&format!(
+            r#"{{"kind": "collect_rondb_parts", "node": "ndb2", "backup_id": "{ID}"}}"#
+        )),
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["lines"][0]["user"], "root");
+    assert!(
+        answer["lines"][0]["action"]
+            .as_str()
+            .unwrap()
+            .contains("/srv/ndb2-own/backups/"),
+        "{answer}"
+    );
+    let (code, answer) = c.api(
+        "ndb2",
+        "POST",
+        "/v1/plan",
+        Some(&format!(
+            r#"{{"kind": "collect_rondb_parts", "node": "ndb1", "backup_id": "{ID}"}}"#
+        )),
+    );
+    assert_eq!(code, 400, "a node renders only its own jobs: {answer}");
+
+    c.kill_agent("ndb3");
+    let out = c.hwdr("head1", &["backup", "--id", ID, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.contains("rondb-parts  on ndb3: NOT SHOWN: agent of ndb3 ("),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("manifest     on head1 as root: write"),
+        "the rest is shown:\n{plan}"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the plan is incomplete: 1 parts could not be shown"),
+        "{err}"
+    );
+}
+
 #[test]
 fn wrong_or_missing_token_is_refused_and_changes_nothing() {
     let mut c = five_nodes();

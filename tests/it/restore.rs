@@ -228,6 +228,76 @@ fn plan_prints_every_step_with_node_user_argv_and_what_it_waits_for() {
     assert!(runs_of(&s.c, "ndb_restore").is_empty(), "--plan must run nothing");
 }
 
+/// Issue 12, move 7: each node renders its own part of `--plan` from its own
+/// config (node2 runs another `ndb_restore`, from its own staging folder);
+/// a node whose agent does not answer is named, and the plan fails.
+#[test]
+fn plan_shows_each_nodes_part_as_that_node_runs_it_and_names_the_parts_not_shown() {
+    let mut s = backed_up();
+    let own = "/opt/rondb-24.10/bin/ndb_restore";
+    s.c.dropin(
+        "node2",
+        "70-own-ndb-restore.toml",
+        &format!("[rondb]\nndb_restore = \"{own}\"\n"),
+    );
+    s.c.kill_agent("node2");
+    s.c.start_agent("node2");
+    let out = s.c.hwdr("head1", &["restore", ID, "--plan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    let staged = |node: &str| {
+        s.c.dir
+            .path()
+            .join(format!("staging-{node}/BACKUP-263271819"))
+            .display()
+            .to_string()
+    };
+    let bin = s.c.sim.join("bin").display().to_string();
+    for expected in [
+        format!("on node2 as mysql: {own} -n 3 -b 263271819 -r "),
+        format!("--backup_path={}\n", staged("node2")),
+        format!("on node1 as mysql: {bin}/ndb_restore -n 2 -b 263271819 -r "),
+        format!(
+            "on node1 as root: copy the parts of data nodes [2] into {} (checked",
+            staged("node1")
+        ),
+        format!("on head1 as mysql: {bin}/ndb_restore -n 2 -b 263271819 -m "),
+    ] {
+        assert!(plan.contains(&expected), "plan lacks {expected:?}:\n{plan}");
+    }
+    assert!(
+        !plan.contains(&format!(
+            "-n 3 -b 263271819 -r --ndb-connectstring=127.0.0.1:1186 --backup_path={}",
+            staged("head1")
+        )),
+        "{plan}"
+    );
+
+    s.c.kill_agent("node3");
+    let out = s.c.hwdr("head1", &["restore", ID, "--plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    let not_shown: Vec<&str> = plan.lines().filter(|l| l.contains("NOT SHOWN")).collect();
+    assert_eq!(not_shown.len(), 2, "node3 stages and restores its blocks:\n{plan}");
+    assert!(
+        not_shown
+            .iter()
+            .all(|l| l.starts_with("      on node3: NOT SHOWN: agent of node3 (")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(" 9. kafka (after opensearch)"),
+        "the rest of the plan is shown:\n{plan}"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the plan is incomplete: 2 parts could not be shown"),
+        "{err}"
+    );
+    assert!(err.contains("  - node3: agent of node3 ("), "{err}");
+    assert!(runs_of(&s.c, "ndb_restore").is_empty(), "--plan must run nothing");
+}
+
 #[test]
 fn a_failure_at_each_step_then_resume_finishes_without_redoing_finished_steps() {
     let s = backed_up();
