@@ -14,9 +14,10 @@ use crate::agent::jobs::complete_manifest;
 use crate::backup_id::BackupId;
 use crate::config::Config;
 use crate::job::JobControl;
+use crate::repo::manifest::Manifest;
 use crate::repo::Repository;
 use crate::rondb::restore::{self as rr, NdbAction};
-use crate::runner::{self, Cmd};
+use crate::runner::{self, Cmd, RunAs};
 use crate::verify;
 
 /// What a drill found.
@@ -49,103 +50,18 @@ fn spare_config(config: &Config, connectstring: &str) -> Config {
 /// Runs the drill of backup `id`.
 pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
     let manifest = complete_manifest(config, id)?;
-    let mut report = DrillReport {
+    let mut steps = Steps(DrillReport {
         backup_id: id.to_string(),
         passed: false,
         steps: Vec::new(),
         failure: None,
-    };
-    let mut step = |name: &str, f: &mut dyn FnMut() -> Result<String>| -> bool {
-        if report.failure.is_some() {
-            return false;
-        }
-        let _span = info_span!("step", hwdr_step = name).entered();
-        match f() {
-            Ok(what) => {
-                info!("drill step {name}: {what}");
-                report.steps.push((name.to_owned(), what));
-                true
-            }
-            Err(e) => {
-                error!("drill step {name} failed: {e:#}");
-                report.failure = Some((name.to_owned(), format!("{e:#}")));
-                false
-            }
-        }
-    };
-
+    });
     if let Some(cs) = &config.drill.connectstring {
-        let spare = spare_config(config, cs);
-        let mysql = config.rondb_user();
-        let ndb = manifest.rondb.ndb_backup_id;
-        let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.clone();
-        let meta_id = ids.iter().next().copied().unwrap_or(0);
-        let run_ndb = |node: u32, action: NdbAction| -> Result<String> {
-            let user = mysql.as_ref().map_err(|e| anyhow!("{e:#}"))?.clone();
-            let outcome = runner::run(rr::ndb_restore_cmd(
-                &spare.rondb,
-                &spare.restore,
-                user,
-                ndb,
-                node,
-                action,
-            ))?;
-            rr::judge_ndb_restore(&outcome)?;
-            Ok(outcome.tail.last().cloned().unwrap_or_default())
-        };
-        step("stage", &mut || {
-            let staged = rr::stage_parts(&spare, &manifest, &ids, &JobControl::default())?;
-            if !staged.damaged.is_empty() {
-                bail!("damaged in the repository: {}", staged.damaged.join("; "));
-            }
-            rr::stage_sql(&spare, &manifest)?;
-            Ok(format!("{} part files and the SQL files", staged.files.len()))
-        });
-        step("rondb-meta", &mut || run_ndb(meta_id, NdbAction::Meta));
-        for node in &ids {
-            step("rondb-data", &mut || {
-                run_ndb(*node, NdbAction::Data).map(|t| format!("data node {node}: {t}"))
-            });
-        }
-        step("rondb-indexes", &mut || run_ndb(meta_id, NdbAction::Indexes));
-        step("users", &mut || {
-            if config.drill.mysql_client.is_none() {
-                bail!(
-                    "{} is not set: hwdr needs the spare cluster's client to restore users",
-                    config.origins.key("drill", "mysql_client")
-                );
-            }
-            let user = mysql.as_ref().map_err(|e| anyhow!("{e:#}"))?.clone();
-            let staged = rr::staged_dir(&spare.restore, ndb);
-            for file in ["users.sql", "schemas.sql"] {
-                let outcome = runner::run(rr::mysql_source_cmd(
-                    &spare.rondb,
-                    &spare.restore,
-                    user.clone(),
-                    &staged.join(file),
-                ))?;
-                rr::judge_mysql(&outcome)?;
-            }
-            Ok("users, grants and schemas replayed".into())
-        });
-        if !config.drill.check_command.is_empty() {
-            step("check", &mut || {
-                let user = config.drill_user()?;
-                let (program, args) = config
-                    .drill
-                    .check_command
-                    .split_first()
-                    .ok_or_else(|| anyhow!("empty"))?;
-                let outcome = runner::run(Cmd::new(program, user, config.restore.command_timeout).args(args))?;
-                outcome.check(program)?;
-                Ok(outcome.tail.last().cloned().unwrap_or_else(|| "passed".into()))
-            });
-        }
-        let _ = std::fs::remove_dir_all(&spare.restore.staging_dir);
+        rondb_on_spare(config, &manifest, cs, &mut steps);
     } else {
         info!("no [drill] connectstring: the RonDB part is not restored, only read through");
     }
-    step("hopsfs-blocks", &mut || {
+    steps.run("hopsfs-blocks", || {
         let r = verify::verify(&Repository::of(config), id, true)?;
         if !r.ok() {
             bail!("{} problem(s), first: {}", r.damage.len(), r.damage[0]);
@@ -155,6 +71,103 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
             r.files_checked, r.blocks_checked
         ))
     });
+    let mut report = steps.0;
     report.passed = report.failure.is_none();
     Ok(report)
+}
+
+/// The drill's steps as they run: after the first failure none runs.
+struct Steps(DrillReport);
+
+impl Steps {
+    /// Runs step `name` unless one failed before; records what it did.
+    fn run(&mut self, name: &str, f: impl FnOnce() -> Result<String>) {
+        if self.0.failure.is_some() {
+            return;
+        }
+        let _span = info_span!("step", hwdr_step = name).entered();
+        match f() {
+            Ok(what) => {
+                info!("drill step {name}: {what}");
+                self.0.steps.push((name.to_owned(), what));
+            }
+            Err(e) => {
+                error!("drill step {name} failed: {e:#}");
+                self.0.failure = Some((name.to_owned(), format!("{e:#}")));
+            }
+        }
+    }
+}
+
+/// The RonDB part of the backup restored into the spare cluster at `cs`, as
+/// the restore does it (stage, metadata, data, indexes, users), then
+/// `[drill] check_command`. The staged copies are removed after.
+fn rondb_on_spare(config: &Config, manifest: &Manifest, cs: &str, steps: &mut Steps) {
+    let spare = spare_config(config, cs);
+    let mysql = config.rondb_user().map_err(|e| format!("{e:#}"));
+    let user = || mysql.clone().map_err(|e| anyhow!(e));
+    let ndb = manifest.rondb.ndb_backup_id;
+    let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.clone();
+    let meta_id = ids.iter().next().copied().unwrap_or(0);
+    let run_ndb = |node: u32, action: NdbAction| -> Result<String> {
+        let cmd = rr::ndb_restore_cmd(&spare.rondb, &spare.restore, user()?, ndb, node, action);
+        let outcome = runner::run(cmd)?;
+        rr::judge_ndb_restore(&outcome)?;
+        Ok(outcome.tail.last().cloned().unwrap_or_default())
+    };
+    steps.run("stage", || {
+        let staged = rr::stage_parts(&spare, manifest, &ids, &JobControl::default())?;
+        if !staged.damaged.is_empty() {
+            bail!("damaged in the repository: {}", staged.damaged.join("; "));
+        }
+        rr::stage_sql(&spare, manifest)?;
+        Ok(format!("{} part files and the SQL files", staged.files.len()))
+    });
+    steps.run("rondb-meta", || run_ndb(meta_id, NdbAction::Meta));
+    for node in &ids {
+        steps.run("rondb-data", || {
+            run_ndb(*node, NdbAction::Data).map(|t| format!("data node {node}: {t}"))
+        });
+    }
+    steps.run("rondb-indexes", || run_ndb(meta_id, NdbAction::Indexes));
+    steps.run("users", || replay_sql(config, &spare, ndb, user));
+    if !config.drill.check_command.is_empty() {
+        steps.run("check", || run_check(config));
+    }
+    let _ = std::fs::remove_dir_all(&spare.restore.staging_dir);
+}
+
+/// users.sql, then schemas.sql, through the spare cluster's client.
+fn replay_sql(config: &Config, spare: &Config, ndb: u32, user: impl Fn() -> Result<RunAs>) -> Result<String> {
+    if config.drill.mysql_client.is_none() {
+        bail!(
+            "{} is not set: hwdr needs the spare cluster's client to restore users",
+            config.origins.key("drill", "mysql_client")
+        );
+    }
+    let user = user()?;
+    let staged = rr::staged_dir(&spare.restore, ndb);
+    for file in ["users.sql", "schemas.sql"] {
+        let outcome = runner::run(rr::mysql_source_cmd(
+            &spare.rondb,
+            &spare.restore,
+            user.clone(),
+            &staged.join(file),
+        ))?;
+        rr::judge_mysql(&outcome)?;
+    }
+    Ok("users, grants and schemas replayed".into())
+}
+
+/// `[drill] check_command`, as `[drill] user`.
+fn run_check(config: &Config) -> Result<String> {
+    let user = config.drill_user()?;
+    let (program, args) = config
+        .drill
+        .check_command
+        .split_first()
+        .ok_or_else(|| anyhow!("empty"))?;
+    let outcome = runner::run(Cmd::new(program, user, config.restore.command_timeout).args(args))?;
+    outcome.check(program)?;
+    Ok(outcome.tail.last().cloned().unwrap_or_else(|| "passed".into()))
 }

@@ -76,124 +76,124 @@ pub fn run(config_path: &Path, Command::Check: Command) -> Result<Code> {
 
 fn check_host(config: &Config, report: &mut Report) {
     let this = config.this();
-    let o = &config.origins;
-    let rondb_user = this.has(Role::Head) || this.has(Role::Rondb);
-    if rondb_user {
-        report.check(
-            config
-                .rondb_user()
-                .map(|u| {
-                    format!(
-                        "{}: user '{}' exists (uid {}, gid {})",
-                        o.key("rondb", "user"),
-                        u.name,
-                        u.uid,
-                        u.gid
-                    )
-                })
-                .map_err(|e| format!("{e:#}")),
-        );
+    if this.has(Role::Head) || this.has(Role::Rondb) {
+        check_rondb_user(config, report);
     }
     if this.has(Role::Head) {
-        for (key, path) in [
-            ("mgm_client", &config.rondb.mgm_client),
-            ("mysqlpump", &config.rondb.mysqlpump),
-            ("mysqldump", &config.rondb.mysqldump),
-            ("mysql", &config.rondb.mysql),
-        ] {
-            report.check(
-                executable(path)
-                    .map(|_| format!("{}: {} is executable", o.key("rondb", key), path.display()))
-                    .map_err(|e| format!("{}: {e}", o.key("rondb", key))),
-            );
-        }
-        if config.rondb.socket.exists() {
-            report.ok(format!(
-                "{}: {} exists",
-                o.key("rondb", "socket"),
-                config.rondb.socket.display()
-            ));
-        } else {
-            report.warn(format!(
-                "{}: {} does not exist (is mysqld running on this node?)",
-                o.key("rondb", "socket"),
-                config.rondb.socket.display()
-            ));
-        }
-        if config.config_paths.is_empty() {
-            report.warn(format!(
-                "{}: empty: the cluster definition is not backed up",
-                o.key("config_backup", "paths")
-            ));
-        }
-        for path in &config.config_paths {
-            match fs::metadata(path) {
-                Ok(_) => report.ok(format!(
-                    "{}: {} exists",
-                    o.key("config_backup", "paths"),
-                    path.display()
-                )),
-                Err(e) => report.fail(format!("{}: {}: {e}", o.key("config_backup", "paths"), path.display())),
-            }
-        }
+        check_head(config, report);
     }
     if this.has(Role::Hopsfs) {
         check_hopsfs(config, report);
     }
     // The agents need the token; a one-node cluster without one has no agents to talk to.
     if crate::fleet::needs_agents(config) || config.agent.token_file.exists() {
-        let key = o.key("agent", "token_file");
-        report.check(
-            crate::agent::token::Token::load(&config.agent.token_file, &key)
-                .map(|_| {
-                    format!(
-                        "{key}: {} is root's, mode 0600, with a token of at least {} characters",
-                        config.agent.token_file.display(),
-                        crate::agent::token::MIN_LEN
-                    )
-                })
-                .map_err(|e| format!("{e:#}")),
-        );
+        check_token(config, report);
     }
     if this.has(Role::Rondb) {
-        let dir = &config.rondb.backup_dir;
-        if dir.is_dir() {
-            report.ok(format!(
-                "{}: {} is a folder",
-                o.key("rondb", "backup_dir"),
-                dir.display()
-            ));
-        } else {
-            report.fail(format!(
-                "{}: {} is not a folder",
-                o.key("rondb", "backup_dir"),
-                dir.display()
-            ));
-        }
+        check_backup_dir(config, report);
     }
+    check_repository(config, report);
+}
+
+fn check_rondb_user(config: &Config, report: &mut Report) {
     report.check(
-        repository_writable(&Repository::of(config))
-            .map(|_| {
+        config
+            .rondb_user()
+            .map(|u| {
                 format!(
-                    "{}: {} takes a put, get, listing and delete",
-                    o.key("repository", "path"),
-                    crate::repo::Repository::of(config).location()
+                    "{}: user '{}' exists (uid {}, gid {})",
+                    config.origins.key("rondb", "user"),
+                    u.name,
+                    u.uid,
+                    u.gid
                 )
             })
-            .map_err(|e| format!("{}: {e}", o.key("repository", "path"))),
+            .map_err(|e| format!("{e:#}")),
+    );
+}
+
+/// The RonDB programs, the MySQL socket and the config files a head node
+/// backs up.
+fn check_head(config: &Config, report: &mut Report) {
+    let o = &config.origins;
+    for (key, path) in [
+        ("mgm_client", &config.rondb.mgm_client),
+        ("mysqlpump", &config.rondb.mysqlpump),
+        ("mysqldump", &config.rondb.mysqldump),
+        ("mysql", &config.rondb.mysql),
+    ] {
+        report.check(
+            executable(path)
+                .map(|_| format!("{}: {} is executable", o.key("rondb", key), path.display()))
+                .map_err(|e| format!("{}: {e}", o.key("rondb", key))),
+        );
+    }
+    let socket = &config.rondb.socket;
+    if socket.exists() {
+        report.ok(format!("{}: {} exists", o.key("rondb", "socket"), socket.display()));
+    } else {
+        report.warn(format!(
+            "{}: {} does not exist (is mysqld running on this node?)",
+            o.key("rondb", "socket"),
+            socket.display()
+        ));
+    }
+    let key = o.key("config_backup", "paths");
+    if config.config_paths.is_empty() {
+        report.warn(format!("{key}: empty: the cluster definition is not backed up"));
+    }
+    for path in &config.config_paths {
+        match fs::metadata(path) {
+            Ok(_) => report.ok(format!("{key}: {} exists", path.display())),
+            Err(e) => report.fail(format!("{key}: {}: {e}", path.display())),
+        }
+    }
+}
+
+fn check_token(config: &Config, report: &mut Report) {
+    let key = config.origins.key("agent", "token_file");
+    report.check(
+        crate::agent::token::Token::load(&config.agent.token_file, &key)
+            .map(|_| {
+                format!(
+                    "{key}: {} is root's, mode 0600, with a token of at least {} characters",
+                    config.agent.token_file.display(),
+                    crate::agent::token::MIN_LEN
+                )
+            })
+            .map_err(|e| format!("{e:#}")),
+    );
+}
+
+fn check_backup_dir(config: &Config, report: &mut Report) {
+    let (key, dir) = (config.origins.key("rondb", "backup_dir"), &config.rondb.backup_dir);
+    if dir.is_dir() {
+        report.ok(format!("{key}: {} is a folder", dir.display()));
+    } else {
+        report.fail(format!("{key}: {} is not a folder", dir.display()));
+    }
+}
+
+/// The repository takes a probe object (put, get, list, delete) and is this
+/// cluster's.
+fn check_repository(config: &Config, report: &mut Report) {
+    let key = config.origins.key("repository", "path");
+    let location = Repository::of(config).location();
+    report.check(
+        repository_writable(&Repository::of(config))
+            .map(|_| format!("{key}: {location} takes a put, get, listing and delete"))
+            .map_err(|e| format!("{key}: {e}")),
     );
     report.check(
         Repository::open(config)
             .map(|_| {
                 format!(
-                    "{}: {} is the repository of cluster '{}' ({})",
-                    o.key("repository", "path"),
-                    crate::repo::Repository::of(config).location(),
+                    "{key}: {location} is the repository of cluster '{}' ({})",
                     config.cluster,
                     crate::repo::MARKER
                 )
             })
-            .map_err(|e| format!("{}: {e:#}", o.key("repository", "path"))),
+            .map_err(|e| format!("{key}: {e:#}")),
     );
 }
 

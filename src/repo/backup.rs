@@ -118,7 +118,9 @@ impl BackupReader {
     /// the read that reaches the end fails if they differ (so what was read
     /// before must not be trusted until then).
     pub fn open_checked(&self, entry: &FileEntry) -> Result<Checked<Box<dyn Read + Send>>, StoreError> {
-        Ok(Checked::new(self.open(&entry.path)?, entry.clone()))
+        let key = ObjectKey::backup_file(self.id, &entry.path)?;
+        let name = self.backend.location_of(&key);
+        Ok(Checked::new(self.backend.get(&key)?, entry.clone(), name))
     }
 
     /// `entry`'s whole content, checked.
@@ -166,22 +168,26 @@ fn hash(source: &mut dyn Read) -> io::Result<(u64, String)> {
 }
 
 /// A reader checked against a manifest entry: at its end it fails (with
-/// [`io::ErrorKind::InvalidData`]) if the size or SHA-256 differ.
+/// [`io::ErrorKind::InvalidData`], naming the object) if the size or SHA-256
+/// differ.
 pub struct Checked<R> {
     inner: R,
     hasher: Sha256,
     size: u64,
     entry: FileEntry,
+    /// Where the object is, for the message.
+    name: String,
 }
 
 impl<R: Read> Checked<R> {
-    /// Checks what `inner` yields against `entry`.
-    pub fn new(inner: R, entry: FileEntry) -> Checked<R> {
+    /// Checks what `inner` yields against `entry`; `name` says where it is.
+    pub fn new(inner: R, entry: FileEntry, name: String) -> Checked<R> {
         Checked {
             inner,
             hasher: Sha256::new(),
             size: 0,
             entry,
+            name,
         }
     }
 }
@@ -196,7 +202,7 @@ impl<R: Read> Read for Checked<R> {
                     io::ErrorKind::InvalidData,
                     format!(
                         "{} does not match the manifest: it has {} bytes, the manifest says {}; it is damaged",
-                        self.entry.path, self.size, self.entry.size
+                        self.name, self.size, self.entry.size
                     ),
                 ));
             }
@@ -205,7 +211,7 @@ impl<R: Read> Read for Checked<R> {
                     io::ErrorKind::InvalidData,
                     format!(
                         "{} does not match the manifest: its SHA-256 differs from the manifest's; it is damaged",
-                        self.entry.path
+                        self.name
                     ),
                 ));
             }

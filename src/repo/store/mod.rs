@@ -192,6 +192,11 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Where the repository is, for messages (`/mnt/hwdr`, `s3://b/p`).
     fn location(&self) -> String;
 
+    /// Where object `key` is, for messages (`/mnt/hwdr/backups/…`).
+    fn location_of(&self, key: &ObjectKey) -> String {
+        format!("{}/{key}", self.location())
+    }
+
     /// Whether the repository's location exists and can be used (a mounted
     /// folder, a reachable bucket); why not otherwise.
     fn check_location(&self) -> Result<(), String>;

@@ -2,24 +2,22 @@
 //! the configured user, with a clean environment and a timeout, its output
 //! streamed line by line into the log and kept for checking.
 
-use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::{Gid, Pid, Uid};
-use tracing::{info, warn, Span};
+use anyhow::{anyhow, Result};
+use nix::unistd::{Gid, Uid};
 
 use crate::job::JobControl;
+
+mod process;
+
+pub use process::run;
 
 /// How many trailing output lines are kept for error messages.
 const TAIL_LINES: usize = 20;
@@ -259,197 +257,6 @@ pub fn describe(status: ExitStatus) -> String {
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "ended for an unknown reason".into(),
     }
-}
-
-/// Runs `cmd` to completion. Errors when it cannot start, when hwdr would have
-/// to switch users without being root, or when it times out (a
-/// [`ProgramFailed`]); a non-zero exit is returned in the [`Outcome`] for the
-/// caller to judge with its output.
-pub fn run(cmd: Cmd) -> Result<Outcome> {
-    let me = Uid::effective();
-    let switch = me != cmd.user.uid;
-    if switch && !me.is_root() {
-        bail!(
-            "hwdr runs as uid {me} and cannot switch to user '{}' to run {}: run it as root",
-            cmd.user.name,
-            cmd.program.display()
-        );
-    }
-    let argv_line = cmd.argv_display();
-    let name = program_name(&cmd.program);
-    let mut command = std::process::Command::new(&cmd.program);
-    command
-        .args(&cmd.args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("LANG", "C.UTF-8")
-        .env("HOME", &cmd.user.home)
-        .env("USER", &cmd.user.name)
-        .env("LOGNAME", &cmd.user.name)
-        .current_dir(if cmd.user.home.is_dir() {
-            &cmd.user.home
-        } else {
-            Path::new("/")
-        })
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let capture = match cmd.stdout {
-        StdoutTo::Capture => {
-            command.stdout(Stdio::piped());
-            true
-        }
-        StdoutTo::File(file) => {
-            command.stdout(Stdio::from(file));
-            false
-        }
-    };
-    if switch {
-        let user = cmd.user.clone();
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // async-signal-safe syscalls (setgroups, setgid, setuid) on data prepared
-        // before the fork; it does not allocate.
-        unsafe {
-            command.pre_exec(move || {
-                nix::unistd::setgroups(&user.groups).map_err(std::io::Error::from)?;
-                nix::unistd::setgid(user.gid).map_err(std::io::Error::from)?;
-                nix::unistd::setuid(user.uid).map_err(std::io::Error::from)?;
-                Ok(())
-            });
-        }
-    }
-    info!(program = %name, user = %cmd.user.name, argv = %argv_line, "running {argv_line}");
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start {} as {}", cmd.program.display(), cmd.user.name))?;
-    let pgid = Pid::from_raw(child.id() as i32);
-
-    let (line_tx, line_rx) = mpsc::channel::<(bool, String)>();
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(spawn_reader(out, false, line_tx.clone(), name.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.push(spawn_reader(err, true, line_tx.clone(), name.clone()));
-    }
-    drop(line_tx);
-
-    let control = if cmd.unstoppable { None } else { cmd.control.as_ref() };
-    let status = wait_with_timeout(child, pgid, cmd.timeout, control, !cmd.unstoppable);
-    for reader in readers {
-        let _ = reader.join();
-    }
-    let mut stdout = String::new();
-    let mut tail = VecDeque::with_capacity(TAIL_LINES);
-    for (is_err, line) in line_rx.try_iter() {
-        if !is_err && capture && stdout.len() < MAX_CAPTURE {
-            stdout.push_str(&line);
-            stdout.push('\n');
-        }
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
-    }
-    let tail: Vec<String> = tail.into();
-    match status? {
-        Some(status) => {
-            if !status.success() {
-                warn!(program = %name, "{name} {}", describe(status));
-            }
-            Ok(Outcome { status, stdout, tail })
-        }
-        None => Err(ProgramFailed {
-            program: name,
-            status: Failure::TimedOut(cmd.timeout),
-            tail,
-        }
-        .into()),
-    }
-}
-
-fn program_name(program: &Path) -> String {
-    program
-        .file_name()
-        .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned())
-}
-
-fn spawn_reader<R: Read + Send + 'static>(
-    stream: R,
-    is_err: bool,
-    tx: mpsc::Sender<(bool, String)>,
-    program: String,
-) -> thread::JoinHandle<()> {
-    let span = Span::current();
-    thread::spawn(move || {
-        let _entered = span.enter();
-        let mut reader = BufReader::new(stream);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
-            if is_err {
-                warn!(program = %program, stream = "stderr", "{line}");
-            } else {
-                info!(program = %program, stream = "stdout", "{line}");
-            }
-            if tx.send((is_err, line)).is_err() {
-                break;
-            }
-        }
-    })
-}
-
-/// Waits for the child; on timeout kills its whole process group (TERM, then
-/// KILL) and returns `None`. A stop request kills it too and is an error.
-fn wait_with_timeout(
-    mut child: Child,
-    pgid: Pid,
-    timeout: Duration,
-    control: Option<&JobControl>,
-    on_signal: bool,
-) -> Result<Option<ExitStatus>> {
-    let (tx, rx) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let deadline = Instant::now() + timeout;
-    let mut cancelled = false;
-    let status = loop {
-        match rx.recv_timeout(POLL) {
-            Ok(status) => break Some(status.context("waiting for the program")?),
-            Err(_) if (on_signal && crate::cancel::requested()) || control.is_some_and(JobControl::is_cancelled) => {
-                cancelled = true;
-                break None;
-            }
-            Err(_) if Instant::now() >= deadline => break None,
-            Err(_) => {}
-        }
-    };
-    if status.is_none() {
-        let _ = killpg(pgid, Signal::SIGTERM);
-        if rx.recv_timeout(KILL_GRACE).is_err() {
-            let _ = killpg(pgid, Signal::SIGKILL);
-            let _ = rx.recv();
-        }
-    }
-    // Anything the program left behind in its group is a stray: end it so the
-    // output pipes close.
-    let _ = killpg(pgid, Signal::SIGKILL);
-    let _ = waiter.join();
-    if cancelled {
-        // The job's own reason (or the signal's) says why.
-        if let Some(control) = control {
-            control.check()?;
-        }
-        crate::cancel::check()?;
-        bail!("stopped while the program ran; it was killed");
-    }
-    Ok(status)
 }
 
 #[cfg(test)]
