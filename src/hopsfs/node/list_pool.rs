@@ -1,258 +1,44 @@
-//! The node-local HopsFS steps of a backup, called in-process by the leader
-//! for its own node or by an agent for a remote leader: list this node's
-//! blocks into an inventory, and upload the blocks the leader assigned.
+//! Listing one `finalized/` folder of a block pool: its subtrees read by a
+//! few threads as `hdfs`, each folder's blocks paired with their `.meta`,
+//! unchanged folders taken from the listing cache.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{anyhow, bail, Context, Result};
-use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::fsuser::FsUser;
-use super::inventory::{self, BlockLine, DirLine, Line, PoolLine, VersionLine};
-use super::layout;
-use super::listcache::{self, Folder, Stamp};
-use super::store::{BlockBatch, BlockKey, PutError};
-use crate::backup_id::BackupId;
-use crate::config::Config;
-use crate::fsutil;
+use crate::hopsfs::fsuser::FsUser;
+use crate::hopsfs::inventory::{self, BlockLine, Line};
+use crate::hopsfs::layout;
+use crate::hopsfs::listcache::{self, Folder, Stamp};
 use crate::job::JobControl;
-use crate::repo::manifest::FileEntry;
-use crate::repo::store::Access;
-use crate::repo::Repository;
 use crate::runner::RunAs;
-
-/// Folder of a node's HopsFS files inside a backup folder.
-pub fn node_rel_dir(node: &str) -> String {
-    format!("hopsfs/{node}")
-}
-
-/// A node's inventory inside a backup folder.
-pub fn inventory_rel(node: &str) -> String {
-    format!("{}/inventory.tsv", node_rel_dir(node))
-}
-
-/// The list of blocks assigned to `node` in upload round `round`.
-pub fn assignment_rel(node: &str, round: u32) -> String {
-    format!("{}/assign-{round}.tsv", node_rel_dir(node))
-}
-
-/// What listing a node stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listed {
-    /// The inventory and the VERSION files.
-    pub files: Vec<FileEntry>,
-    pub blocks: u64,
-    pub bytes: u64,
-    /// Block files without their `.meta` (or the reverse), left out.
-    pub skipped: Vec<String>,
-}
-
-/// A replica that could not be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadReplica {
-    pub pool: String,
-    pub id: u64,
-    pub genstamp: u64,
-    pub error: String,
-}
-
-impl BadReplica {
-    /// The block's identity.
-    pub fn key(&self) -> BlockKey {
-        BlockKey {
-            pool: self.pool.clone(),
-            id: self.id,
-            genstamp: self.genstamp,
-        }
-    }
-}
-
-/// What an upload stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Uploaded {
-    pub blocks: u64,
-    pub bytes: u64,
-    /// Replicas that failed their CRC check or could not be read.
-    pub bad: Vec<BadReplica>,
-}
-
-/// A small file read as `hdfs`, to be stored in the backup.
-struct Captured {
-    stored: String,
-    bytes: Vec<u8>,
-    mode: u32,
-}
-
-impl Captured {
-    fn read(path: &Path, stored: String) -> Result<Captured> {
-        let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        Ok(Captured {
-            stored,
-            bytes,
-            mode: meta.permissions().mode() & 0o7777,
-        })
-    }
-
-    fn line(&self, dir: u16) -> VersionLine {
-        VersionLine {
-            dir,
-            mode: self.mode,
-            size: self.bytes.len() as u64,
-            sha256: hex::encode(Sha256::digest(&self.bytes)),
-            stored: self.stored.clone(),
-        }
-    }
-}
-
-/// Lists this node's finalized blocks and VERSION files, reading as
-/// `[hopsfs] user`, into `hopsfs/<node>/` of backup `id`.
-pub fn take_inventory(config: &Config, id: BackupId, control: &JobControl) -> Result<Listed> {
-    let hdfs = config.hdfs_user()?;
-    let writer = Repository::of(config).backup_in_progress(id)?;
-    let node = config.this_node.as_str();
-    let rel_root = node_rel_dir(node);
-    // Written as it is scanned, stored once whole.
-    let spool = fsutil::spool(&config.restore.state_dir)?;
-    let (mut file, blocks, bytes, captured, skipped) = scan_all(config, &hdfs, node, &rel_root, spool, control)?;
-    file.rewind().context("rereading the inventory")?;
-    let mut files = vec![writer.put(&inventory_rel(node), &mut BufReader::new(file), Access::Group)?];
-    for c in captured {
-        files.push(writer.put_bytes(&c.stored, &c.bytes, Access::Group)?);
-    }
-    for s in &skipped {
-        warn!("left out of the backup: {s}");
-    }
-    info!(blocks, bytes, "listed {blocks} finalized blocks ({bytes} bytes)");
-    Ok(Listed {
-        files,
-        blocks,
-        bytes,
-        skipped,
-    })
-}
-
-type Scanned = (File, u64, u64, Vec<Captured>, Vec<String>);
-
-fn scan_all(
-    config: &Config,
-    hdfs: &RunAs,
-    node: &str,
-    rel_root: &str,
-    file: File,
-    control: &JobControl,
-) -> Result<Scanned> {
-    let mut w = inventory::Writer::new(BufWriter::new(file), node)?;
-    let mut captured = Vec::new();
-    let mut skipped = Vec::new();
-    let mut pool_index = 0u16;
-    let started_ns = listcache::now_ns();
-    let mut folders = FolderCount::default();
-    // Everything below is read with hdfs's permissions.
-    let _as_hdfs = FsUser::switch(hdfs.uid, hdfs.gid)?;
-    for (di, dir) in config.hopsfs.data_dirs.iter().enumerate() {
-        let di = u16::try_from(di).map_err(|_| anyhow!("too many data folders"))?;
-        let meta = fs::metadata(dir).with_context(|| format!("[hopsfs] data_dirs: {}", dir.display()))?;
-        let path = dir.to_str().ok_or_else(|| anyhow!("{} is not UTF-8", dir.display()))?;
-        w.write(&Line::Dir(DirLine {
-            index: di,
-            mode: meta.permissions().mode() & 0o7777,
-            path: path.into(),
-        }))?;
-        let version = Captured::read(
-            &layout::current(dir).join("VERSION"),
-            format!("{rel_root}/{di}/VERSION"),
-        )
-        .context("a data folder without current/VERSION is not a HopsFS storage folder")?;
-        w.write(&Line::Version(version.line(di)))?;
-        captured.push(version);
-        let mut pools = Vec::new();
-        for e in
-            fs::read_dir(layout::current(dir)).with_context(|| format!("listing {}", layout::current(dir).display()))?
-        {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type()?.is_dir() && name.starts_with("BP-") {
-                if !layout::is_pool_name(&name) {
-                    bail!("{}: unexpected block pool name {name:?}", dir.display());
-                }
-                pools.push(name);
-            }
-        }
-        pools.sort();
-        for pool in pools {
-            let version = Captured::read(
-                &layout::pool_version(dir, &pool),
-                format!("{rel_root}/{di}/{pool}/VERSION"),
-            )?;
-            w.write(&Line::Pool(PoolLine {
-                dir: di,
-                index: pool_index,
-                id: pool.clone(),
-                version: version.line(di),
-            }))?;
-            captured.push(version);
-            let finalized = layout::finalized(dir, &pool);
-            let scan = PoolScan {
-                finalized: &finalized,
-                ids: (di, pool_index),
-                hdfs,
-                cache_dir: config
-                    .hopsfs
-                    .list_cache
-                    .then(|| listcache::dir_for(&config.restore.state_dir, &finalized)),
-                started_ns,
-            };
-            let counted = scan_pool(&scan, &mut w, &mut skipped, control)?;
-            folders.read += counted.read;
-            folders.cached += counted.cached;
-            pool_index = pool_index
-                .checked_add(1)
-                .ok_or_else(|| anyhow!("too many block pools"))?;
-        }
-    }
-    info!(
-        folders_read = folders.read,
-        folders_cached = folders.cached,
-        "{} block folders read, {} unchanged ones taken from the listing cache",
-        folders.read,
-        folders.cached
-    );
-    let (out, blocks, bytes) = w.finish()?;
-    let file = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the inventory")?;
-    Ok((file, blocks, bytes, captured, skipped))
-}
 
 /// How many threads list one `finalized/` folder. Cold listings wait on one
 /// small read per folder and file; several in flight keep the disks busy.
 const LIST_THREADS: usize = 4;
 
 /// How one `finalized/` folder is listed.
-struct PoolScan<'a> {
-    finalized: &'a Path,
+pub(super) struct PoolScan<'a> {
+    pub(super) finalized: &'a Path,
     /// Storage folder and pool index of its blocks in the inventory.
-    ids: (u16, u16),
-    hdfs: &'a RunAs,
+    pub(super) ids: (u16, u16),
+    pub(super) hdfs: &'a RunAs,
     /// The listing cache's folder for it, if the cache is on.
-    cache_dir: Option<PathBuf>,
+    pub(super) cache_dir: Option<PathBuf>,
     /// When this listing started (ns since the epoch).
-    started_ns: i128,
+    pub(super) started_ns: i128,
 }
 
 /// Folders listed: read from the disk, and taken from the cache.
 #[derive(Debug, Default, Clone, Copy)]
-struct FolderCount {
-    read: u64,
-    cached: u64,
+pub(super) struct FolderCount {
+    pub(super) read: u64,
+    pub(super) cached: u64,
 }
 
 /// One folder of a subtree as listed: path below `finalized/`, stamp, content.
@@ -267,7 +53,7 @@ type Tree = Result<(Vec<Listed1>, FolderCount)>;
 /// the subtrees are listed by [`LIST_THREADS`] threads, each reading as
 /// `hdfs`, and written in that order. With the listing cache, a folder whose
 /// stamp did not change is taken from the cache (see [`listcache`]).
-fn scan_pool<W: std::io::Write>(
+pub(super) fn scan_pool<W: std::io::Write>(
     scan: &PoolScan<'_>,
     w: &mut inventory::Writer<W>,
     skipped: &mut Vec<String>,
@@ -468,147 +254,6 @@ fn scan_dir(finalized: &Path, rel: &Path, (dir, pool): (u16, u16)) -> Result<Fol
             .push(format!("{}: a .meta of block {id} without its block", here.display()));
     }
     Ok(out)
-}
-
-/// Uploads the blocks of assignment round `round` of backup `id` from this
-/// node into the block store, each checked against its CRCs. Replicas that
-/// fail are reported, not fatal: the leader takes them from another node.
-pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -> Result<Uploaded> {
-    let hdfs = config.hdfs_user()?;
-    let repo = Repository::of(config);
-    repo.backup_in_progress(id)?;
-    let backup = repo.reader(id);
-    let node = config.this_node.as_str();
-    let store = repo.blocks();
-
-    // The assignment: pool, id, genstamp per line.
-    let assign_rel = assignment_rel(node, round);
-    let text = BufReader::new(
-        backup
-            .open(&assign_rel)
-            .with_context(|| format!("opening {assign_rel}"))?,
-    );
-    let mut pools: Vec<String> = Vec::new();
-    let mut wanted: HashSet<(usize, u64, u64)> = HashSet::new();
-    for line in text.lines() {
-        let line = line?;
-        let mut f = line.split('\t');
-        let (Some(pool), Some(bid), Some(gs), None) = (f.next(), f.next(), f.next(), f.next()) else {
-            bail!("{assign_rel}: bad line {line:?}");
-        };
-        let pi = match pools.iter().position(|p| p == pool) {
-            Some(i) => i,
-            None => {
-                pools.push(pool.to_owned());
-                pools.len() - 1
-            }
-        };
-        wanted.insert((pi, bid.parse()?, gs.parse()?));
-    }
-    let total = wanted.len();
-
-    // Walk this node's inventory and upload what was assigned.
-    let inv_rel = inventory_rel(node);
-    let inv = BufReader::new(backup.open(&inv_rel).with_context(|| format!("opening {inv_rel}"))?);
-    let mut dirs: HashMap<u16, PathBuf> = HashMap::new();
-    let mut inv_pools: HashMap<u16, (u16, String)> = HashMap::new();
-    let mut done = Uploaded {
-        blocks: 0,
-        bytes: 0,
-        bad: Vec::new(),
-    };
-    let mut batch = store.batch();
-    inventory::read(inv, |line| {
-        match line {
-            Line::Dir(d) => {
-                dirs.insert(d.index, PathBuf::from(d.path));
-            }
-            Line::Pool(p) => {
-                inv_pools.insert(p.index, (p.dir, p.id));
-            }
-            Line::Block(b) => {
-                let Some((_, pool)) = inv_pools.get(&b.pool) else {
-                    bail!("inventory names pool {} before listing it", b.pool);
-                };
-                let Some(pi) = pools.iter().position(|p| p == pool) else {
-                    return Ok(());
-                };
-                if !wanted.remove(&(pi, b.id, b.genstamp)) {
-                    return Ok(());
-                }
-                control.check()?;
-                let dir = dirs
-                    .get(&b.dir)
-                    .ok_or_else(|| anyhow!("inventory names data folder {}", b.dir))?;
-                let key = BlockKey {
-                    pool: pool.clone(),
-                    id: b.id,
-                    genstamp: b.genstamp,
-                };
-                crate::fault::point("hopsfs-upload-block", Some(control))?;
-                match upload_one(&mut batch, &hdfs, dir, &key, &b, control) {
-                    Ok(()) => {
-                        done.blocks += 1;
-                        done.bytes += b.len;
-                        control.file_done(b.len);
-                    }
-                    Err(PutError::Corrupt(error)) => {
-                        warn!("replica of {key} on this node is bad: {error}");
-                        done.bad.push(BadReplica {
-                            pool: key.pool,
-                            id: key.id,
-                            genstamp: key.genstamp,
-                            error,
-                        });
-                    }
-                    Err(PutError::Io(e)) => return Err(e.context(format!("storing {key}"))),
-                }
-            }
-            Line::Node(_) | Line::Version(_) | Line::End { .. } => {}
-        }
-        Ok(())
-    })?;
-    if let Some((pi, bid, gs)) = wanted.iter().next() {
-        bail!(
-            "{} of {total} assigned blocks are not in this node's inventory, e.g. {}/blk_{bid}_{gs}",
-            wanted.len(),
-            pools[*pi]
-        );
-    }
-    // Durable and visible before the job reports success.
-    batch.commit()?;
-    info!(
-        blocks = done.blocks,
-        bytes = done.bytes,
-        bad = done.bad.len(),
-        "uploaded {} blocks ({} bytes)",
-        done.blocks,
-        done.bytes
-    );
-    Ok(done)
-}
-
-fn upload_one(
-    batch: &mut BlockBatch<'_>,
-    hdfs: &RunAs,
-    dir: &Path,
-    key: &BlockKey,
-    b: &BlockLine,
-    control: &JobControl,
-) -> Result<(), PutError> {
-    let finalized = layout::finalized(dir, &key.pool);
-    let rel = b.path.clone().unwrap_or_else(|| layout::canonical_rel_path(b.id));
-    let block_path = finalized.join(&rel);
-    let meta_path = block_path.with_file_name(format!("blk_{}_{}.meta", b.id, b.genstamp));
-    let (mut block, mut meta) = {
-        let _as_hdfs = FsUser::switch(hdfs.uid, hdfs.gid)?;
-        let open = |p: &Path| File::open(p).map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", p.display())));
-        (open(&block_path)?, open(&meta_path)?)
-    };
-    let mut meta_bytes = Vec::new();
-    meta.read_to_end(&mut meta_bytes)
-        .map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", meta_path.display())))?;
-    batch.put(key, &mut block, &meta_bytes, b.len, control)
 }
 
 #[cfg(test)]

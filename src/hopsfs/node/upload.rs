@@ -1,0 +1,254 @@
+//! Uploading the blocks the leader assigned to this node: the assignment is
+//! read, this node's inventory walked, and every assigned replica stored in
+//! the block store, checked against its CRCs on the way.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use tracing::{info, warn};
+
+use super::{assignment_rel, inventory_rel};
+use crate::backup_id::BackupId;
+use crate::config::Config;
+use crate::hopsfs::fsuser::FsUser;
+use crate::hopsfs::inventory::{self, BlockLine, Line};
+use crate::hopsfs::layout;
+use crate::hopsfs::store::{BlockBatch, BlockKey, PutError};
+use crate::job::JobControl;
+use crate::repo::backup::BackupReader;
+use crate::repo::Repository;
+use crate::runner::RunAs;
+
+/// A replica that could not be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadReplica {
+    pub pool: String,
+    pub id: u64,
+    pub genstamp: u64,
+    pub error: String,
+}
+
+impl BadReplica {
+    /// The block's identity.
+    pub fn key(&self) -> BlockKey {
+        BlockKey {
+            pool: self.pool.clone(),
+            id: self.id,
+            genstamp: self.genstamp,
+        }
+    }
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Replicas that failed their CRC check or could not be read.
+    pub bad: Vec<BadReplica>,
+}
+
+/// Uploads the blocks of assignment round `round` of backup `id` from this
+/// node into the block store, each checked against its CRCs. Replicas that
+/// fail are reported, not fatal: the leader takes them from another node.
+pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -> Result<Uploaded> {
+    let hdfs = config.hdfs_user()?;
+    let repo = Repository::of(config);
+    repo.backup_in_progress(id)?;
+    let backup = repo.reader(id);
+    let node = config.this_node.as_str();
+    let store = repo.blocks();
+    let mut assigned = Assignment::read(&backup, &assignment_rel(node, round))?;
+
+    // Walk this node's inventory and upload what was assigned.
+    let inv_rel = inventory_rel(node);
+    let inv = BufReader::new(backup.open(&inv_rel).with_context(|| format!("opening {inv_rel}"))?);
+    let mut uploader = Uploader::new(store.batch(), &hdfs, control);
+    inventory::read(inv, |line| uploader.line(line, &mut assigned))?;
+    assigned.check_all_found()?;
+    // Durable and visible before the job reports success.
+    uploader.batch.commit()?;
+    let done = uploader.done;
+    info!(
+        blocks = done.blocks,
+        bytes = done.bytes,
+        bad = done.bad.len(),
+        "uploaded {} blocks ({} bytes)",
+        done.blocks,
+        done.bytes
+    );
+    Ok(done)
+}
+
+/// The blocks assigned to this node in one round, as (pool, id, genstamp),
+/// taken off as the inventory walk finds them.
+struct Assignment {
+    /// The pools the assignment names, in order of first mention.
+    pools: Vec<String>,
+    /// Blocks not found yet: index into `pools`, id, genstamp.
+    wanted: HashSet<(usize, u64, u64)>,
+    /// How many blocks were assigned.
+    total: usize,
+}
+
+impl Assignment {
+    /// Reads the assignment `rel` of `backup`: pool, id, genstamp per line.
+    fn read(backup: &BackupReader, rel: &str) -> Result<Assignment> {
+        let text = BufReader::new(backup.open(rel).with_context(|| format!("opening {rel}"))?);
+        let mut pools: Vec<String> = Vec::new();
+        let mut wanted = HashSet::new();
+        for line in text.lines() {
+            let line = line?;
+            let mut f = line.split('\t');
+            let (Some(pool), Some(bid), Some(gs), None) = (f.next(), f.next(), f.next(), f.next()) else {
+                bail!("{rel}: bad line {line:?}");
+            };
+            let pi = match pools.iter().position(|p| p == pool) {
+                Some(i) => i,
+                None => {
+                    pools.push(pool.to_owned());
+                    pools.len() - 1
+                }
+            };
+            wanted.insert((pi, bid.parse()?, gs.parse()?));
+        }
+        let total = wanted.len();
+        Ok(Assignment { pools, wanted, total })
+    }
+
+    /// Whether block `id` with `genstamp` of `pool` is assigned and not yet
+    /// taken; takes it.
+    fn take(&mut self, pool: &str, id: u64, genstamp: u64) -> bool {
+        let Some(pi) = self.pools.iter().position(|p| p == pool) else {
+            return false;
+        };
+        self.wanted.remove(&(pi, id, genstamp))
+    }
+
+    /// Fails, naming one, if some assigned blocks were not in the inventory.
+    fn check_all_found(&self) -> Result<()> {
+        if let Some((pi, bid, gs)) = self.wanted.iter().next() {
+            bail!(
+                "{} of {} assigned blocks are not in this node's inventory, e.g. {}/blk_{bid}_{gs}",
+                self.wanted.len(),
+                self.total,
+                self.pools[*pi]
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The state of an inventory walk that uploads: the storage folders and
+/// pools seen so far, the batch being stored and what was stored.
+struct Uploader<'a> {
+    batch: BlockBatch<'a>,
+    hdfs: &'a RunAs,
+    control: &'a JobControl,
+    dirs: HashMap<u16, PathBuf>,
+    /// Pool index in the inventory: storage folder index, pool id.
+    pools: HashMap<u16, (u16, String)>,
+    done: Uploaded,
+}
+
+impl<'a> Uploader<'a> {
+    fn new(batch: BlockBatch<'a>, hdfs: &'a RunAs, control: &'a JobControl) -> Uploader<'a> {
+        Uploader {
+            batch,
+            hdfs,
+            control,
+            dirs: HashMap::new(),
+            pools: HashMap::new(),
+            done: Uploaded {
+                blocks: 0,
+                bytes: 0,
+                bad: Vec::new(),
+            },
+        }
+    }
+
+    /// Takes one inventory line: folders and pools are noted, assigned
+    /// blocks uploaded.
+    fn line(&mut self, line: Line, assigned: &mut Assignment) -> Result<()> {
+        match line {
+            Line::Dir(d) => {
+                self.dirs.insert(d.index, PathBuf::from(d.path));
+            }
+            Line::Pool(p) => {
+                self.pools.insert(p.index, (p.dir, p.id));
+            }
+            Line::Block(b) => {
+                let Some((_, pool)) = self.pools.get(&b.pool) else {
+                    bail!("inventory names pool {} before listing it", b.pool);
+                };
+                if assigned.take(pool, b.id, b.genstamp) {
+                    let pool = pool.clone();
+                    self.block(pool, &b)?;
+                }
+            }
+            Line::Node(_) | Line::Version(_) | Line::End { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Uploads assigned block `b` of `pool`; a bad replica is noted, not fatal.
+    fn block(&mut self, pool: String, b: &BlockLine) -> Result<()> {
+        self.control.check()?;
+        let dir = self
+            .dirs
+            .get(&b.dir)
+            .ok_or_else(|| anyhow!("inventory names data folder {}", b.dir))?;
+        let key = BlockKey {
+            pool,
+            id: b.id,
+            genstamp: b.genstamp,
+        };
+        crate::fault::point("hopsfs-upload-block", Some(self.control))?;
+        match upload_one(&mut self.batch, self.hdfs, dir, &key, b, self.control) {
+            Ok(()) => {
+                self.done.blocks += 1;
+                self.done.bytes += b.len;
+                self.control.file_done(b.len);
+            }
+            Err(PutError::Corrupt(error)) => {
+                warn!("replica of {key} on this node is bad: {error}");
+                self.done.bad.push(BadReplica {
+                    pool: key.pool,
+                    id: key.id,
+                    genstamp: key.genstamp,
+                    error,
+                });
+            }
+            Err(PutError::Io(e)) => return Err(e.context(format!("storing {key}"))),
+        }
+        Ok(())
+    }
+}
+
+/// Stores one replica of block `key`, read as `hdfs` from storage folder
+/// `dir`; a replica that cannot be read is [`PutError::Corrupt`].
+fn upload_one(
+    batch: &mut BlockBatch<'_>,
+    hdfs: &RunAs,
+    dir: &Path,
+    key: &BlockKey,
+    b: &BlockLine,
+    control: &JobControl,
+) -> Result<(), PutError> {
+    let finalized = layout::finalized(dir, &key.pool);
+    let rel = b.path.clone().unwrap_or_else(|| layout::canonical_rel_path(b.id));
+    let block_path = finalized.join(&rel);
+    let meta_path = block_path.with_file_name(format!("blk_{}_{}.meta", b.id, b.genstamp));
+    let (mut block, mut meta) = {
+        let _as_hdfs = FsUser::switch(hdfs.uid, hdfs.gid)?;
+        let open = |p: &Path| File::open(p).map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", p.display())));
+        (open(&block_path)?, open(&meta_path)?)
+    };
+    let mut meta_bytes = Vec::new();
+    meta.read_to_end(&mut meta_bytes)
+        .map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", meta_path.display())))?;
+    batch.put(key, &mut block, &meta_bytes, b.len, control)
+}
