@@ -35,6 +35,7 @@ pub use duration::parse_duration;
 pub use hopsfs::{BlockStorage, HopsfsSettings};
 pub use load::Origins;
 pub use nodes::{NodeName, NodeSpec, Role};
+pub use repository::{ObjectScheme, ObjectSettings, RepositoryLocation, RepositorySettings};
 pub use restore::RestoreSettings;
 pub use retention::Retention;
 pub use rondb::RondbSettings;
@@ -54,7 +55,7 @@ pub struct Config {
     pub nodes: Vec<NodeSpec>,
     /// Which entry of `nodes` this host is.
     pub this_node: NodeName,
-    pub repository: PathBuf,
+    pub repository: RepositorySettings,
     pub rondb: RondbSettings,
     /// Files and folders copied into every backup (the cluster definition).
     pub config_paths: Vec<PathBuf>,
@@ -95,7 +96,7 @@ impl Config {
             .and_then(|n| nodes.iter().find(|o| &o.name == n))
             .map(|n| n.address.clone())
             .unwrap_or_default();
-        let repository = repository::path(raw.repository.unwrap_or_default(), &mut errors);
+        let repository = RepositorySettings::from_raw(raw.repository.unwrap_or_default(), &mut errors);
         let rondb = RondbSettings::from_raw(raw.rondb.unwrap_or_default(), &nodes, &mut errors);
         let config_paths = config_backup::paths(raw.config_backup.unwrap_or_default(), &mut errors);
         let backup = BackupSettings::from_raw(raw.backup.unwrap_or_default(), &mut errors);

@@ -110,6 +110,18 @@ pub struct RawThisNode {
 #[serde(deny_unknown_fields)]
 pub struct RawRepository {
     pub path: Option<String>,
+    pub url: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: Option<bool>,
+    pub ca_file: Option<String>,
+    pub credentials_file: Option<String>,
+    pub profile: Option<String>,
+    pub upload_parallelism: Option<i64>,
+    pub part_size_mib: Option<i64>,
+    pub request_timeout: Option<String>,
+    pub retries: Option<i64>,
+    pub retry_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

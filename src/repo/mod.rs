@@ -30,9 +30,11 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::backup_id::BackupId;
+use crate::config::RepositoryLocation;
 use crate::exit::HwdrError;
 use backup::{BackupReader, BackupWriter};
 use manifest::Manifest;
+use store::object::ObjectBackend;
 use store::{Backend, ObjectKey, PutOptions, StoreError};
 
 /// Version of the repository layout: 2 since manifests carry a checksum of
@@ -107,7 +109,10 @@ impl Repository {
 
     /// The configured repository (`[repository]`), nothing checked.
     pub fn of(config: &crate::config::Config) -> Repository {
-        Repository::at(&config.repository)
+        match &config.repository.location {
+            RepositoryLocation::Path(root) => Repository::at(root),
+            RepositoryLocation::Object(settings) => Repository::new(Arc::new(ObjectBackend::new(settings))),
+        }
     }
 
     /// The repository's backend.

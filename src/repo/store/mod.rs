@@ -3,9 +3,10 @@
 //!
 //! A backend stores objects: named byte strings, written whole or not at all.
 //! [`posix`] keeps them as files below a folder (temp name, fsync, rename,
-//! fsync of the folder); [`memory`] in a map, for fast tests. Object storage
-//! is one more implementation of the same trait, passing the same
-//! conformance suite (`tests/it/store_conformance.rs`).
+//! fsync of the folder); [`object`] in a bucket of S3, GCS or Azure Blob;
+//! [`memory`] in a map, for fast tests. All pass the same conformance suite
+//! (`tests/it/store_conformance.rs`, object storage against a real S3
+//! server).
 //!
 //! Names are `/`-separated, relative to the repository's root:
 //!
@@ -18,6 +19,7 @@
 //! ```
 
 pub mod memory;
+pub mod object;
 pub mod posix;
 
 use std::fmt;
