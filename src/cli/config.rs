@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::config::{Config, Role};
+use crate::config::{Config, RepositoryLocation, Role};
 use crate::exit::{Code, HwdrError};
 use crate::outln;
 use crate::repo::lock::this_host;
@@ -174,16 +174,22 @@ fn check_backup_dir(config: &Config, report: &mut Report) {
     }
 }
 
-/// The repository takes a probe object (put, get, list, delete) and is this
-/// cluster's.
+/// The repository takes a probe object (put, get, list, delete: each
+/// reported with its time) and is this cluster's.
 fn check_repository(config: &Config, report: &mut Report) {
-    let key = config.origins.key("repository", "path");
-    let location = Repository::of(config).location();
-    report.check(
-        repository_writable(&Repository::of(config))
-            .map(|_| format!("{key}: {location} takes a put, get, listing and delete"))
-            .map_err(|e| format!("{key}: {e}")),
-    );
+    let key = match config.repository.location {
+        RepositoryLocation::Path(_) => config.origins.key("repository", "path"),
+        RepositoryLocation::Object(_) => config.origins.key("repository", "url"),
+    };
+    let repo = Repository::of(config);
+    let location = repo.location();
+    match repo.backend().check_location() {
+        Ok(()) => report.ok(format!("{key}: {location} is reachable")),
+        Err(e) => return report.fail(format!("{key}: {e}")),
+    }
+    for step in probe(&repo) {
+        report.check(step.map_err(|e| format!("{key}: {e}")).map(|s| format!("{key}: {s}")));
+    }
     report.check(
         Repository::open(config)
             .map(|_| {
@@ -249,42 +255,54 @@ fn executable(path: &Path) -> Result<(), String> {
 }
 
 /// Proves this node can use the repository: a probe object is put, read
-/// back, found by a listing and deleted.
-fn repository_writable(repo: &Repository) -> Result<(), String> {
+/// back, found by a listing and deleted; each step's result and time. After
+/// a failed put nothing else is tried; the delete is tried whenever the put
+/// worked.
+fn probe(repo: &Repository) -> Vec<Result<String, String>> {
     let backend = repo.backend();
-    backend.check_location()?;
-    let key =
-        ObjectKey::parse(&format!(".hwdr-check-{}-{}", this_host(), std::process::id())).map_err(|e| format!("{e}"))?;
+    let name = format!(".hwdr-check-{}-{}", this_host(), std::process::id());
+    let key = match ObjectKey::parse(&name) {
+        Ok(key) => key,
+        Err(e) => return vec![Err(e.to_string())],
+    };
     let body = b"hwdr config check probe";
-    backend
-        .put(&key, &mut &body[..], PutOptions::default())
-        .map_err(|e| format!("{} is not writable: {e:#}", repo.location()))?;
-    let checked = (|| {
+    let at = backend.location_of(&key);
+    let mut steps = vec![timed(&format!("put of the probe {at}"), || {
+        backend.put(&key, &mut &body[..], PutOptions::default()).map(|_| ()).map_err(|e| format!("{e:#}"))
+    })];
+    if steps[0].is_err() {
+        return steps;
+    }
+    steps.push(timed("get of the probe", || {
         let mut back = Vec::new();
         backend
             .get(&key)
-            .and_then(|mut r| {
-                r.read_to_end(&mut back)
-                    .map_err(|e| StoreError::Io("reading".into(), e))
-            })
-            .map_err(|e| format!("the probe does not read back: {e:#}"))?;
+            .and_then(|mut r| r.read_to_end(&mut back).map_err(|e| StoreError::Io("reading".into(), e)))
+            .map_err(|e| format!("{e:#}"))?;
         if back != body {
-            return Err("the probe reads back different bytes".to_owned());
+            return Err("it reads back different bytes".to_owned());
         }
+        Ok(())
+    }));
+    steps.push(timed("listing of the probe", || {
         let mut listed = false;
         backend
             .list(key.as_str(), &mut |o| {
                 listed |= o.key == key;
                 Ok(())
             })
-            .map_err(|e| format!("listing fails: {e:#}"))?;
-        if !listed {
-            return Err("a listing does not show the probe".into());
-        }
-        Ok(())
-    })();
-    let deleted = backend
-        .delete(&key)
-        .map_err(|e| format!("the probe cannot be deleted: {e:#}"));
-    checked.and(deleted)
+            .map_err(|e| format!("{e:#}"))?;
+        listed.then_some(()).ok_or_else(|| "the listing does not show it".to_owned())
+    }));
+    steps.push(timed("delete of the probe", || backend.delete(&key).map_err(|e| format!("{e:#}"))));
+    steps
+}
+
+/// `what` run and timed: "`what`: ok (12 ms)" or "`what` failed: why".
+fn timed(what: &str, step: impl FnOnce() -> Result<(), String>) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    match step() {
+        Ok(()) => Ok(format!("{what} ({} ms)", started.elapsed().as_millis())),
+        Err(e) => Err(format!("{what} failed: {e}")),
+    }
 }
