@@ -12,12 +12,15 @@ mod drill;
 mod hopsfs;
 mod prune;
 mod restore;
+mod s3;
 mod store_conformance;
 mod verify;
 
 // Fault injection needs the binary built with `failpoints` (src/fault.rs).
 #[cfg(feature = "failpoints")]
 mod faults_restore;
+#[cfg(feature = "failpoints")]
+mod faults_s3;
 #[cfg(feature = "failpoints")]
 mod faults_signals;
 #[cfg(feature = "failpoints")]

@@ -10,18 +10,18 @@ use crate::common::cluster::Cluster;
 use crate::common::{run_ok, sim_src, text};
 use testkit::gen::{GenSpec, Generated};
 
-const ID: &str = "2611231819";
+pub(crate) const ID: &str = "2611231819";
 
-struct Setup {
-    c: Cluster,
-    generated: Generated,
+pub(crate) struct Setup {
+    pub c: Cluster,
+    pub generated: Generated,
     /// `simctl dump` before the backup: the RonDB content to get back.
-    rondb: String,
+    pub rondb: String,
     /// Each data folder as it was.
-    trees: Vec<Vec<common::SnapshotEntry>>,
+    pub trees: Vec<Vec<common::SnapshotEntry>>,
 }
 
-fn simctl(c: &Cluster, args: &[&str]) -> String {
+pub(crate) fn simctl(c: &Cluster, args: &[&str]) -> String {
     let out = run_ok(
         Command::new(sim_src().join("simctl"))
             .arg(args[0])
@@ -34,7 +34,12 @@ fn simctl(c: &Cluster, args: &[&str]) -> String {
 /// head1 (head), node1 (rondb 2 + hopsfs), node2 (rondb 3 + hopsfs), node3
 /// (hopsfs); the metadata names the generated blocks; one complete backup.
 fn backed_up() -> Setup {
-    let mut c = Cluster::new(
+    backed_up_in(|repo| format!("path = \"{}\"\n", repo.display()))
+}
+
+/// [`backed_up`] with the repository `[repository]` names.
+pub(crate) fn backed_up_in(repository: impl FnOnce(&std::path::Path) -> String) -> Setup {
+    let mut c = Cluster::with_repository(
         &[
             ("head1", &["head"], &[]),
             ("node1", &["rondb", "hopsfs"], &[2]),
@@ -42,6 +47,7 @@ fn backed_up() -> Setup {
             ("node3", &["hopsfs"], &[]),
         ],
         2,
+        repository,
     );
     let generated = c.with_hopsfs(GenSpec {
         nodes: 3,
@@ -74,7 +80,7 @@ fn backed_up() -> Setup {
 
 /// Every node as after a redeploy: an empty RonDB, no data node folders, no
 /// local RonDB backups, no restore state, no staged files.
-fn wipe(s: &Setup) {
+pub(crate) fn wipe(s: &Setup) {
     simctl(&s.c, &["wipe"]);
     for n in &s.generated.nodes {
         let _ = fs::remove_dir_all(&n.data_dir);
@@ -92,7 +98,7 @@ fn wipe(s: &Setup) {
     }
 }
 
-fn assert_restored(s: &Setup) {
+pub(crate) fn assert_restored(s: &Setup) {
     assert_eq!(
         simctl(&s.c, &["dump"]),
         s.rondb,

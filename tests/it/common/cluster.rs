@@ -8,8 +8,10 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hwdr::repo::store::{Backend, ObjectKey, PutOptions};
 use serde_json::Value;
 
 use super::{hwdr_bin, open_tempdir, run_ok, sim_src};
@@ -45,6 +47,16 @@ impl Cluster {
     /// `nodes`: (name, roles, RonDB data node ids). Data nodes get `parts`
     /// LDM parts each.
     pub fn new(nodes: &[(&str, &[&str], &[u32])], parts: u32) -> Cluster {
+        Cluster::with_repository(nodes, parts, |repo| format!("path = \"{}\"\n", repo.display()))
+    }
+
+    /// [`Cluster::new`] with the keys of `[repository]` from `repository`,
+    /// given the folder a POSIX repository would use (an S3 one ignores it).
+    pub fn with_repository(
+        nodes: &[(&str, &[&str], &[u32])],
+        parts: u32,
+        repository: impl FnOnce(&Path) -> String,
+    ) -> Cluster {
         super::ensure_users();
         let dir = open_tempdir();
         let sim = dir.path().join("sim");
@@ -79,11 +91,9 @@ impl Cluster {
             addresses.insert(name.to_string(), address);
         }
         let bin = sim.join("bin");
+        common.push_str(&format!("[repository]\n{}\n", repository(&repo)));
         common.push_str(&format!(
-            r#"[repository]
-path = "{repo}"
-
-[rondb]
+            r#"[rondb]
 mgm_client = "{bin}/mgm-client.sh"
 mysqlpump = "{bin}/mysqlpump"
 mysqldump = "{bin}/mysqldump"
@@ -119,7 +129,6 @@ dump_timeout = "60s"
 node_timeout = "4s"
 parallelism = 2
 "#,
-            repo = repo.display(),
             bin = bin.display(),
             socket = socket.display(),
             token_file = token_file.display(),
@@ -265,11 +274,24 @@ parallelism = 2
             .unwrap()
     }
 
-    /// The manifest of backup `id`.
+    /// The repository as the first node's configuration names it (a folder
+    /// or a bucket).
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        let first = self.nodes.values().next().unwrap();
+        let config = hwdr::config::Config::load(&first.config).unwrap();
+        hwdr::repo::Repository::of(&config).shared_backend()
+    }
+
+    /// The manifest of backup `id`, read from the repository.
     pub fn manifest(&self, id: &str) -> Option<Value> {
-        fs::read(self.repo.join("backups").join(id).join("manifest.json"))
-            .ok()
-            .map(|b| serde_json::from_slice(&b).unwrap())
+        let key = ObjectKey::parse(&format!("backups/{id}/manifest.json")).unwrap();
+        let mut bytes = Vec::new();
+        match self.backend().get(&key) {
+            Ok(mut r) => r.read_to_end(&mut bytes).unwrap(),
+            Err(e) if e.is_not_found() => return None,
+            Err(e) => panic!("reading {key}: {e}"),
+        };
+        Some(serde_json::from_slice(&bytes).unwrap())
     }
 
     /// Sets a simulator's failure mode.
@@ -287,9 +309,10 @@ parallelism = 2
     /// run backup and restore jobs only under such a lock.
     pub fn hold_lock(&self, operation: &str, id: &str) -> LockFile {
         let info = hwdr::repo::lock::LockInfo::for_this_process(operation, Some(id.to_owned()), chrono::Utc::now());
-        let path = self.repo.join("lock");
-        fs::write(&path, serde_json::to_vec(&info).unwrap()).unwrap();
-        LockFile(path)
+        let backend = self.backend();
+        let body = serde_json::to_vec(&info).unwrap();
+        backend.put(&ObjectKey::lock(), &mut &body[..], PutOptions::default()).unwrap();
+        LockFile(backend)
     }
 
     /// An API request to `node`'s agent with the right token.
@@ -299,12 +322,12 @@ parallelism = 2
     }
 }
 
-/// A lock file written by [`Cluster::hold_lock`], removed on drop.
-pub struct LockFile(pub PathBuf);
+/// A lock written by [`Cluster::hold_lock`], removed on drop.
+pub struct LockFile(Arc<dyn Backend>);
 
 impl Drop for LockFile {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
+        let _ = self.0.delete(&ObjectKey::lock());
     }
 }
 
