@@ -41,12 +41,21 @@ e2e: build deb
 	$(CARGO) build --locked -p testkit --bin gen_datanodes
 	$(PYTHON) -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
-# Debian packages the tests need (run as root on a fresh Debian 12).
+# Garage, the real S3 server the tests start (testkit/src/garage/).
+GARAGE_VERSION = 2.5.0
+CARGO_BIN = $${CARGO_HOME:-$$HOME/.cargo}/bin
+
+# Debian packages the tests need (run as root on a fresh Debian 12), and
+# Garage from crates.io into ~/.cargo/bin (about 8 minutes on two cores with
+# build-essential), unless the garage the tests find (PATH, then
+# ~/.cargo/bin; or $HWDR_GARAGE) is that version already.
 deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps systemd systemd-container dbus rsync \
 		build-essential debhelper dpkg-dev lintian faketime strace
+	PATH="$$PATH:$(CARGO_BIN)" $${HWDR_GARAGE:-garage} --version 2>/dev/null | grep -q 'cargo:$(GARAGE_VERSION) ' || \
+		$(CARGO) install garage --locked --version $(GARAGE_VERSION)
 
 # The main job on this machine: a backup of a simulated five-node cluster.
 demo: build

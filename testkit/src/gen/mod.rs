@@ -13,7 +13,7 @@
 //! reads a tree back and `random` holds the seeded streams.
 
 mod plan;
-mod random;
+pub(crate) mod random;
 mod scan;
 mod spec;
 mod tree;

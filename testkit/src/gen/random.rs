@@ -1,11 +1,13 @@
 //! The generator's seeded streams: SplitMix64 for sizes, ids and choices,
 //! and an xorshift64* stream per block for its content.
 
-/// SplitMix64: seeds, sizes, ids and replica choices.
-pub(super) struct Rng(u64);
+/// SplitMix64: seeds, sizes, ids and replica choices (also the fault
+/// proxy's random faults, `faultproxy`).
+#[derive(Debug)]
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub(super) fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self(seed)
     }
 
@@ -15,7 +17,7 @@ impl Rng {
     }
 
     /// Uniform enough in `0..n` for a generator (`n` > 0).
-    pub(super) fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
     }
 
