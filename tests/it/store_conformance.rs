@@ -1,15 +1,16 @@
 //! The storage seam's conformance suite: what every repository backend must
-//! do, run against each (`hwdr::repo::store`): the folder (POSIX) and the
-//! in-memory one here; object storage adds itself to the list.
+//! do, run against each (`hwdr::repo::store`): the folder (POSIX), the
+//! in-memory one, and object storage against a real S3 server (Garage).
 
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use hwdr::repo::store::memory::Memory;
 use hwdr::repo::store::posix::Posix;
 use hwdr::repo::store::{Backend, ObjectKey, PutOptions, StoreError};
 use sha2::{Digest, Sha256};
+use testkit::garage::Garage;
 
 /// A backend under test, and what keeps it alive (a temp folder).
 type Made = (Arc<dyn Backend>, Box<dyn std::any::Any>);
@@ -41,21 +42,40 @@ fn backends() -> Vec<(&'static str, Maker)> {
     ]
 }
 
-/// A fresh prefix in the test S3 server.
+/// A fresh prefix in a real S3 server (Garage), shared by the checks
+/// running at the same time and stopped when the last one ends.
 fn s3() -> Made {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
+    let garage = shared_garage();
     let dir = tempfile::tempdir().unwrap();
-    let creds = dir.path().join("creds");
-    std::fs::write(&creds, format!("[default]\naws_access_key_id = GK111111111111111111111111\naws_secret_access_key = {}\n", "2".repeat(64))).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&creds).unwrap().permissions(), 0o600);
-    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let prefix = format!("t{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
-    let toml = format!("[cluster]\nname = \"c\"\n[[nodes]]\nname = \"h\"\naddress = \"127.0.0.1:7878\"\nroles = [\"head\"]\n[node]\nname = \"h\"\n[repository]\nurl = \"s3://hwdr/{prefix}\"\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\npath_style = true\npart_size_mib = 5\ncredentials_file = \"{}\"\n", creds.display());
+    let credentials = dir.path().join("credentials");
+    garage.write_credentials(&credentials).unwrap();
+    let prefix = format!("conformance/{}", N.fetch_add(1, Ordering::SeqCst));
+    let toml = format!(
+        "[cluster]\nname = \"c\"\n[[nodes]]\nname = \"h\"\naddress = \"127.0.0.1:7878\"\nroles = [\"head\"]\n\
+         [node]\nname = \"h\"\n[repository]\nurl = \"s3://{}/{prefix}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
+         path_style = true\npart_size_mib = 5\ncredentials_file = \"{}\"\n",
+        garage.bucket(),
+        garage.endpoint(),
+        garage.region(),
+        credentials.display()
+    );
     std::fs::write(dir.path().join("hwdr.toml"), toml).unwrap();
     let config = hwdr::config::Config::load(&dir.path().join("hwdr.toml")).unwrap();
     let backend = hwdr::repo::Repository::of(&config).shared_backend();
-    (backend, Box::new(dir))
+    (backend, Box::new((dir, garage)))
+}
+
+fn shared_garage() -> Arc<Garage> {
+    static SHARED: Mutex<Weak<Garage>> = Mutex::new(Weak::new());
+    let mut slot = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(garage) = slot.upgrade() {
+        return garage;
+    }
+    let garage = Arc::new(Garage::start().unwrap());
+    *slot = Arc::downgrade(&garage);
+    garage
 }
 
 fn key(name: &str) -> ObjectKey {
