@@ -71,14 +71,21 @@ impl ObjectBackend {
     }
 }
 
-/// The error in words an operator can act on: refused credentials say so.
+/// The error in words an operator can act on: refused credentials say so
+/// (S3 servers answer 403 with `AccessDenied`, `InvalidAccessKeyId` or
+/// `SignatureDoesNotMatch`, which `object_store` reports as generic).
 fn explain(e: object_store::Error) -> String {
-    match e {
-        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-            format!("access denied: are the credentials right and allowed on this bucket? ({e})")
-        }
-        e => e.to_string(),
+    let text = e.to_string();
+    let refused = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || ["403 Forbidden", "401 Unauthorized", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"]
+        .iter()
+        .any(|m| text.contains(m));
+    if refused {
+        return format!("access denied: are the credentials right and allowed on this bucket? ({text})");
     }
+    text
 }
 
 /// `key` as an `object_store` path, each part percent-encoded.
