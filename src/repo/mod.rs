@@ -322,6 +322,12 @@ impl Repository {
         lock::holder(self.backend.as_ref())
     }
 
+    /// Everyone the lock's objects name, the holder first (a contender's
+    /// lease is there for a moment while it tries).
+    pub fn lock_holders(&self) -> Result<Vec<lock::LockInfo>> {
+        lock::holders(self.backend.as_ref())
+    }
+
     /// Starts backup `id`, under the repository lock (which keeps any other
     /// backup out): a taken id, one with any object, is an error, never an
     /// overwrite.

@@ -350,13 +350,21 @@ pub fn read(backend: &dyn Backend) -> Result<Option<LockInfo>> {
 /// Who holds the lock: the object `lock` if there is one, else the oldest
 /// lease (an expired one too: it holds the repository until `hwdr unlock`).
 pub fn holder(backend: &dyn Backend) -> Result<Option<LockInfo>> {
-    if let Some(holder) = read(backend)? {
-        return Ok(Some(holder));
-    }
-    Ok(lease::list(backend)?
+    Ok(holders(backend)?.into_iter().next())
+}
+
+/// Everyone named by the lock's objects, the holder first (see [`holder`]):
+/// while a contender tries, its lease is there for a moment too.
+pub fn holders(backend: &dyn Backend) -> Result<Vec<LockInfo>> {
+    let mut leases: Vec<LockInfo> = lease::list(backend)?
         .into_iter()
         .filter_map(|f| f.lease.ok().map(|l| l.info))
-        .min_by_key(|info| info.since))
+        .collect();
+    leases.sort_by_key(|info| info.since);
+    let guard = read(backend)?;
+    let mut all: Vec<LockInfo> = guard.clone().into_iter().collect();
+    all.extend(leases.into_iter().filter(|info| Some(info) != guard.as_ref()));
+    Ok(all)
 }
 
 /// A holder `hwdr unlock` removed.

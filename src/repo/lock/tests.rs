@@ -133,6 +133,7 @@ fn second_holder_is_refused_and_drop_releases() {
         let lock = RepoLock::acquire(b.clone(), this("backup"), guard).unwrap();
         assert_eq!(read(b.as_ref()).unwrap().is_some(), guard);
         assert_eq!(holder(b.as_ref()).unwrap().as_ref(), Some(lock.info()));
+        assert_eq!(holders(b.as_ref()).unwrap(), [lock.info().clone()], "named once");
         let err = RepoLock::acquire(b.clone(), this("backup"), guard).unwrap_err();
         assert!(
             err.to_string().contains("the repository is locked: backup by pid"),
