@@ -11,6 +11,9 @@
 //! | `kill`       | the process sends itself SIGKILL (a crash at that point)   |
 //! | `sleep:<ms>` | the thread waits, waking early when the job is stopped     |
 //! | `fail`       | the step fails with "injected failure at <name>"           |
+//!
+//! A few points are settings the tests shorten instead, read with [`value`]:
+//! `lock-lease-ms=return(<ms>)` is the length of the repository lock's lease.
 
 use anyhow::Result;
 
@@ -57,4 +60,18 @@ pub fn point(name: &str, control: Option<&JobControl>) -> Result<()> {
 #[inline(always)]
 pub fn point(_name: &str, _control: Option<&JobControl>) -> Result<()> {
     Ok(())
+}
+
+/// The argument `FAILPOINTS` gives point `name` (`name=return(<arg>)`), for
+/// a setting the tests shorten.
+#[cfg(feature = "failpoints")]
+pub fn value(name: &str) -> Option<String> {
+    fail::eval(name, |arg| arg.unwrap_or_default())
+}
+
+/// Without the feature no setting is changed.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn value(_name: &str) -> Option<String> {
+    None
 }

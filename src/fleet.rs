@@ -262,7 +262,7 @@ async fn ship(
     let started = Utc::now();
     let what = request.describe();
     let result = if crate::cancel::requested() {
-        Err(anyhow!(crate::cancel::INTERRUPTED).context(format!("node {} got no job", node.name)))
+        Err(crate::cancel::stopped().context(format!("node {} got no job", node.name)))
     } else if node.name == config.this_node {
         execute_async(config, request, JobControl::default()).await
     } else {

@@ -216,9 +216,12 @@ pub fn prune(
     dry_run: bool,
     when: Sweep,
 ) -> Result<PruneReport> {
-    let _lock = if dry_run { None } else { Some(repo.lock("prune", None)?) };
-    // Blocks written from here on are never swept.
-    let sweep_start = SystemTime::now();
+    let lock = if dry_run { None } else { Some(repo.lock("prune", None)?) };
+    // Blocks written from here on are never swept. The store's clock, not
+    // this node's: the blocks' times are the store's, and the nodes' clocks
+    // may be off from it. The lock's lease was written just before (its
+    // time is the store's); a dry run, which removes nothing, takes ours.
+    let sweep_start = lock.as_ref().map_or_else(SystemTime::now, |l| l.acquired());
     let entries = repo.entries()?;
     refuse_damaged(repo, &entries)?;
     let decisions = decide(&candidates(repo, &entries), policy, now);

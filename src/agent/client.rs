@@ -221,7 +221,7 @@ impl AgentClient {
             Ok(_) => info!("node {} job {id} stopped", node.name),
             Err(e) => warn!("could not cancel job {id} on node {}: {e:#}", node.name),
         }
-        anyhow!(crate::cancel::INTERRUPTED).context(format!("node {} job {id} was cancelled", node.name))
+        crate::cancel::stopped().context(format!("node {} job {id} was cancelled", node.name))
     }
 
     /// Starts a job and waits for its end. Fails when the job fails, when the

@@ -291,15 +291,21 @@ async fn watch_lease(shared: Arc<Shared>, id: String) {
 /// The repository lock the job must run under (see [`JobRequest::needs_lock`]):
 /// the lock's holder, to bind the job to, or why the job may not run now.
 fn lock_for(config: &Config, request: &JobRequest) -> Result<Option<LockInfo>, ApiErr> {
-    let holder = Repository::of(config)
-        .lock_holder()
+    let mut holders = Repository::of(config)
+        .lock_holders()
         .map_err(|e| ApiErr(StatusCode::CONFLICT, format!("{e:#}")))?;
     let Some((operation, id)) = request.needs_lock() else {
-        return Ok(holder);
+        return Ok(holders.into_iter().next());
     };
     let id = id.to_string();
-    match holder {
-        Some(h) if h.operation == operation && h.backup_id.as_deref() == Some(id.as_str()) => Ok(Some(h)),
+    // The holder, not a contender whose lease is there for a moment.
+    if let Some(at) = holders
+        .iter()
+        .position(|h| h.operation == operation && h.backup_id.as_deref() == Some(id.as_str()))
+    {
+        return Ok(Some(holders.swap_remove(at)));
+    }
+    match holders.into_iter().next() {
         Some(h) => Err(ApiErr(
             StatusCode::CONFLICT,
             format!(

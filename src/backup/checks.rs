@@ -29,15 +29,19 @@ impl Run<'_> {
                 failures.push((format!("{this}/{}", Step::Check.name()), e));
             }
         }
-        // A signal at any point means the backup is not complete, whatever the
-        // steps after it managed: it is failed, "interrupted".
-        let interrupted = crate::cancel::requested();
-        let says_so = failures
-            .first()
-            .is_some_and(|(_, e)| format!("{e:#}").contains("interrupted"));
-        if interrupted && !says_so {
-            let e = anyhow!(crate::cancel::INTERRUPTED);
-            failures.insert(0, (format!("{this}/{INTERRUPTED_STEP}"), e));
+        // A signal (or the lost lock) at any point means the backup is not
+        // complete, whatever the steps after it managed: it is failed,
+        // "interrupted", saying why.
+        let stop = crate::cancel::reason();
+        let interrupted = stop.is_some();
+        if let Some(why) = stop {
+            let says_so = failures.first().is_some_and(|(_, e)| {
+                let e = format!("{e:#}");
+                e.contains("interrupted") || e.contains(&why)
+            });
+            if !says_so {
+                failures.insert(0, (format!("{this}/{INTERRUPTED_STEP}"), anyhow!(why)));
+            }
         }
         let leader_failed = failures.iter().any(|(step, _)| step.starts_with(&format!("{this}/")));
         self.status = match (&failures[..], leader_failed || interrupted) {

@@ -103,7 +103,7 @@ impl<'a> Run<'a> {
         let mysql = config.rondb_user().map_err(|e| HwdrError::Config(format!("{e:#}")))?;
         let repo = Repository::open(config)?;
         let info = LockInfo::for_this_process("backup", Some(id.to_string()), now.with_timezone(&Utc));
-        let lock = RepoLock::acquire(repo.shared_backend(), info)?;
+        let lock = repo.lock_as(info)?;
         let dir = repo.create_backup(id, &lock)?;
         let started_at = Utc::now();
         let ndb = id.ndb_id();

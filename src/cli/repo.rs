@@ -50,14 +50,33 @@ fn upgrade(config: &crate::config::Config) -> Result<Code> {
 fn init(config: &crate::config::Config) -> Result<Code> {
     let path = crate::repo::Repository::of(config).location();
     match Repository::init(config)? {
-        Init::Created => outln!(
-            "{path} is now the repository of cluster '{}' ({MARKER} written)",
-            config.cluster
-        ),
+        Init::Created { create_only } => {
+            outln!(
+                "{path} is now the repository of cluster '{}' ({MARKER} written)",
+                config.cluster
+            );
+            outln!("{}", create_only_line(create_only));
+        }
         Init::Existing => outln!(
             "{path} already is the repository of cluster '{}': nothing to do",
             config.cluster
         ),
+        Init::Recorded { create_only } => {
+            outln!(
+                "{path} already is the repository of cluster '{}'; {MARKER} now records:",
+                config.cluster
+            );
+            outln!("{}", create_only_line(create_only));
+        }
     }
     Ok(Code::Success)
+}
+
+/// What the create-only probe found, and what the lock makes of it.
+fn create_only_line(honoured: bool) -> &'static str {
+    if honoured {
+        "the store honours create-only writes: the lock takes its lease and, as a second guard, the object `lock`"
+    } else {
+        "the store does not honour create-only writes: the lock relies on its lease alone, which is safe without them"
+    }
 }

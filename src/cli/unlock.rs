@@ -16,8 +16,9 @@ use crate::repo::lock::{self, LockInfo};
 /// Options of `hwdr unlock`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Remove the lock even if its holder may still run (another host's lock
-    /// cannot be checked from here).
+    /// Remove the lock even if its holder may still run (another host's
+    /// process cannot be checked from here; its lease can: one that ran out
+    /// goes without --force). A holder whose lease is removed stops.
     #[arg(long)]
     force: bool,
 }
@@ -26,9 +27,12 @@ pub struct Args {
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
     let repo = super::open_repository(&config)?;
-    match lock::unlock(repo.backend(), args.force)? {
-        Some(holder) => outln!("removed the lock: {}", holder.describe()),
-        None => outln!("the repository is not locked"),
+    let removed = lock::unlock(repo.backend(), args.force)?;
+    for holder in &removed {
+        outln!("removed the lock: {}", holder.describe());
+    }
+    if removed.is_empty() {
+        outln!("the repository is not locked");
     }
     let current = repo.lock_holder().ok().flatten();
     cancel_orphans(&config, current.as_ref())?;

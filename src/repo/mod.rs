@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! hwdr-repo.json                   format and cluster name (`hwdr repo init`)
-//! lock                             see [`lock`]
+//! lock, locks/<host>-<pid>-<random>.json   the lock: see [`lock`]
 //! backups/<id>/manifest.json       written last
 //! backups/<id>/config/...          [config_backup] paths, under their absolute path
 //! backups/<id>/rondb/users.sql, schemas.sql
@@ -48,6 +48,11 @@ pub const MARKER: &str = "hwdr-repo.json";
 struct RepoMarker {
     format: u32,
     cluster: String,
+    /// Whether the store honours create-only puts (`hwdr repo init` probes
+    /// it): then the lock also takes the object `lock` create-only. Absent
+    /// in markers from before: unknown, taken as no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    create_only: Option<bool>,
 }
 
 /// A repository: its backend. Cheap to clone.
@@ -89,10 +94,14 @@ pub struct Upgrade {
 /// What `hwdr repo init` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Init {
-    /// The location was empty and is now a repository.
-    Created,
+    /// The location was empty and is now a repository; whether the store
+    /// honours create-only puts.
+    Created { create_only: bool },
     /// The location already was this cluster's repository.
     Existing,
+    /// It already was, with a marker from before the create-only probe: the
+    /// probe's answer is now recorded in it.
+    Recorded { create_only: bool },
 }
 
 impl Repository {
@@ -157,13 +166,20 @@ impl Repository {
         repo.backend
             .check_location()
             .map_err(|e| anyhow::anyhow!("{e}: create it (or mount the repository's file system there) first"))?;
-        if let Some(marker) = repo.marker()? {
+        if let Some(mut marker) = repo.marker()? {
             repo.check_marker(&marker, &config.cluster)?;
-            return Ok(Init::Existing);
+            if marker.create_only.is_some() {
+                return Ok(Init::Existing);
+            }
+            let create_only = lock::probe_create_only(repo.backend())?;
+            marker.create_only = Some(create_only);
+            repo.put_marker(&marker, false)?;
+            return Ok(Init::Recorded { create_only });
         }
         let mut others = repo.backend.list_children("")?;
-        // A freshly formatted ext4 file system holds lost+found.
-        others.retain(|name| name != "lost+found");
+        // A freshly formatted ext4 file system holds lost+found; an init that
+        // stopped half-way may have left its probe.
+        others.retain(|name| name != "lost+found" && !name.starts_with(lock::PROBE_PREFIX));
         if !others.is_empty() {
             bail!(
                 "{} is not empty and not an hwdr repository (it holds {}): use an empty folder",
@@ -171,16 +187,18 @@ impl Repository {
                 others.join(", ")
             );
         }
-        repo.put_marker(&config.cluster, true)?;
-        Ok(Init::Created)
-    }
-
-    fn put_marker(&self, cluster: &str, create_only: bool) -> Result<()> {
+        let create_only = lock::probe_create_only(repo.backend())?;
         let marker = RepoMarker {
             format: REPO_FORMAT,
-            cluster: cluster.to_owned(),
+            cluster: config.cluster.clone(),
+            create_only: Some(create_only),
         };
-        let body = serde_json::to_vec_pretty(&marker)?;
+        repo.put_marker(&marker, true)?;
+        Ok(Init::Created { create_only })
+    }
+
+    fn put_marker(&self, marker: &RepoMarker, create_only: bool) -> Result<()> {
+        let body = serde_json::to_vec_pretty(marker)?;
         let options = PutOptions {
             create_only,
             ..PutOptions::default()
@@ -223,7 +241,11 @@ impl Repository {
                 Err(why) => done.damaged.push((id, why)),
             }
         }
-        repo.put_marker(&config.cluster, false)?;
+        let upgraded = RepoMarker {
+            format: REPO_FORMAT,
+            ..marker
+        };
+        repo.put_marker(&upgraded, false)?;
         Ok(done)
     }
 
@@ -286,15 +308,29 @@ impl Repository {
 
     /// Takes the repository lock for `operation` (of backup `id`).
     pub fn lock(&self, operation: &str, id: Option<BackupId>) -> Result<lock::RepoLock> {
-        lock::RepoLock::acquire(
-            self.backend.clone(),
-            lock::LockInfo::for_this_process(operation, id.map(|id| id.to_string()), chrono::Utc::now()),
-        )
+        self.lock_as(lock::LockInfo::for_this_process(
+            operation,
+            id.map(|id| id.to_string()),
+            chrono::Utc::now(),
+        ))
+    }
+
+    /// Takes the repository lock for `info`: its lease, and the object
+    /// `lock` create-only where `hwdr repo init` found the store honours that.
+    pub fn lock_as(&self, info: lock::LockInfo) -> Result<lock::RepoLock> {
+        let guard = self.marker()?.and_then(|m| m.create_only).unwrap_or(false);
+        lock::RepoLock::acquire(self.backend.clone(), info, guard)
     }
 
     /// Who holds the lock, if anyone.
     pub fn lock_holder(&self) -> Result<Option<lock::LockInfo>> {
-        lock::read(self.backend.as_ref())
+        lock::holder(self.backend.as_ref())
+    }
+
+    /// Everyone the lock's objects name, the holder first (a contender's
+    /// lease is there for a moment while it tries).
+    pub fn lock_holders(&self) -> Result<Vec<lock::LockInfo>> {
+        lock::holders(self.backend.as_ref())
     }
 
     /// Starts backup `id`, under the repository lock (which keeps any other

@@ -10,6 +10,7 @@ mod backup;
 mod cluster;
 mod drill;
 mod hopsfs;
+mod lock;
 mod prune;
 mod restore;
 mod s3;

@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! hwdr-repo.json                                   the marker
-//! lock                                             the repository lock
+//! lock                                             the repository lock's create-only guard
+//! locks/<host>-<pid>-<random>.json                 a contender's lease (the lock)
 //! backups/<id>/manifest.json                       written last
 //! backups/<id>/<file>                              the backup's files
 //! blocks/<BP-…>/subdir<a>/subdir<b>/blk_<id>_<gs>[.meta]   the block store
@@ -46,6 +47,18 @@ impl ObjectKey {
     /// `lock`: who holds the repository.
     pub fn lock() -> ObjectKey {
         ObjectKey("lock".into())
+    }
+
+    /// `locks/`: the folder of the lock's leases (a prefix).
+    pub const LEASES: &'static str = "locks/";
+
+    /// `locks/<name>.json`: the lease of one contender for the lock; `name`
+    /// (`<host>-<pid>-<random>`) must be one part of a name, not hidden.
+    pub fn lease(name: &str) -> Result<ObjectKey, StoreError> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(StoreError::BadName(format!("{}{name}.json", ObjectKey::LEASES)));
+        }
+        ObjectKey::parse(&format!("{}{name}.json", ObjectKey::LEASES))
     }
 
     /// The folder of backup `id` (a prefix, ending in `/`).
@@ -350,6 +363,10 @@ mod tests {
         assert_eq!(ObjectKey::parse("backups/1/x").unwrap().as_str(), "backups/1/x");
         let id: BackupId = "2611231819".parse().unwrap();
         assert!(ObjectKey::backup_file(id, "../lock").is_err());
+        assert_eq!(ObjectKey::lease("h-1-ab").unwrap().as_str(), "locks/h-1-ab.json");
+        for bad in ["a/b", "..", ""] {
+            assert!(ObjectKey::lease(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(
             ObjectKey::backup_file(id, "rondb/users.sql").unwrap().as_str(),
             "backups/2611231819/rondb/users.sql"
