@@ -227,3 +227,68 @@ fn a_backup_whose_lease_is_removed_stops_with_lost_the_lock() {
     assert!(!error.contains("stopped by a signal"), "{error}");
     assert_eq!(leases(&c), Vec::<String>::new());
 }
+
+/// Two head nodes start a backup at the same moment, each believing it
+/// leads (`--force-leader`, as in a split brain): exactly one proceeds, the
+/// other is refused with the lock's exit code naming the holder. On a
+/// folder (create-only honoured) and on Garage (create-only ignored: the
+/// leases alone decide), several times over. The data node takes 1.5 s per
+/// part (a fault point), so the two backups overlap.
+#[cfg(feature = "failpoints")]
+#[test]
+fn two_backups_started_at_once_on_two_heads_exactly_one_proceeds() {
+    use crate::common::cluster::Cluster;
+    use crate::common::hwdr_bin;
+    use std::process::{Command, Stdio};
+    let garage = testkit::garage::Garage::start().unwrap();
+    let posix = |repo: &std::path::Path| format!("path = \"{}\"\n", repo.display());
+    let repositories: [(&str, Box<dyn FnOnce(&std::path::Path) -> String>); 2] = [
+        ("posix", Box::new(posix)),
+        ("s3", Box::new(crate::s3::s3_repository(&garage, "race", None))),
+    ];
+    for (store, repository) in repositories {
+        let mut c = Cluster::with_repository(
+            &[("head1", &["head"], &[]), ("head2", &["head"], &[]), ("ndb1", &["rondb"], &[2])],
+            1,
+            repository,
+        );
+        c.start_agent_with("ndb1", |cmd| {
+            cmd.env("FAILPOINTS", "rondb-copy-part=return(sleep:1500)");
+        });
+        for round in 0..3 {
+            let ids = [format!("26112318{round}0"), format!("26112318{round}1")];
+            let racing: Vec<_> = ["head1", "head2"]
+                .iter()
+                .zip(&ids)
+                .map(|(head, id)| {
+                    Command::new(hwdr_bin())
+                        .arg("--config")
+                        .arg(&c.nodes[*head].config)
+                        .args(["backup", "--id", id, "--force-leader"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            let outs: Vec<_> = racing.into_iter().map(|p| p.wait_with_output().unwrap()).collect();
+            let codes: Vec<_> = outs.iter().map(|o| o.status.code()).collect();
+            let winner = codes.iter().position(|c| *c == Some(0));
+            let loser = codes.iter().position(|c| *c == Some(5));
+            let (Some(winner), Some(loser)) = (winner, loser) else {
+                panic!(
+                    "{store} round {round}: exit codes {codes:?}, not one 0 and one 5:\n{}\n{}",
+                    text(&outs[0].stderr),
+                    text(&outs[1].stderr)
+                );
+            };
+            assert!(
+                text(&outs[loser].stderr).contains("the repository is locked: backup of backup"),
+                "{store}: {}",
+                text(&outs[loser].stderr)
+            );
+            assert_eq!(c.manifest(&ids[winner]).unwrap()["status"], "complete", "{store}");
+            assert!(c.manifest(&ids[loser]).is_none(), "{store}");
+        }
+    }
+}

@@ -15,7 +15,7 @@ use testkit::garage::Garage;
 /// The `[repository]` keys for `garage` below `prefix`, with its
 /// credentials written beside the test's folders (root's, 0600); requests
 /// give up after a few seconds, so a stopped server fails a test quickly.
-fn s3_repository(garage: &Garage, prefix: &str, endpoint: Option<String>) -> impl FnOnce(&Path) -> String + use<> {
+pub(crate) fn s3_repository(garage: &Garage, prefix: &str, endpoint: Option<String>) -> impl FnOnce(&Path) -> String + use<> {
     let prefix = prefix.to_owned();
     let endpoint = endpoint.unwrap_or_else(|| garage.endpoint());
     let (bucket, region) = (garage.bucket().to_owned(), garage.region().to_owned());
