@@ -4,20 +4,26 @@
 
 use std::process::Command;
 
-use crate::common;
 use crate::common::cluster::Cluster;
 use crate::common::{run_ok, sim_src, text};
 use testkit::gen::GenSpec;
 
 #[test]
 fn drill_restores_into_a_spare_cluster_and_reports_the_failing_step() {
-    let mut c = Cluster::new(
+    drill_round(|repo| format!("path = \"{}\"\n", repo.display()));
+}
+
+/// A backup, a drill that passes, a damaged block that fails it at its
+/// step; with the repository `[repository]` names.
+pub(crate) fn drill_round(repository: impl FnOnce(&std::path::Path) -> String) {
+    let mut c = Cluster::with_repository(
         &[
             ("head1", &["head"], &[]),
             ("node1", &["rondb", "hopsfs"], &[2]),
             ("node2", &["rondb", "hopsfs"], &[3]),
         ],
         2,
+        repository,
     );
     c.with_hopsfs(GenSpec {
         nodes: 2,
@@ -75,11 +81,20 @@ fn drill_restores_into_a_spare_cluster_and_reports_the_failing_step() {
     assert_eq!(dump(&spare), dump(&c.sim));
 
     // A damaged block fails the drill at its step.
-    let block = common::tree(&c.repo.join("blocks"))
-        .into_iter()
-        .find(|p| !p.ends_with(".meta"))
+    let backend = c.backend();
+    let mut block = None;
+    backend
+        .list("blocks/", &mut |o| {
+            if !o.key.as_str().ends_with(".meta") {
+                block = Some(o.key);
+            }
+            Ok(())
+        })
         .unwrap();
-    std::fs::write(c.repo.join("blocks").join(&block), b"garbage").unwrap();
+    let block = block.unwrap();
+    backend
+        .put(&block, &mut &b"garbage"[..], hwdr::repo::store::PutOptions::default())
+        .unwrap();
     run_ok(Command::new(&simctl).arg("wipe").arg(&spare));
     let out = c.hwdr("head1", &["drill", "2611231819"]);
     assert_eq!(out.status.code(), Some(1));

@@ -81,6 +81,10 @@ fn backup_list_verify_prune_and_restore_round_trip_through_s3() {
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     assert!(list.as_array().unwrap().iter().all(|b| b["status"] == "complete"), "{list}");
 
+    // The metrics of the leader see the repository.
+    let prom = std::fs::read_to_string(c.dir.path().join("state-head1/hwdr.prom")).unwrap();
+    assert!(prom.contains("hwdr_repository_ok{cluster=\"prod\"} 1"), "{prom}");
+
     // Every block streamed through its CRCs.
     let out = c.hwdr("head1", &["verify", "--full", second]);
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
@@ -104,6 +108,12 @@ fn backup_list_verify_prune_and_restore_round_trip_through_s3() {
     let out = c.hwdr("head1", &["restore", second]);
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert_restored(&s);
+}
+
+#[test]
+fn a_drill_restores_from_s3_into_a_spare_cluster() {
+    let garage = Garage::start().unwrap();
+    crate::drill::drill_round(s3_repository(&garage, "prod", None));
 }
 
 /// head1 (head) and node1 (rondb 2) with the repository in `garage`.
