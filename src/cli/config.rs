@@ -268,7 +268,10 @@ fn probe(repo: &Repository) -> Vec<Result<String, String>> {
     let body = b"hwdr config check probe";
     let at = backend.location_of(&key);
     let mut steps = vec![timed(&format!("put of the probe {at}"), || {
-        backend.put(&key, &mut &body[..], PutOptions::default()).map(|_| ()).map_err(|e| format!("{e:#}"))
+        backend
+            .put(&key, &mut &body[..], PutOptions::default())
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
     })];
     if steps[0].is_err() {
         return steps;
@@ -277,7 +280,10 @@ fn probe(repo: &Repository) -> Vec<Result<String, String>> {
         let mut back = Vec::new();
         backend
             .get(&key)
-            .and_then(|mut r| r.read_to_end(&mut back).map_err(|e| StoreError::Io("reading".into(), e)))
+            .and_then(|mut r| {
+                r.read_to_end(&mut back)
+                    .map_err(|e| StoreError::Io("reading".into(), e))
+            })
             .map_err(|e| format!("{e:#}"))?;
         if back != body {
             return Err("it reads back different bytes".to_owned());
@@ -292,9 +298,13 @@ fn probe(repo: &Repository) -> Vec<Result<String, String>> {
                 Ok(())
             })
             .map_err(|e| format!("{e:#}"))?;
-        listed.then_some(()).ok_or_else(|| "the listing does not show it".to_owned())
+        listed
+            .then_some(())
+            .ok_or_else(|| "the listing does not show it".to_owned())
     }));
-    steps.push(timed("delete of the probe", || backend.delete(&key).map_err(|e| format!("{e:#}"))));
+    steps.push(timed("delete of the probe", || {
+        backend.delete(&key).map_err(|e| format!("{e:#}"))
+    }));
     steps
 }
 

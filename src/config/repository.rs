@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawRepository;
-use super::validate::Section;
 use super::validate::Errors;
+use super::validate::Section;
 
 /// `[repository]`, validated.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub enum RepositoryLocation {
     /// A folder, the same on every node (`path`).
     Path(PathBuf),
     /// A bucket and prefix (`url`).
-    Object(ObjectSettings),
+    Object(Box<ObjectSettings>),
 }
 
 /// Which object storage a `url` names.
@@ -90,7 +90,7 @@ impl RepositorySettings {
                 refuse_object_keys(&raw, &mut s);
                 RepositoryLocation::Path(s.abs_path("path", raw.path, ""))
             }
-            (None, Some(_)) => RepositoryLocation::Object(object(raw, &mut s)),
+            (None, Some(_)) => RepositoryLocation::Object(Box::new(object(raw, &mut s))),
         };
         RepositorySettings {
             location,
@@ -126,7 +126,10 @@ fn object(raw: RawRepository, s: &mut Section) -> ObjectSettings {
         s.err("endpoint", e);
     }
     if scheme != ObjectScheme::S3 {
-        for (key, set) in [("region", raw.region.is_some()), ("path_style", raw.path_style.is_some())] {
+        for (key, set) in [
+            ("region", raw.region.is_some()),
+            ("path_style", raw.path_style.is_some()),
+        ] {
             if set {
                 s.err(key, "is for s3:// repositories only");
             }
@@ -142,7 +145,9 @@ fn object(raw: RawRepository, s: &mut Section) -> ObjectSettings {
         region: raw.region,
         path_style: raw.path_style.unwrap_or(false),
         ca_file: raw.ca_file.map(|f| s.abs_path("ca_file", Some(f), "")),
-        credentials_file: raw.credentials_file.map(|f| s.abs_path("credentials_file", Some(f), "")),
+        credentials_file: raw
+            .credentials_file
+            .map(|f| s.abs_path("credentials_file", Some(f), "")),
         profile: raw.profile.unwrap_or_else(|| "default".into()),
         part_size: part_mib << 20,
         request_timeout: s.duration("request_timeout", raw.request_timeout, Duration::from_secs(120)),
@@ -197,7 +202,10 @@ mod tests {
 
     fn with_repository(section: &str) -> Result<Config, String> {
         let dir = tempfile::tempdir().unwrap();
-        let text = MINIMAL.replace("[repository]\npath = \"/mnt/hwdr\"\n", &format!("[repository]\n{section}"));
+        let text = MINIMAL.replace(
+            "[repository]\npath = \"/mnt/hwdr\"\n",
+            &format!("[repository]\n{section}"),
+        );
         config_in(dir.path(), &text).map_err(|e| e.to_string())
     }
 
@@ -232,7 +240,10 @@ mod tests {
         let RepositoryLocation::Object(o) = c.repository.location else {
             panic!("not object storage");
         };
-        assert_eq!((o.scheme, o.bucket.as_str(), o.prefix.as_str()), (ObjectScheme::S3, "hwdr-backups", "prod"));
+        assert_eq!(
+            (o.scheme, o.bucket.as_str(), o.prefix.as_str()),
+            (ObjectScheme::S3, "hwdr-backups", "prod")
+        );
         assert!(o.path_style);
         assert_eq!(o.part_size, 16 << 20);
         assert_eq!(o.profile, "default");

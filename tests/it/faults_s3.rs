@@ -71,8 +71,16 @@ fn assert_listed(c: &Cluster, complete: &[&str]) {
 fn unlock_stale(c: &Cluster, id: &str) {
     let refused = c.hwdr("head1", &["backup", "--id", id]);
     assert_eq!(refused.status.code(), Some(5), "{}", text(&refused.stderr));
-    assert!(text(&refused.stderr).contains("stale lock"), "{}", text(&refused.stderr));
-    assert!(text(&refused.stderr).contains("hwdr unlock"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("stale lock"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        text(&refused.stderr).contains("hwdr unlock"),
+        "{}",
+        text(&refused.stderr)
+    );
     let out = c.hwdr("head1", &["unlock"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

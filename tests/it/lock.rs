@@ -242,13 +242,18 @@ fn two_backups_started_at_once_on_two_heads_exactly_one_proceeds() {
     use std::process::{Command, Stdio};
     let garage = testkit::garage::Garage::start().unwrap();
     let posix = |repo: &std::path::Path| format!("path = \"{}\"\n", repo.display());
-    let repositories: [(&str, Box<dyn FnOnce(&std::path::Path) -> String>); 2] = [
+    type Repository = Box<dyn FnOnce(&std::path::Path) -> String>;
+    let repositories: [(&str, Repository); 2] = [
         ("posix", Box::new(posix)),
         ("s3", Box::new(crate::s3::s3_repository(&garage, "race", None))),
     ];
     for (store, repository) in repositories {
         let mut c = Cluster::with_repository(
-            &[("head1", &["head"], &[]), ("head2", &["head"], &[]), ("ndb1", &["rondb"], &[2])],
+            &[
+                ("head1", &["head"], &[]),
+                ("head2", &["head"], &[]),
+                ("ndb1", &["rondb"], &[2]),
+            ],
             1,
             repository,
         );

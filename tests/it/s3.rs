@@ -15,7 +15,11 @@ use testkit::garage::Garage;
 /// The `[repository]` keys for `garage` below `prefix`, with its
 /// credentials written beside the test's folders (root's, 0600); requests
 /// give up after a few seconds, so a stopped server fails a test quickly.
-pub(crate) fn s3_repository(garage: &Garage, prefix: &str, endpoint: Option<String>) -> impl FnOnce(&Path) -> String + use<> {
+pub(crate) fn s3_repository(
+    garage: &Garage,
+    prefix: &str,
+    endpoint: Option<String>,
+) -> impl FnOnce(&Path) -> String + use<> {
     let prefix = prefix.to_owned();
     let endpoint = endpoint.unwrap_or_else(|| garage.endpoint());
     let (bucket, region) = (garage.bucket().to_owned(), garage.region().to_owned());
@@ -79,7 +83,10 @@ fn backup_list_verify_prune_and_restore_round_trip_through_s3() {
     assert_eq!(objects(c, "blocks/"), stored);
     let list = list_json(c);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
-    assert!(list.as_array().unwrap().iter().all(|b| b["status"] == "complete"), "{list}");
+    assert!(
+        list.as_array().unwrap().iter().all(|b| b["status"] == "complete"),
+        "{list}"
+    );
 
     // The metrics of the leader see the repository.
     let prom = std::fs::read_to_string(c.dir.path().join("state-head1/hwdr.prom")).unwrap();
@@ -142,19 +149,32 @@ fn wrong_credentials_are_named_by_config_check_and_stop_a_backup_before_anything
     let check = c.hwdr("head1", &["config", "check"]);
     let stdout = text(&check.stdout);
     assert!(check.status.success(), "{stdout}");
-    for step in ["put of the probe s3://", "get of the probe", "listing of the probe", "delete of the probe"] {
-        assert!(stdout.contains(&format!("ok    hwdr.toml: [repository] url: {step}")), "{step}:\n{stdout}");
+    for step in [
+        "put of the probe s3://",
+        "get of the probe",
+        "listing of the probe",
+        "delete of the probe",
+    ] {
+        assert!(
+            stdout.contains(&format!("ok    hwdr.toml: [repository] url: {step}")),
+            "{step}:\n{stdout}"
+        );
     }
     // Every node's credentials file now holds a wrong secret.
     let file = c.dir.path().join("s3.credentials");
-    let wrong = std::fs::read_to_string(&file).unwrap().replace(garage.secret_key(), &"0".repeat(64));
+    let wrong = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(garage.secret_key(), &"0".repeat(64));
     std::fs::write(&file, wrong).unwrap();
     let before = runs(&c);
     let check = c.hwdr("head1", &["config", "check"]);
     let stdout = text(&check.stdout);
     assert_eq!(check.status.code(), Some(3), "{stdout}");
     assert!(
-        stdout.contains(&format!("FAIL  hwdr.toml: [repository] url: cannot list repository s3://{}/prod", garage.bucket())),
+        stdout.contains(&format!(
+            "FAIL  hwdr.toml: [repository] url: cannot list repository s3://{}/prod",
+            garage.bucket()
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("access denied"), "{stdout}");
@@ -180,14 +200,19 @@ fn a_bucket_prefix_holding_another_clusters_repository_is_refused() {
     assert!(c.hwdr("head1", &["backup", "--id", ID]).status.success());
     // The same bucket and prefix, configured for cluster "staging".
     for node in c.nodes.values() {
-        let text = std::fs::read_to_string(&node.config).unwrap().replace("name = \"prod\"", "name = \"staging\"");
+        let text = std::fs::read_to_string(&node.config)
+            .unwrap()
+            .replace("name = \"prod\"", "name = \"staging\"");
         std::fs::write(&node.config, text).unwrap();
     }
     for args in [&["repo", "init"][..], &["backup", "--id", "2611231820"], &["list"]] {
         let out = c.hwdr("head1", args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(
-            text(&out.stderr).contains(&format!("repository s3://{}/shared belongs to cluster 'prod', not 'staging'", garage.bucket())),
+            text(&out.stderr).contains(&format!(
+                "repository s3://{}/shared belongs to cluster 'prod', not 'staging'",
+                garage.bucket()
+            )),
             "{args:?}: {}",
             text(&out.stderr)
         );
@@ -233,7 +258,10 @@ fn transient_503s_and_dropped_connections_are_retried_and_the_backup_completes()
         let faulted = proxy.faulted();
         let out = c.hwdr("head1", &["backup", "--id", id]);
         assert!(out.status.success(), "{fault:?}: {}", text(&out.stderr));
-        assert!(proxy.faulted() > faulted + 5, "{fault:?}: too few requests failed to prove anything");
+        assert!(
+            proxy.faulted() > faulted + 5,
+            "{fault:?}: too few requests failed to prove anything"
+        );
         assert_eq!(c.manifest(id).unwrap()["status"], "complete");
     }
     proxy.set(Plan::Pass);

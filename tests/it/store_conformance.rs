@@ -249,7 +249,11 @@ fn a_large_put_whose_source_fails_midway_leaves_nothing_new() {
 fn any_name_round_trips_through_a_listing() {
     // Config files are kept under their own names: editors' backups, spaces.
     each(|b| {
-        let odd = ["backups/1/config/etc/hwdr/hwdr.toml~", "backups/1/config/a b#c%7E[x]", "backups/1/é"];
+        let odd = [
+            "backups/1/config/etc/hwdr/hwdr.toml~",
+            "backups/1/config/a b#c%7E[x]",
+            "backups/1/é",
+        ];
         for name in odd {
             put(b, name, name.as_bytes());
         }

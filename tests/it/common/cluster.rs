@@ -311,7 +311,9 @@ parallelism = 2
         let info = hwdr::repo::lock::LockInfo::for_this_process(operation, Some(id.to_owned()), chrono::Utc::now());
         let backend = self.backend();
         let body = serde_json::to_vec(&info).unwrap();
-        backend.put(&ObjectKey::lock(), &mut &body[..], PutOptions::default()).unwrap();
+        backend
+            .put(&ObjectKey::lock(), &mut &body[..], PutOptions::default())
+            .unwrap();
         LockFile(backend)
     }
 

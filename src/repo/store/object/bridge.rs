@@ -18,43 +18,57 @@ use tokio::runtime::{Handle, Runtime};
 
 /// The runtime every object storage call runs on; it lives as long as the
 /// process (never dropped, so never dropped on a runtime thread).
-fn runtime() -> &'static Runtime {
-    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
+fn runtime() -> object_store::Result<&'static Runtime> {
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    let made = RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("hwdr-store")
             .enable_all()
             .build()
-            .expect("the object storage runtime starts")
-    })
+            .map_err(|e| e.to_string())
+    });
+    made.as_ref()
+        .map_err(|e| failed(format!("starting the object storage runtime: {e}")))
+}
+
+/// An error of hwdr's own around a call.
+fn failed(why: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "hwdr",
+        source: why.into(),
+    }
 }
 
 /// A handle to spawn on the runtime.
-pub(super) fn handle() -> Handle {
-    runtime().handle().clone()
+pub(super) fn handle() -> object_store::Result<Handle> {
+    Ok(runtime()?.handle().clone())
 }
 
 /// Runs `fut` on the runtime and waits for it here.
-pub(super) fn wait<F>(fut: F) -> F::Output
+pub(super) fn wait<T, F>(fut: F) -> object_store::Result<T>
 where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
+    F: Future<Output = object_store::Result<T>> + Send + 'static,
+    T: Send + 'static,
 {
     let (tx, rx) = sync_channel(1);
-    runtime().spawn(async move {
+    runtime()?.spawn(async move {
         let _ = tx.send(fut.await);
     });
-    // The task always sends unless it panicked; then so do we.
-    rx.recv().expect("an object storage call ended without an answer")
+    rx.recv()
+        .unwrap_or_else(|_| Err(failed("an object storage call ended without an answer".into())))
 }
 
 /// Pumps `stream` into a channel of `bound` items, on a blocking thread of
 /// the runtime: the receiver reads at its own pace and the stream waits.
-pub(super) fn pump<T: Send + 'static>(stream: BoxStream<'static, T>, bound: usize) -> Receiver<T> {
+pub(super) fn pump<T: Send + 'static>(
+    stream: BoxStream<'static, T>,
+    bound: usize,
+) -> object_store::Result<Receiver<T>> {
     let (tx, rx) = sync_channel(bound);
-    let handle = handle();
-    runtime().spawn_blocking(move || {
+    let runtime = runtime()?;
+    let handle = runtime.handle().clone();
+    runtime.spawn_blocking(move || {
         let mut stream = stream;
         while let Some(item) = handle.block_on(stream.next()) {
             if tx.send(item).is_err() {
@@ -63,7 +77,7 @@ pub(super) fn pump<T: Send + 'static>(stream: BoxStream<'static, T>, bound: usiz
             }
         }
     });
-    rx
+    Ok(rx)
 }
 
 /// A blocking reader over a pumped stream of chunks; an error of the stream
@@ -76,13 +90,16 @@ pub(super) struct StreamRead {
 
 impl StreamRead {
     /// Reads `stream`, which fetches object `what` (for messages).
-    pub(super) fn new(stream: BoxStream<'static, Result<Bytes, object_store::Error>>, what: String) -> StreamRead {
-        StreamRead {
+    pub(super) fn new(
+        stream: BoxStream<'static, Result<Bytes, object_store::Error>>,
+        what: String,
+    ) -> object_store::Result<StreamRead> {
+        Ok(StreamRead {
             // Four chunks ahead: enough to keep the network busy, bounded.
-            chunks: pump(stream, 4),
+            chunks: pump(stream, 4)?,
             current: Bytes::new(),
             what,
-        }
+        })
     }
 }
 

@@ -63,7 +63,9 @@ fn s3(settings: &ObjectSettings, options: ClientOptions, retry: RetryConfig) -> 
         builder = builder.with_region(region);
     }
     if let Some(endpoint) = &settings.endpoint {
-        builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
     }
     if let Some(file) = &settings.credentials_file {
         let keys = profile(file, &settings.profile)?;
@@ -96,7 +98,11 @@ fn gcs(
     Ok(builder)
 }
 
-fn azure(settings: &ObjectSettings, options: ClientOptions, retry: RetryConfig) -> Result<MicrosoftAzureBuilder, String> {
+fn azure(
+    settings: &ObjectSettings,
+    options: ClientOptions,
+    retry: RetryConfig,
+) -> Result<MicrosoftAzureBuilder, String> {
     let mut builder = MicrosoftAzureBuilder::from_env()
         .with_container_name(&settings.bucket)
         .with_client_options(options)
@@ -108,7 +114,9 @@ fn azure(settings: &ObjectSettings, options: ClientOptions, retry: RetryConfig) 
             .with_access_key(required(&keys, file, "account_key")?);
     }
     if let Some(endpoint) = &settings.endpoint {
-        builder = builder.with_endpoint(endpoint.clone()).with_allow_http(endpoint.starts_with("http://"));
+        builder = builder
+            .with_endpoint(endpoint.clone())
+            .with_allow_http(endpoint.starts_with("http://"));
     }
     Ok(builder)
 }
@@ -124,7 +132,8 @@ fn required<'a>(keys: &'a HashMap<String, String>, file: &Path, key: &str) -> Re
 /// keys before any section count as `[default]`.
 fn profile(file: &Path, profile: &str) -> Result<HashMap<String, String>, String> {
     check_private(file)?;
-    let text = std::fs::read_to_string(file).map_err(|e| format!("reading credentials file {}: {e}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("reading credentials file {}: {e}", file.display()))?;
     let mut section = "default".to_owned();
     let mut found = false;
     let mut keys = HashMap::new();
@@ -139,7 +148,11 @@ fn profile(file: &Path, profile: &str) -> Result<HashMap<String, String>, String
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("credentials file {} line {}: expected key = value", file.display(), n + 1));
+            return Err(format!(
+                "credentials file {} line {}: expected key = value",
+                file.display(),
+                n + 1
+            ));
         };
         if section == profile {
             found = true;
@@ -147,7 +160,10 @@ fn profile(file: &Path, profile: &str) -> Result<HashMap<String, String>, String
         }
     }
     if !found {
-        return Err(format!("credentials file {} has no profile [{profile}]", file.display()));
+        return Err(format!(
+            "credentials file {} has no profile [{profile}]",
+            file.display()
+        ));
     }
     Ok(keys)
 }
@@ -201,6 +217,8 @@ mod tests {
         let err = profile(&open, "default").unwrap_err();
         assert!(err.ends_with("is readable by others (mode 644): chmod 600 it"), "{err}");
         let (_d, bad) = file("[default]\nno equals sign\n", 0o600);
-        assert!(profile(&bad, "default").unwrap_err().ends_with("line 2: expected key = value"));
+        assert!(profile(&bad, "default")
+            .unwrap_err()
+            .ends_with("line 2: expected key = value"));
     }
 }

@@ -52,9 +52,8 @@ impl ObjectBackend {
         if let Some(store) = slot.as_ref() {
             return Ok(store.clone());
         }
-        let store = build::store(&self.settings).map_err(|e| {
-            StoreError::Io(format!("repository {}", self.location()), io::Error::other(e))
-        })?;
+        let store = build::store(&self.settings)
+            .map_err(|e| StoreError::Io(format!("repository {}", self.location()), io::Error::other(e)))?;
         *slot = Some(store.clone());
         Ok(store)
     }
@@ -66,7 +65,10 @@ impl ObjectBackend {
             object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
                 StoreError::AlreadyExists(self.location_of(key))
             }
-            e => StoreError::Io(format!("{doing} {}", self.location_of(key)), io::Error::other(explain(e))),
+            e => StoreError::Io(
+                format!("{doing} {}", self.location_of(key)),
+                io::Error::other(explain(e)),
+            ),
         }
     }
 }
@@ -79,9 +81,15 @@ fn explain(e: object_store::Error) -> String {
     let refused = matches!(
         e,
         object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
-    ) || ["403 Forbidden", "401 Unauthorized", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"]
-        .iter()
-        .any(|m| text.contains(m));
+    ) || [
+        "403 Forbidden",
+        "401 Unauthorized",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
     if refused {
         return format!("access denied: are the credentials right and allowed on this bucket? ({text})");
     }
@@ -178,7 +186,8 @@ impl Backend for ObjectBackend {
     fn list(&self, prefix: &str, each: &mut dyn FnMut(ObjectMeta) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let store = self.store()?;
         let folder = split_prefix(prefix);
-        let listing = bridge::pump(store.list(folder.as_ref()), 1000);
+        let listing = bridge::pump(store.list(folder.as_ref()), 1000)
+            .map_err(|e| anyhow::anyhow!("listing {}/{prefix}: {e}", self.location()))?;
         for item in listing {
             let m = item.map_err(|e| anyhow::anyhow!("listing {}/{prefix}: {}", self.location(), explain(e)))?;
             let meta = meta_of(m)?;
@@ -193,7 +202,10 @@ impl Backend for ObjectBackend {
         let store = self.store()?;
         let folder = split_prefix(prefix);
         let listed = bridge::wait(async move { store.list_with_delimiter(folder.as_ref()).await }).map_err(|e| {
-            StoreError::Io(format!("listing {}/{prefix}", self.location()), io::Error::other(explain(e)))
+            StoreError::Io(
+                format!("listing {}/{prefix}", self.location()),
+                io::Error::other(explain(e)),
+            )
         })?;
         let mut names: Vec<String> = listed
             .common_prefixes
@@ -223,18 +235,18 @@ impl Backend for ObjectBackend {
             Ok(())
         })?;
         let store = self.store()?;
-        let location = format!("{}/{prefix}", self.location());
         bridge::wait(async move {
             let stream = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
             let mut deleted = store.delete_stream(stream);
             while let Some(result) = deleted.next().await {
                 match result {
                     Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(anyhow::anyhow!("deleting below {location}: {}", explain(e))),
+                    Err(e) => return Err(e),
                 }
             }
             Ok(())
         })
+        .map_err(|e| anyhow::anyhow!("deleting below {}/{prefix}: {}", self.location(), explain(e)))
     }
 }
 
@@ -244,8 +256,11 @@ impl ObjectBackend {
     fn get_opts(&self, key: &ObjectKey, options: GetOptions) -> Result<Box<dyn Read + Send>, StoreError> {
         let store = self.store()?;
         let p = path(key);
-        let got = bridge::wait(async move { store.get_opts(&p, options).await }).map_err(|e| self.error("reading", key, e))?;
-        Ok(Box::new(bridge::StreamRead::new(got.into_stream(), self.location_of(key))))
+        let got = bridge::wait(async move { store.get_opts(&p, options).await })
+            .map_err(|e| self.error("reading", key, e))?;
+        let read = bridge::StreamRead::new(got.into_stream(), self.location_of(key))
+            .map_err(|e| self.error("reading", key, e))?;
+        Ok(Box::new(read))
     }
 }
 

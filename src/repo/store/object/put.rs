@@ -71,7 +71,8 @@ fn put_parts(
 ) -> Result<(), StoreError> {
     let store = backend.store()?;
     let p = path(key);
-    let upload = bridge::wait(async move { store.put_multipart(&p).await }).map_err(|e| backend.error("storing", key, e))?;
+    let upload =
+        bridge::wait(async move { store.put_multipart(&p).await }).map_err(|e| backend.error("storing", key, e))?;
     let mut parts = Parts {
         upload,
         in_flight: VecDeque::new(),
@@ -105,7 +106,8 @@ impl Parts {
         let mut part = first;
         while !part.is_empty() {
             let sent = self.upload.put_part(PutPayload::from(part));
-            self.in_flight.push_back(bridge::handle().spawn(sent));
+            let handle = bridge::handle().map_err(|e| backend.error("storing", key, e))?;
+            self.in_flight.push_back(handle.spawn(sent));
             if self.in_flight.len() >= PARTS_IN_FLIGHT {
                 self.wait_oldest().map_err(|e| backend.error("storing", key, e))?;
             }
@@ -122,9 +124,7 @@ impl Parts {
         let Some(task) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        bridge::wait(task).unwrap_or_else(|e| {
-            Err(object_store::Error::JoinError { source: e })
-        })
+        bridge::wait(async move { task.await.map_err(|e| object_store::Error::JoinError { source: e })? })
     }
 
     /// Makes the object visible.
