@@ -13,7 +13,8 @@ use super::validate::Section;
 #[derive(Debug, Clone)]
 pub struct RepositorySettings {
     pub location: RepositoryLocation,
-    /// How many files a node stores or fetches at once.
+    /// How many files a node stores or fetches at once (1 to 64): blocks and
+    /// RonDB parts of a backup, blocks staged for a restore.
     pub upload_parallelism: usize,
 }
 
@@ -76,7 +77,13 @@ impl RepositorySettings {
     /// Validates `[repository]`: exactly one of `path` and `url`.
     pub(super) fn from_raw(raw: RawRepository, errors: &mut Errors) -> RepositorySettings {
         let mut s = errors.section("repository");
-        let upload_parallelism = s.count("upload_parallelism", raw.upload_parallelism, 4, 1).min(64);
+        let upload_parallelism = s.count("upload_parallelism", raw.upload_parallelism, 4, 1);
+        if upload_parallelism > 64 {
+            s.err(
+                "upload_parallelism",
+                format!("{upload_parallelism} must be between 1 and 64"),
+            );
+        }
         let location = match (&raw.path, &raw.url) {
             (Some(_), Some(_)) => {
                 s.err("url", "and path are exclusive: a repository is a folder or a bucket");
@@ -222,6 +229,10 @@ mod tests {
         assert_eq!(
             errors_with("[repository]\nurl = \"s3://b/p\"\n"),
             ["hwdr.d/50-test.toml: [repository] url: and path are exclusive: a repository is a folder or a bucket"]
+        );
+        assert_eq!(
+            errors_with("[repository]\nupload_parallelism = 65\n"),
+            ["hwdr.d/50-test.toml: [repository] upload_parallelism: 65 must be between 1 and 64"]
         );
         assert_eq!(
             errors_with("[repository]\nregion = \"eu\"\n"),

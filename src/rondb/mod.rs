@@ -33,14 +33,16 @@ pub struct Collected {
 
 /// Finds this node's complete parts of backup `id` (for the data node ids the
 /// config places here) under `[rondb] backup_dir` and copies them into the
-/// backup's folder in the repository, which must exist and not be finished.
+/// backup's folder in the repository, which must exist and not be finished,
+/// `[repository] upload_parallelism` files at once.
 pub fn collect_parts(config: &Config, id: BackupId, control: &JobControl) -> Result<Collected> {
     let node_ids: BTreeSet<u32> = config.this().rondb_node_ids.iter().copied().collect();
     let backup = Repository::of(config).backup_in_progress(id)?;
     let ndb_id = id.ndb_id();
     let src = parts::node_backup_dir(&config.rondb.backup_dir, ndb_id);
     let found = parts::find_parts(&src, ndb_id, &node_ids)?;
-    let files = parts::copy_parts(&src, &backup, ndb_id, &found, control)?;
+    let threads = config.repository.upload_parallelism;
+    let files = parts::copy_parts(&src, &backup, ndb_id, &found, threads, control)?;
     let bytes: u64 = files.iter().map(|f| f.size).sum();
     info!(
         files = files.len(),

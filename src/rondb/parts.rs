@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::job::JobControl;
+use crate::parallel;
 use crate::repo::backup::BackupWriter;
 use crate::repo::manifest::FileEntry;
 use crate::repo::store::Access;
@@ -188,26 +189,24 @@ fn complete(files: &BTreeMap<Kind, Vec<String>>, node: u32, what: &str, dir: &Pa
 }
 
 /// Copies the checked parts from the node folder `src` into the backup,
-/// hashing every file.
+/// hashing every file, `threads` files at once; each is durable once put.
+/// The entries come in the parts' order.
 pub fn copy_parts(
     src: &Path,
     backup: &BackupWriter,
     ndb_id: u32,
     parts: &[NodePart],
+    threads: usize,
     control: &JobControl,
 ) -> Result<Vec<FileEntry>> {
     let rel_root = repo_rel_dir(ndb_id);
-    let mut entries = Vec::new();
-    for part in parts {
-        for file in &part.files {
-            control.check()?;
-            crate::fault::point("rondb-copy-part", Some(control))?;
-            let entry = backup.put_file(&format!("{rel_root}/{file}"), &src.join(file), Access::Group, control)?;
-            control.file_done(entry.size);
-            entries.push(entry);
-        }
-    }
-    Ok(entries)
+    let files = parts.iter().flat_map(|part| &part.files);
+    parallel::map(threads, control, files, |file| {
+        crate::fault::point("rondb-copy-part", Some(control))?;
+        let entry = backup.put_file(&format!("{rel_root}/{file}"), &src.join(file), Access::Group, control)?;
+        control.file_done(entry.size);
+        Ok(entry)
+    })
 }
 
 #[cfg(test)]

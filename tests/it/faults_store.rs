@@ -36,10 +36,11 @@ struct Call {
 }
 
 impl Call {
-    /// Whether it returned without an error.
+    /// Whether it returned without an error. strace pads short lines, as
+    /// calls of several threads resumed are: `<... rename resumed>)    = 0`.
     fn ok(&self) -> bool {
         self.text
-            .rsplit_once(") = ")
+            .rsplit_once(" = ")
             .is_some_and(|(_, result)| !result.starts_with('-') && !result.starts_with('?'))
     }
 

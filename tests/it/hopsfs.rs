@@ -141,6 +141,55 @@ fn replicas_are_stored_once_and_a_second_backup_copies_only_new_blocks() {
     );
 }
 
+/// Every file below `dir` with its mode and content.
+fn contents(dir: &Path) -> Vec<(String, u32, Vec<u8>)> {
+    common::tree(dir)
+        .into_iter()
+        .map(|p| {
+            let full = dir.join(&p);
+            let mode = fs::metadata(&full).unwrap().permissions().mode();
+            (p, mode, fs::read(&full).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn one_or_eight_uploads_at_once_store_the_same_blocks_and_count_the_same() {
+    let (mut c, generated, _, _) = cluster_with_blocks(120);
+    let mut stores = Vec::new();
+    let mut counters = Vec::new();
+    for (threads, id) in [(1, "2611231819"), (8, "2611231820")] {
+        // A new repository each time: each backup stores every block.
+        let repo = c.dir.path().join(format!("repo-{threads}"));
+        fs::create_dir(&repo).unwrap();
+        c.dropin_everywhere(
+            "70-parallel.toml",
+            &format!(
+                "[repository]\npath = \"{}\"\nupload_parallelism = {threads}\n",
+                repo.display()
+            ),
+        );
+        let out = c.hwdr("head1", &["repo", "init"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for n in ["node1", "node2", "node3"] {
+            c.kill_agent(n);
+            c.start_agent(n);
+        }
+        let out = c.hwdr("head1", &["backup", "--id", id]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let m = c.manifest(id).unwrap();
+        assert_eq!(m["status"], "complete", "{m}");
+        assert_eq!(m["hopsfs"]["new_blocks"], generated.blocks.len() as u64);
+        let log = c.agent_log("node1");
+        assert!(log.contains(&format!("threads={threads}")), "{log}");
+        counters.push(m["hopsfs"].clone());
+        stores.push(contents(&repo.join("blocks")));
+    }
+    assert_eq!(stores[0].len(), 2 * generated.blocks.len());
+    assert!(stores[0] == stores[1], "the block stores differ");
+    assert_eq!(counters[0], counters[1]);
+}
+
 /// Flips one byte in the middle of `path`.
 fn flip(path: &Path) {
     let mut bytes = fs::read(path).unwrap();

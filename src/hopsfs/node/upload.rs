@@ -1,6 +1,7 @@
 //! Uploading the blocks the leader assigned to this node: the assignment is
 //! read, this node's inventory walked, and every assigned replica stored in
-//! the block store, checked against its CRCs on the way.
+//! the block store by one of `[repository] upload_parallelism` workers,
+//! checked against its CRCs on the way.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -18,6 +19,7 @@ use crate::hopsfs::inventory::{self, BlockLine, Line};
 use crate::hopsfs::layout;
 use crate::hopsfs::store::{BlockBatch, BlockKey, PutError};
 use crate::job::JobControl;
+use crate::parallel::{self, Feed, Worker};
 use crate::repo::backup::BackupReader;
 use crate::repo::Repository;
 use crate::runner::RunAs;
@@ -43,7 +45,7 @@ impl BadReplica {
 }
 
 /// What an upload stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Uploaded {
     pub blocks: u64,
     pub bytes: u64,
@@ -51,9 +53,24 @@ pub struct Uploaded {
     pub bad: Vec<BadReplica>,
 }
 
+impl Uploaded {
+    /// What several workers stored together, the bad replicas in block order.
+    fn merge(parts: Vec<Uploaded>) -> Uploaded {
+        let mut all = Uploaded::default();
+        for part in parts {
+            all.blocks += part.blocks;
+            all.bytes += part.bytes;
+            all.bad.extend(part.bad);
+        }
+        all.bad.sort_by_key(BadReplica::key);
+        all
+    }
+}
+
 /// Uploads the blocks of assignment round `round` of backup `id` from this
-/// node into the block store, each checked against its CRCs. Replicas that
-/// fail are reported, not fatal: the leader takes them from another node.
+/// node into the block store, each checked against its CRCs, `[repository]
+/// upload_parallelism` at once. Replicas that fail are reported, not fatal:
+/// the leader takes them from another node.
 pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -> Result<Uploaded> {
     let hdfs = config.hdfs_user()?;
     let repo = Repository::of(config);
@@ -62,20 +79,32 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
     let node = config.this_node.as_str();
     let store = repo.blocks();
     let mut assigned = Assignment::read(&backup, &assignment_rel(node, round))?;
-
-    // Walk this node's inventory and upload what was assigned.
     let inv_rel = inventory_rel(node);
     let inv = BufReader::new(backup.open(&inv_rel).with_context(|| format!("opening {inv_rel}"))?);
-    let mut uploader = Uploader::new(store.batch(), &hdfs, control);
-    inventory::read(inv, |line| uploader.line(line, &mut assigned))?;
-    assigned.check_all_found()?;
-    // Durable and visible before the job reports success.
-    uploader.batch.commit()?;
-    let done = uploader.done;
+
+    // This thread walks the inventory and hands the assigned replicas to the
+    // workers, each storing into its own batch; the batches are committed
+    // (durable, visible) once all is stored, before the job reports success.
+    let threads = config.repository.upload_parallelism;
+    let new_worker = || {
+        Ok(Uploader {
+            batch: store.batch(),
+            hdfs: &hdfs,
+            control,
+            done: Uploaded::default(),
+        })
+    };
+    let done = parallel::run(threads, control, new_worker, |feed| {
+        let mut walk = Walk::default();
+        inventory::read(inv, |line| walk.line(line, &mut assigned, feed))?;
+        assigned.check_all_found()
+    })?;
+    let done = Uploaded::merge(done);
     info!(
         blocks = done.blocks,
         bytes = done.bytes,
         bad = done.bad.len(),
+        threads,
         "uploaded {} blocks ({} bytes)",
         done.blocks,
         done.bytes
@@ -142,37 +171,26 @@ impl Assignment {
     }
 }
 
-/// The state of an inventory walk that uploads: the storage folders and
-/// pools seen so far, the batch being stored and what was stored.
-struct Uploader<'a> {
-    batch: BlockBatch<'a>,
-    hdfs: &'a RunAs,
-    control: &'a JobControl,
+/// An inventory walk that hands the assigned replicas on: the storage
+/// folders and pools seen so far.
+#[derive(Default)]
+struct Walk {
     dirs: HashMap<u16, PathBuf>,
     /// Pool index in the inventory: storage folder index, pool id.
     pools: HashMap<u16, (u16, String)>,
-    done: Uploaded,
 }
 
-impl<'a> Uploader<'a> {
-    fn new(batch: BlockBatch<'a>, hdfs: &'a RunAs, control: &'a JobControl) -> Uploader<'a> {
-        Uploader {
-            batch,
-            hdfs,
-            control,
-            dirs: HashMap::new(),
-            pools: HashMap::new(),
-            done: Uploaded {
-                blocks: 0,
-                bytes: 0,
-                bad: Vec::new(),
-            },
-        }
-    }
+/// A replica to store: the block, its storage folder, its inventory line.
+struct Replica {
+    key: BlockKey,
+    dir: PathBuf,
+    line: BlockLine,
+}
 
+impl Walk {
     /// Takes one inventory line: folders and pools are noted, assigned
-    /// blocks uploaded.
-    fn line(&mut self, line: Line, assigned: &mut Assignment) -> Result<()> {
+    /// blocks fed to the workers.
+    fn line(&mut self, line: Line, assigned: &mut Assignment, feed: &Feed<'_, Replica>) -> Result<()> {
         match line {
             Line::Dir(d) => {
                 self.dirs.insert(d.index, PathBuf::from(d.path));
@@ -185,29 +203,44 @@ impl<'a> Uploader<'a> {
                     bail!("inventory names pool {} before listing it", b.pool);
                 };
                 if assigned.take(pool, b.id, b.genstamp) {
-                    let pool = pool.clone();
-                    self.block(pool, &b)?;
+                    let dir = self
+                        .dirs
+                        .get(&b.dir)
+                        .ok_or_else(|| anyhow!("inventory names data folder {}", b.dir))?;
+                    let key = BlockKey {
+                        pool: pool.clone(),
+                        id: b.id,
+                        genstamp: b.genstamp,
+                    };
+                    feed.send(Replica {
+                        key,
+                        dir: dir.clone(),
+                        line: b,
+                    })?;
                 }
             }
             Line::Node(_) | Line::Version(_) | Line::End { .. } => {}
         }
         Ok(())
     }
+}
 
-    /// Uploads assigned block `b` of `pool`; a bad replica is noted, not fatal.
-    fn block(&mut self, pool: String, b: &BlockLine) -> Result<()> {
-        self.control.check()?;
-        let dir = self
-            .dirs
-            .get(&b.dir)
-            .ok_or_else(|| anyhow!("inventory names data folder {}", b.dir))?;
-        let key = BlockKey {
-            pool,
-            id: b.id,
-            genstamp: b.genstamp,
-        };
+/// One worker of an upload: its batch and what it stored.
+struct Uploader<'a> {
+    batch: BlockBatch<'a>,
+    hdfs: &'a RunAs,
+    control: &'a JobControl,
+    done: Uploaded,
+}
+
+impl Worker<Replica> for Uploader<'_> {
+    type Done = Uploaded;
+
+    /// Uploads an assigned replica; a bad replica is noted, not fatal.
+    fn take(&mut self, r: Replica) -> Result<()> {
         crate::fault::point("hopsfs-upload-block", Some(self.control))?;
-        match upload_one(&mut self.batch, self.hdfs, dir, &key, b, self.control) {
+        let (key, b) = (r.key, &r.line);
+        match upload_one(&mut self.batch, self.hdfs, &r.dir, &key, b, self.control) {
             Ok(()) => {
                 self.done.blocks += 1;
                 self.done.bytes += b.len;
@@ -225,6 +258,12 @@ impl<'a> Uploader<'a> {
             Err(PutError::Io(e)) => return Err(e.context(format!("storing {key}"))),
         }
         Ok(())
+    }
+
+    /// Makes what this worker stored durable and visible.
+    fn finish(mut self) -> Result<Uploaded> {
+        self.batch.commit()?;
+        Ok(self.done)
     }
 }
 

@@ -7,8 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use nix::unistd::{Gid, Uid};
 
 use crate::config::Config;
+use crate::hopsfs::fsuser::FsUser;
 
 /// Owner of everything restored.
 #[derive(Clone, Copy)]
@@ -24,6 +26,14 @@ pub(super) fn owner(config: &Config) -> Result<Owner> {
         uid: hdfs.uid.as_raw(),
         gid: group.gid(),
     })
+}
+
+/// Runs `f` with this thread's file system identity `owner`'s: what it
+/// creates is the data node's from the start, so a stage killed mid-copy
+/// (other copies in flight) leaves no file of root's.
+pub(super) fn as_owner<R>(owner: Owner, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    let _as_owner = FsUser::switch(Uid::from_raw(owner.uid), Gid::from_raw(owner.gid))?;
+    f()
 }
 
 pub(super) fn make_dir(path: &Path, mode: u32, owner: Owner) -> Result<()> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::fsops::{make_dir, owner, sync_fs, Owner};
+use super::fsops::{as_owner, make_dir, owner, sync_fs, Owner};
 use super::walk::{inventory_dirs, walk_inventory, BlockPlace, Item};
 use super::{entry, prepare, staged_block, staged_meta, staged_pool_version, staging_dir, Prepared};
 use crate::backup_id::BackupId;
@@ -23,6 +23,7 @@ use crate::hopsfs::inventory::VersionLine;
 use crate::hopsfs::meta;
 use crate::hopsfs::store::{BlockKey, BlockStore, Corrupt};
 use crate::job::JobControl;
+use crate::parallel::{self, Worker};
 use crate::repo::store::StoreError;
 
 /// The marker of a finished stage, inside the staging folder.
@@ -66,9 +67,10 @@ pub(super) fn staged_for(walk_dirs: &[PathBuf], id: BackupId) -> bool {
 }
 
 /// Stages this node's blocks and VERSION files of backup `id` (see the text
-/// of [`crate::hopsfs::restore`]). Damage is reported in the result, not as an error: the
-/// leader refuses the restore naming it. A stage already finished for `id`
-/// is not done again.
+/// of [`crate::hopsfs::restore`]), `[repository] upload_parallelism` blocks
+/// at once. Damage is reported in the result, not as an error: the leader
+/// refuses the restore naming it. A stage already finished for `id` is not
+/// done again.
 pub fn stage_node(config: &Config, id: BackupId, control: &JobControl) -> Result<StagedBlocks> {
     let p = prepare(config, id)?;
     if staged_for(&inventory_dirs(&p)?, id) {
@@ -76,55 +78,56 @@ pub fn stage_node(config: &Config, id: BackupId, control: &JobControl) -> Result
         return Ok(StagedBlocks::default());
     }
     let owner = owner(config)?;
-    let store = p.store.clone();
     check_space(&p, config)?;
-    let mut out = StagedBlocks::default();
-    let damage = |what: String, out: &mut StagedBlocks| {
-        warn!("{what}");
-        out.damaged_count += 1;
-        if out.damaged.len() < NAMED {
-            out.damaged.push(what);
-        }
+    let new_worker = || {
+        Ok(Stager {
+            store: &p.store,
+            owner,
+            control,
+            out: StagedBlocks::default(),
+            damaged: Vec::new(),
+        })
     };
-    let walk = walk_inventory(&p, config, |walk, item| {
-        control.check()?;
-        match item {
-            Item::Dir(dir, mode) => {
-                make_dir(&dir, mode, owner)?;
-                let staging = staging_dir(&dir);
-                make_dir(&staging, 0o700, owner)?;
-                remove_temps(&staging)
-            }
-            Item::Version(v) => {
-                let dir = walk.dir(v.dir)?;
-                stage_small(&p, &v, &staging_dir(dir).join("VERSION"), owner)
-            }
-            Item::Pool(pool) => {
-                let dir = walk.dir(pool.dir)?;
-                let dst = staged_pool_version(&staging_dir(dir), &pool.id);
-                make_dir(dst.parent().unwrap_or(dir), 0o700, owner)?;
-                stage_small(&p, &pool.version, &dst, owner)
-            }
-            Item::Block(place) => {
-                crate::fault::point("hopsfs-stage-block", Some(control))?;
-                let staging = staging_dir(walk.dir(place.dir)?);
-                match stage_block(&store, &place, &staging, owner, control)? {
-                    BlockStage::InPlace => out.kept += 1,
-                    BlockStage::Staged => {
-                        out.blocks += 1;
-                        out.bytes += place.len;
-                        control.file_done(place.len);
-                    }
-                    BlockStage::Damaged(why) => damage(format!("blocks/{}: {why}", place.key), &mut out),
+    // This thread walks the inventory, makes the folders and stages the
+    // small files; the workers stage the blocks.
+    let mut dirs = Vec::new();
+    let threads = config.repository.upload_parallelism;
+    let staged = parallel::run(threads, control, new_worker, |feed| {
+        let mut seq = 0;
+        let walk = walk_inventory(&p, config, |walk, item| {
+            control.check()?;
+            match item {
+                Item::Dir(dir, mode) => {
+                    make_dir(&dir, mode, owner)?;
+                    let staging = staging_dir(&dir);
+                    make_dir(&staging, 0o700, owner)?;
+                    remove_temps(&staging)
                 }
-                Ok(())
+                Item::Version(v) => {
+                    let dir = walk.dir(v.dir)?;
+                    stage_small(&p, &v, &staging_dir(dir).join("VERSION"), owner)
+                }
+                Item::Pool(pool) => {
+                    let dir = walk.dir(pool.dir)?;
+                    let dst = staged_pool_version(&staging_dir(dir), &pool.id);
+                    make_dir(dst.parent().unwrap_or(dir), 0o700, owner)?;
+                    stage_small(&p, &pool.version, &dst, owner)
+                }
+                Item::Block(place) => {
+                    let staging = staging_dir(walk.dir(place.dir)?);
+                    seq += 1;
+                    feed.send((seq, place, staging))
+                }
             }
-        }
+        })?;
+        dirs.extend(walk.dirs.into_values());
+        Ok(())
     })?;
+    let out = Stager::merge(staged);
     if out.damaged_count > 0 {
         return Ok(out);
     }
-    for dir in walk.dirs.values() {
+    for dir in &dirs {
         sync_fs(dir)?;
     }
     let marker = Marker {
@@ -132,19 +135,79 @@ pub fn stage_node(config: &Config, id: BackupId, control: &JobControl) -> Result
         blocks: out.blocks,
         bytes: out.bytes,
     };
-    for dir in walk.dirs.values() {
+    for dir in &dirs {
         fsutil::write_atomic(&staging_dir(dir).join(MARKER), &serde_json::to_vec(&marker)?, 0o600)?;
     }
     info!(
         staged = out.blocks,
         bytes = out.bytes,
         kept = out.kept,
+        threads,
         "staged the HopsFS blocks of backup {id}: {} blocks ({} bytes) staged, {} already in place",
         out.blocks,
         out.bytes,
         out.kept
     );
     Ok(out)
+}
+
+/// One worker of a stage: what it staged, the damage it found with the
+/// place of each block in the inventory (the first [`NAMED`]).
+struct Stager<'a> {
+    store: &'a BlockStore,
+    owner: Owner,
+    control: &'a JobControl,
+    out: StagedBlocks,
+    damaged: Vec<(u64, String)>,
+}
+
+impl Worker<(u64, BlockPlace, PathBuf)> for Stager<'_> {
+    type Done = (StagedBlocks, Vec<(u64, String)>);
+
+    /// Stages block `place` (the `seq`th of the inventory) into `staging`.
+    fn take(&mut self, (seq, place, staging): (u64, BlockPlace, PathBuf)) -> Result<()> {
+        crate::fault::point("hopsfs-stage-block", Some(self.control))?;
+        match stage_block(self.store, &place, &staging, self.owner, self.control)? {
+            BlockStage::InPlace => self.out.kept += 1,
+            BlockStage::Staged => {
+                self.out.blocks += 1;
+                self.out.bytes += place.len;
+                self.control.file_done(place.len);
+            }
+            BlockStage::Damaged(why) => {
+                let what = format!("blocks/{}: {why}", place.key);
+                warn!("{what}");
+                self.out.damaged_count += 1;
+                if self.damaged.len() < NAMED {
+                    self.damaged.push((seq, what));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Self::Done> {
+        Ok((self.out, self.damaged))
+    }
+}
+
+impl Stager<'_> {
+    /// What the workers staged together, naming the first damaged blocks
+    /// of the inventory.
+    fn merge(parts: Vec<(StagedBlocks, Vec<(u64, String)>)>) -> StagedBlocks {
+        let mut all = StagedBlocks::default();
+        let mut damaged = Vec::new();
+        for (part, named) in parts {
+            all.blocks += part.blocks;
+            all.bytes += part.bytes;
+            all.kept += part.kept;
+            all.damaged_count += part.damaged_count;
+            damaged.extend(named);
+        }
+        damaged.sort();
+        all.damaged = damaged.into_iter().take(NAMED).map(|(_, what)| what).collect();
+        all
+    }
 }
 
 /// How one block was staged.
@@ -171,7 +234,7 @@ fn stage_block(
     if intact(&block, &meta_path, place.len) {
         return Ok(BlockStage::Staged);
     }
-    crate::fsutil::mkdir(block.parent().unwrap_or(staging), 0o700)?;
+    as_owner(owner, || fsutil::mkdir(block.parent().unwrap_or(staging), 0o700))?;
     let modes = (place.line.mode, place.line.meta_mode);
     match copy_from_store(store, &place.key, &block, &meta_path, modes, owner, control)? {
         Some(why) => Ok(BlockStage::Damaged(why)),
@@ -222,7 +285,7 @@ fn stage_small(p: &Prepared, v: &VersionLine, dst: &Path, owner: Owner) -> Resul
     if hex::encode(Sha256::digest(&bytes)) != v.sha256 {
         bail!("{} does not match its inventory line: it is damaged", v.stored);
     }
-    let (tmp, mut file) = fsutil::create_temp(dst, v.mode)?;
+    let (tmp, mut file) = as_owner(owner, || fsutil::create_temp(dst, v.mode))?;
     let written = file
         .write_all(&bytes)
         .context("writing")
@@ -262,8 +325,8 @@ fn copy_from_store(
         Err(e) if Corrupt::of(e.as_ref()).is_some() => return Ok(Some(format!("the stored .meta is damaged: {e:#}"))),
         Err(e) => return Err(e.context(format!("reading the stored block {key}"))),
     };
-    let (tmp, mut out) = fsutil::create_temp(block, mode)?;
-    let (tmp_meta, mut meta_out) = fsutil::create_temp(meta_path, meta_mode)?;
+    let (tmp, mut out) = as_owner(owner, || fsutil::create_temp(block, mode))?;
+    let (tmp_meta, mut meta_out) = as_owner(owner, || fsutil::create_temp(meta_path, meta_mode))?;
     let result = (|| -> Result<Option<String>> {
         let mut buf = vec![0u8; 1 << 20];
         loop {
