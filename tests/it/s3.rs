@@ -250,6 +250,9 @@ fn transient_503s_and_dropped_connections_are_retried_and_the_backup_completes()
     let garage = Garage::start().unwrap();
     let proxy = FaultProxy::start(garage.s3_addr()).unwrap();
     let mut c = hopsfs_cluster(&garage, "prod", Some(proxy.url()));
+    // The default retry budget: every fifth request fails, and on a loaded
+    // machine a retry may meet another fifth request more than three times.
+    c.dropin_everywhere("80-retries.toml", "[repository]\nretries = 10\nretry_timeout = \"60s\"\n");
     for n in ["node1", "node2", "node3"] {
         c.start_agent(n);
     }
