@@ -36,12 +36,14 @@ unit:
 sim-test:
 	$(PYTHON) -m unittest discover -s tests/sim -p 'test_*.py'
 
-# Real systemd in systemd-nspawn containers (see tests/e2e/README.md).
+# Real systemd in systemd-nspawn containers (see tests/e2e/README.md); the
+# five-node test runs twice, the second time with the repository in Garage.
 e2e: build deb
 	$(CARGO) build --locked -p testkit --bin gen_datanodes
 	$(PYTHON) -m unittest discover -s tests/e2e -p 'test_*.py' -v
 
-# Garage, the real S3 server the tests start (testkit/src/garage/).
+# Garage, the real S3 server the tests start (testkit/src/garage/,
+# tests/e2e/garage.py).
 GARAGE_VERSION = 2.5.0
 CARGO_BIN = $${CARGO_HOME:-$$HOME/.cargo}/bin
 

@@ -31,6 +31,15 @@ What the nodes share, host folders below the run's tmpfs (`<workdir>/shared`):
                             on the head nodes, where the `hdfs` simulator (run by
                             the leader for the safe mode step) counts the blocks
     repo/                -> /mnt/hwdr on every node: the backup repository
+                            (ClusterTest; the NFS mount of a real cluster)
+
+`ClusterTestS3` runs the same steps with the repository in a bucket of a real
+S3 server instead: a Garage on the host's loopback (garage.py), which every
+node reaches (the containers share the host's network) with its key in a
+0600 credentials file; nothing of the repository is bound into the nodes.
+The test reads the repository on the host, from the folder or through
+signed S3 requests (`FolderRepository`, `BucketRepository`), never through
+hwdr.
 
 Where the nodes differ from real ones: the host image's Docker-style
 `policy-rc.d` is removed (else the package's postinst could start nothing) and
@@ -65,6 +74,7 @@ import time
 import unittest
 import urllib.request
 
+from garage import Garage
 from nspawn import DATANODE_UNIT, REPO, Cluster, built
 
 SIMCTL = f"{REPO}/tests/sim/simctl"
@@ -87,7 +97,9 @@ PORT = 7878
 # Inside the containers.
 SIM = "/srv/sim"                                      # simctl's ROOT
 CONNECTSTRING = "127.0.0.31:1186"                     # simctl init and [rondb] connectstring
-REPOSITORY = "/mnt/hwdr"
+REPOSITORY = "/mnt/hwdr"                              # ClusterTest's repository folder
+S3_CREDENTIALS = "/etc/hwdr/s3.credentials"           # ClusterTestS3's key
+S3_PREFIX = "prod"                                    # ClusterTestS3's folder in the bucket
 TOKEN_FILE = "/etc/hwdr/agent.token"                  # hwdr's default
 DATA_DIR = "/srv/hopsworks-data/hops/hopsdata/hdfs/dn"   # [hopsfs] data_dirs default
 NDB_BACKUP_DIR = "/srv/hops/mysql-cluster/ndb/backups"   # [rondb] backup_dir default
@@ -134,11 +146,11 @@ BUG_STAGING_PARENTS = False
 # data nodes keep theirs ("After a full run the staged RonDB copies are removed").
 BUG_STAGED_LEFT_ON_DATA_NODES = False
 
-def config_toml():
+def config_toml(repository):
     """The /etc/hwdr/hwdr.toml of every node: the runbook's defaults (programs,
     backup_dir, data_dirs, datanode_unit, token, state and staging folders,
     opensearch and kafka) except for short timeouts and the simulated
-    management server."""
+    management server; `repository` is the `[repository]` section."""
     nodes = ""
     for name, addr, roles, ids in NODES:
         nodes += (f'[[nodes]]\nname = "{name}"\naddress = "{addr}:{PORT}"\n'
@@ -151,9 +163,7 @@ def config_toml():
 [cluster]
 name = "e2e"
 
-{nodes}[repository]
-path = "{REPOSITORY}"
-
+{nodes}{repository}
 [rondb]
 connectstring = "{CONNECTSTRING}"
 
@@ -283,8 +293,76 @@ def empty_folder(path):
             os.unlink(full)
 
 
+class FolderRepository:
+    """The repository as a host folder below the run's tmpfs, bound at
+    REPOSITORY into every node (a real cluster's NFS mount); the test reads
+    its files on the host."""
+
+    has_modes = True
+
+    def __init__(self):
+        self.root = None
+        self.toml = f'[repository]\npath = "{REPOSITORY}"\n'
+
+    def before_boot(self, cluster, shared):
+        self.root = os.path.join(shared, "repo")
+        os.makedirs(self.root, mode=0o755)
+        for node in cluster.nodes.values():
+            node.rw_binds.append(f"{self.root}:{REPOSITORY}")
+
+    def install(self, node):
+        pass
+
+    def read(self, path):
+        """The bytes of the file at `path` in the repository."""
+        with open(os.path.join(self.root, path), "rb") as f:
+            return f.read()
+
+    def files(self, prefix):
+        """The paths of every file below folder `prefix` (`backups/`), sorted."""
+        top = os.path.join(self.root, prefix)
+        return sorted(os.path.relpath(os.path.join(d, f), self.root)
+                      for d, _, names in os.walk(top) for f in names)
+
+    def mode(self, path):
+        return stat.S_IMODE(os.stat(os.path.join(self.root, path)).st_mode)
+
+
+class BucketRepository:
+    """The repository in a bucket of `garage` (on the host's loopback, which
+    the nodes share), below S3_PREFIX; every node has the key in a 0600
+    credentials file. The test reads objects with signed S3 requests. The
+    same paths as in a folder: object `<prefix>/<path>`."""
+
+    has_modes = False   # objects have no file modes
+
+    def __init__(self, garage):
+        self.garage = garage
+        self.toml = f"""\
+[repository]
+url = "s3://{garage.bucket}/{S3_PREFIX}"
+endpoint = "{garage.endpoint}"
+region = "{garage.region}"
+path_style = true
+credentials_file = "{S3_CREDENTIALS}"
+"""
+
+    def before_boot(self, cluster, shared):
+        pass
+
+    def install(self, node):
+        node.write(S3_CREDENTIALS, self.garage.credentials(), mode=0o600)
+
+    def read(self, path):
+        return self.garage.get(f"{S3_PREFIX}/{path}")
+
+    def files(self, prefix):
+        return [key[len(S3_PREFIX) + 1:] for key in self.garage.list(f"{S3_PREFIX}/{prefix}")]
+
+
 class ClusterTest(unittest.TestCase):
-    """One five-node cluster; the test methods are its steps, in order."""
+    """One five-node cluster; the test methods are its steps, in order. The
+    repository is a folder every node mounts (`ClusterTestS3`: a bucket)."""
 
     # -------------------------------------------------------------- setup
 
@@ -301,8 +379,12 @@ class ClusterTest(unittest.TestCase):
         cls.last_backup_id = None
         log(f"package {cls.deb}; ids {cls.ids}")
 
-        # Cleanups run last first: the timings after the cluster is gone.
+        # Cleanups run last first: the timings after the cluster (and then
+        # the repository's server) is gone.
         cls.addClassCleanup(cls._report_timings)
+        t = time.monotonic()
+        cls.repo = cls._repository()
+        cls.timings["repository"] = time.monotonic() - t
         t = time.monotonic()
         cls.cluster = cls.enterClassContext(Cluster(
             [(name, addr) for name, addr, _, _ in NODES], ro_binds=[REPO],
@@ -325,9 +407,15 @@ class ClusterTest(unittest.TestCase):
             f"install and configure {cls.timings['install']:.1f}s")
 
     @classmethod
+    def _repository(cls):
+        """Where the backups go, before the cluster boots."""
+        return FolderRepository()
+
+    @classmethod
     def _report_timings(cls):
         cls.timings["whole run, teardown included"] = time.monotonic() - cls.started
-        log("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in cls.timings.items()))
+        log(f"{cls.__name__} timings: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in cls.timings.items()))
 
     @classmethod
     def node(cls, name):
@@ -338,8 +426,9 @@ class ClusterTest(unittest.TestCase):
         """The shared host folders and the binds that differ per node."""
         cls.shared = shared = os.path.join(cluster.workdir, "shared")
         mysql_uid, mysql_gid = cls.ids["mysql"]
-        for sub in ("sim", "sim/ndb2/backups", "sim/ndb3/backups", "repo", "hopsfs"):
+        for sub in ("sim", "sim/ndb2/backups", "sim/ndb3/backups", "hopsfs"):
             os.makedirs(os.path.join(shared, sub), mode=0o755)
+        cls.repo.before_boot(cluster, shared)
         for data_node in DATA_NODE_HOST:
             backups = os.path.join(shared, f"sim/ndb{data_node}/backups")
             os.chown(backups, mysql_uid, mysql_gid)
@@ -361,7 +450,7 @@ class ClusterTest(unittest.TestCase):
             # Timers start at boot, as on a real node (nspawn.py masks
             # timers.target; the host image's own timers stay masked).
             os.unlink(node.host_path("/etc/systemd/system/timers.target"))
-            node.rw_binds += [f"{shared}/sim:{SIM}", f"{shared}/repo:{REPOSITORY}"]
+            node.rw_binds.append(f"{shared}/sim:{SIM}")
         for data_node, name in DATA_NODE_HOST.items():
             cluster[name].rw_binds.append(f"{shared}/sim/ndb{data_node}/backups:{NDB_BACKUP_DIR}")
         for i, name in enumerate(HOPSFS, 1):
@@ -436,7 +525,8 @@ class ClusterTest(unittest.TestCase):
             node.run(["install", "-d", "-o", "mysql", "-g", "mysql", "-m", "0750", NDB_BACKUP_DIR])
 
         # The configuration: one file, a drop-in naming the node, one token.
-        node.write("/etc/hwdr/hwdr.toml", config_toml())
+        node.write("/etc/hwdr/hwdr.toml", config_toml(cls.repo.toml))
+        cls.repo.install(node)
         node.write("/etc/hwdr/hwdr.d/50-node.toml", f'[node]\nname = "{name}"\n')
         node.write(TOKEN_FILE, cls.token + "\n", mode=0o600)
 
@@ -542,9 +632,7 @@ class ClusterTest(unittest.TestCase):
         return self.node(name).journal(*matches)
 
     def manifest(self, backup_id):
-        path = os.path.join(self.shared, "repo/backups", backup_id, "manifest.json")
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(self.repo.read(f"backups/{backup_id}/manifest.json"))
 
     def simctl(self, command, *args):
         """`simctl COMMAND /srv/sim ARGS` on a head node that runs."""
@@ -637,10 +725,8 @@ class ClusterTest(unittest.TestCase):
                 self.assertTrue(any(p.startswith(f"rondb/BACKUP-{ndb}/")
                                     and p.endswith(f".{data_node}.{suffix}") for p in paths),
                                 f"no .{suffix} of data node {data_node} in {sorted(paths)}")
-        backup_dir = os.path.join(self.shared, "repo/backups", backup_id)
         for f in files:
-            with open(os.path.join(backup_dir, f["path"]), "rb") as fh:
-                data = fh.read()
+            data = self.repo.read(f"backups/{backup_id}/{f['path']}")
             self.assertEqual((len(data), hashlib.sha256(data).hexdigest()),
                              (f["size"], f["sha256"]), f["path"])
         return manifest
@@ -649,7 +735,8 @@ class ClusterTest(unittest.TestCase):
 
     def test_01_installed_everywhere(self):
         """The package is installed on every node with its units; users have
-        the same ids everywhere; `hwdr config check` passes on every node."""
+        the same ids everywhere; `hwdr config check` passes on every node,
+        each proving it can use the repository with a probe it removes."""
         for name in NAMES:
             node = self.node(name)
             status = node.run(["dpkg-query", "-W", "-f", "${Status}", "hwdr"])[1]
@@ -675,6 +762,10 @@ class ClusterTest(unittest.TestCase):
             rc, out, err = node.run(["hwdr", "config", "check"], check=False)
             self.assertEqual(rc, 0, f"{name}: hwdr config check:\n{out}{err}")
             self.assertNotIn("FAIL", out, name)
+            for probe in ("put", "get", "listing", "delete"):
+                self.assertTrue(any(line.startswith("ok") and f"{probe} of the probe" in line
+                                    for line in out.splitlines()), f"{name}: {probe}:\n{out}")
+        self.assertEqual([p for p in self.repo.files("") if ".hwdr-check" in p], [])
         for name in HOPSFS:
             self.assertEqual(self.unit(name, "datanode.service")["ActiveState"], "active")
 
@@ -725,18 +816,23 @@ class ClusterTest(unittest.TestCase):
     def test_04_manifest_is_complete(self):
         """Every node and step complete; both data nodes' parts, users,
         schemas, the cluster definition and every node's inventory are in,
-        each file with its size and SHA-256; every block once."""
+        each file with its size and SHA-256; every block once; no lease
+        left in the repository."""
         manifest = self.assert_manifest_complete(self.first_backup, "head1")
         # `hwdr list` on another node (the repository is shared) lists it as complete.
         listed = json.loads(self.node("node3").run(["hwdr", "list", "--json"])[1])
         self.assertEqual([(r["id"], r["status"]) for r in listed],
                          [(self.first_backup, "complete")], listed)
-        stored = [f for d, _, files in os.walk(os.path.join(self.shared, "repo/blocks"))
-                  for f in files if f.startswith("blk_") and not f.endswith(".meta")]
+        stored = [p for p in self.repo.files("blocks/")
+                  if os.path.basename(p).startswith("blk_") and not p.endswith(".meta")]
         self.assertEqual(len(stored), int(self.generated["blocks"]))
-        users = os.stat(os.path.join(self.shared, "repo/backups", self.first_backup,
-                                     "rondb/users.sql"))
-        self.assertEqual(stat.S_IMODE(users.st_mode), 0o600)
+        # The backup's lease went with it.
+        self.assertEqual(self.repo.files("locks/"), [])
+        # The dump holds password hashes: only root reads it. Objects have
+        # no modes (the bucket's policy guards them): a folder only.
+        if self.repo.has_modes:
+            users = self.repo.mode(f"backups/{self.first_backup}/rondb/users.sql")
+            self.assertEqual(users, 0o600)
         self.assertEqual(str(manifest["backup_id"]), self.first_backup)
 
     def test_05_timer_is_listed(self):
@@ -752,7 +848,7 @@ class ClusterTest(unittest.TestCase):
         failure hook."""
         for name in ("head2", "node1"):
             before = self.entries(name, f"MESSAGE_ID={MSG_UNIT_FAILED}")
-            repo_before = sorted(os.listdir(os.path.join(self.shared, "repo/backups")))
+            repo_before = self.repo.files("backups/")
             rc, out, backup_id, entries = self.start_backup(name, new_minute=False)
             self.assertIsNone(backup_id)
             plain = "\n".join(e.get("MESSAGE", "") for e in entries)
@@ -765,8 +861,7 @@ class ClusterTest(unittest.TestCase):
             leads = "head1" if name == "head2" else "a head node"
             self.assertTrue(any(m.startswith("not the leader") and leads in m
                                 for m in (e.get("MESSAGE", "") for e in entries)), plain)
-            self.assertEqual(sorted(os.listdir(os.path.join(self.shared, "repo/backups"))),
-                             repo_before)
+            self.assertEqual(self.repo.files("backups/"), repo_before)
             time.sleep(1)
             self.assertEqual(self.entries(name, f"MESSAGE_ID={MSG_UNIT_FAILED}"), before)
 
@@ -971,6 +1066,16 @@ class ClusterTest(unittest.TestCase):
         rc, out, err = self.node("head2").run(["systemctl", "start", "hwdr-verify"], check=False)
         unit = self.unit("head2", "hwdr-verify")
         self.assertEqual((rc, unit["Result"], unit["ExecMainStatus"]), (0, "success", "7"), unit)
+
+
+class ClusterTestS3(ClusterTest):
+    """The same story with the repository in a bucket of a real S3 server
+    (Garage on the host's loopback): every node stores and fetches its own
+    share there directly."""
+
+    @classmethod
+    def _repository(cls):
+        return BucketRepository(cls.enterClassContext(Garage()))
 
 
 if __name__ == "__main__":
