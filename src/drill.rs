@@ -62,7 +62,7 @@ pub fn drill(config: &Config, id: BackupId) -> Result<DrillReport> {
         info!("no [drill] connectstring: the RonDB part is not restored, only read through");
     }
     steps.run("hopsfs-blocks", || {
-        let r = verify::verify(&Repository::of(config), id, true)?;
+        let r = verify::verify(&Repository::of(config), id, true, config.repository.upload_parallelism)?;
         if !r.ok() {
             bail!("{} problem(s), first: {}", r.damage.len(), r.damage[0]);
         }

@@ -49,7 +49,7 @@ pub fn latest_complete(repo: &Repository) -> Result<BackupId> {
 /// Verifies backup `id`: a damaged manifest is damage; a backup that does
 /// not exist is [`HwdrError::NotFound`], one that is not complete is
 /// [`HwdrError::Refused`] (there is nothing a restore could use to verify).
-pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
+pub fn verify(repo: &Repository, id: BackupId, full: bool, threads: usize) -> Result<Report> {
     let mut report = Report {
         backup_id: id.to_string(),
         full,
@@ -96,7 +96,7 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
         }
     }
     if let Some(h) = &manifest.hopsfs {
-        check_blocks(repo, &manifest, h, full, &mut report)?;
+        check_blocks(repo, &manifest, h, Checks { full, threads }, &mut report)?;
     }
     crate::cancel::check()?;
     info!(
@@ -109,10 +109,59 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool) -> Result<Report> {
     Ok(report)
 }
 
-/// Every block the inventories of `nodes` name, each once; every inventory
-/// read through and checked against the manifest.
-fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bool, report: &mut Report) -> Result<()> {
+/// How blocks are checked: re-read through their CRCs (`full`), and how
+/// many at once (`[repository] upload_parallelism`: on object storage each
+/// check is a few requests, and their latency adds up).
+#[derive(Debug, Clone, Copy)]
+struct Checks {
+    full: bool,
+    threads: usize,
+}
+
+/// Every block the inventories of `nodes` name, each once, checked by
+/// `checks.threads` threads; every inventory read through and checked
+/// against the manifest. Damage is reported in the inventories' order.
+fn check_blocks(
+    repo: &Repository,
+    manifest: &Manifest,
+    h: &HopsfsInfo,
+    checks: Checks,
+    report: &mut Report,
+) -> Result<()> {
     let store = repo.blocks();
+    let control = JobControl::default();
+    let checked = crate::parallel::run(
+        checks.threads,
+        &control,
+        || {
+            Ok(BlockChecker {
+                store: &store,
+                full: checks.full,
+                found: BlockReport::default(),
+            })
+        },
+        |feed| feed_blocks(repo, manifest, h, report, feed),
+    )?;
+    let mut damage: Vec<(usize, String)> = Vec::new();
+    for found in checked {
+        report.blocks_checked += found.checked;
+        report.bytes_read += found.bytes;
+        damage.extend(found.damage);
+    }
+    damage.sort();
+    report.damage.extend(damage.into_iter().map(|(_, why)| why));
+    crate::cancel::check()
+}
+
+/// Walks the inventories, handing each block not seen yet to the checkers
+/// with its place in the walk.
+fn feed_blocks(
+    repo: &Repository,
+    manifest: &Manifest,
+    h: &HopsfsInfo,
+    report: &mut Report,
+    feed: &crate::parallel::Feed<'_, (usize, BlockKey, u64)>,
+) -> Result<()> {
     let backup = repo.reader(manifest.backup_id);
     let mut seen: HashSet<BlockKey> = HashSet::new();
     for node in &h.nodes {
@@ -126,15 +175,15 @@ fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bo
         let read = inventory::for_each_block(&backup, expected, |key, len| {
             crate::cancel::check()?;
             crate::fault::point("verify-block", None)?;
-            if !seen.contains(&key) {
+            if seen.insert(key.clone()) {
                 let len = h.good_len(&key, len);
-                check_block(&store, &key, len, full, report);
-                seen.insert(key);
+                feed.send((seen.len(), key, len))?;
             }
             Ok(())
         });
         if let Err(e) = read {
-            // A stop request is not damage.
+            // A stop request is not damage (checkers that stopped: `run`
+            // returns their error).
             crate::cancel::check()?;
             report.damage.push(format!("{rel}: {e:#}"));
         }
@@ -142,29 +191,59 @@ fn check_blocks(repo: &Repository, manifest: &Manifest, h: &HopsfsInfo, full: bo
     Ok(())
 }
 
-fn check_block(store: &BlockStore, key: &BlockKey, len: u64, full: bool, report: &mut Report) {
-    report.blocks_checked += 1;
+/// What one checking thread found.
+#[derive(Debug, Default)]
+struct BlockReport {
+    checked: u64,
+    bytes: u64,
+    /// Damage, with the block's place in the walk.
+    damage: Vec<(usize, String)>,
+}
+
+struct BlockChecker<'a> {
+    store: &'a BlockStore,
+    full: bool,
+    found: BlockReport,
+}
+
+impl crate::parallel::Worker<(usize, BlockKey, u64)> for BlockChecker<'_> {
+    type Done = BlockReport;
+
+    fn take(&mut self, (at, key, len): (usize, BlockKey, u64)) -> Result<()> {
+        self.found.checked += 1;
+        match check_block(self.store, &key, len, self.full) {
+            Ok(bytes) => self.found.bytes += bytes,
+            Err(why) => self.found.damage.push((at, why)),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<BlockReport> {
+        Ok(self.found)
+    }
+}
+
+/// Checks one stored block: there, its length, its `.meta`, and with
+/// `full` its bytes against the CRCs; the bytes read, or what is wrong.
+fn check_block(store: &BlockStore, key: &BlockKey, len: u64, full: bool) -> Result<u64, String> {
     let name = format!("blocks/{key}");
     let (block, meta) = (ObjectKey::block(key), ObjectKey::block_meta(key));
     match store.backend().head(&block) {
-        Err(e) => return report.damage.push(format!("{name}: {e:#}")),
-        Ok(None) => return report.damage.push(format!("{name}: missing")),
-        Ok(Some(m)) if m.size != len => {
-            return report
-                .damage
-                .push(format!("{name}: {} bytes, the inventory says {len}", m.size))
-        }
+        Err(e) => return Err(format!("{name}: {e:#}")),
+        Ok(None) => return Err(format!("{name}: missing")),
+        Ok(Some(m)) if m.size != len => return Err(format!("{name}: {} bytes, the inventory says {len}", m.size)),
         Ok(Some(_)) => {}
     }
     if !store.backend().head(&meta).is_ok_and(|m| m.is_some()) {
-        return report.damage.push(format!("{name}.meta: missing"));
+        return Err(format!("{name}.meta: missing"));
     }
-    if full {
-        match store.verify(key, &JobControl::default()) {
-            Ok(n) => report.bytes_read += n,
-            // A stop request is not damage: the caller's next check ends the verify.
-            Err(_) if crate::cancel::requested() => {}
-            Err(e) => report.damage.push(format!("{name}: {e:#}")),
-        }
+    if !full {
+        return Ok(0);
+    }
+    match store.verify(key, &JobControl::default()) {
+        Ok(n) => Ok(n),
+        // A stop request is not damage: the caller's next check ends the verify.
+        Err(_) if crate::cancel::requested() => Ok(0),
+        Err(e) => Err(format!("{name}: {e:#}")),
     }
 }

@@ -32,7 +32,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     };
     crate::cancel::install()?;
     let _span = info_span!("verify", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
-    let report = verify::verify(&repo, id, args.full)?;
+    let report = verify::verify(&repo, id, args.full, config.repository.upload_parallelism)?;
     if let Err(e) = crate::metrics::record_verify(&config, report.ok()) {
         tracing::warn!("could not write the metrics: {e:#}");
     }
