@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-durability sandbox sandbox-down deb
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-durability sandbox sandbox-down deb
 
 all: build
 
@@ -47,7 +47,8 @@ e2e: build deb
 GARAGE_VERSION = 2.5.0
 CARGO_BIN = $${CARGO_HOME:-$$HOME/.cargo}/bin
 
-# Debian packages the tests need (run as root on a fresh Debian 12), and
+# Debian packages the tests and `make bench` need (run as root on a fresh
+# Debian 12; rclone only for the benchmark's S3 part), and
 # Garage from crates.io into ~/.cargo/bin (about 8 minutes on two cores with
 # build-essential), unless the garage the tests find (PATH, then
 # ~/.cargo/bin; or $HWDR_GARAGE) is that version already.
@@ -55,7 +56,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps systemd systemd-container dbus rsync \
-		build-essential debhelper dpkg-dev lintian faketime strace
+		build-essential debhelper dpkg-dev lintian faketime strace rclone time
 	PATH="$$PATH:$(CARGO_BIN)" $${HWDR_GARAGE:-garage} --version 2>/dev/null | grep -q 'cargo:$(GARAGE_VERSION) ' || \
 		$(CARGO) install garage --locked --version $(GARAGE_VERSION)
 
@@ -64,14 +65,26 @@ demo: build
 	bash tests/demo.sh
 
 # The HopsFS backup benchmark (docs/benchmarks.md), as root: generates a few
-# GiB and a million blocks on this disk, takes about 15 minutes, removes them.
-# Variables (BENCH_DIR, UNIQUE_GIB, MEM_BLOCKS, ...): see bench/hopsfs.sh.
-bench:
+# GiB and a million blocks on this disk, removes them; then its S3 part
+# (bench-s3). About 25 + 25 minutes. Variables (BENCH_DIR, UNIQUE_GIB,
+# MEM_BLOCKS, S3_UNIQUE_GIB, ...): see bench/hopsfs.sh and bench/s3.sh.
+bench: bench-build
+	bash bench/hopsfs.sh
+	bash bench/s3.sh
+
+bench-build:
 	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
 	$(CARGO) build --release --locked
 	cp Cargo.lock bench/crc/Cargo.lock
 	CARGO_TARGET_DIR=$(CURDIR)/target $(CARGO) build --release --offline --manifest-path bench/crc/Cargo.toml
-	bash bench/hopsfs.sh
+
+# The S3 part alone (as root): hwdr backup, 1%-new backup and restore against
+# a Garage on loopback vs rclone copy, and the agents' memory with 256 MiB
+# blocks. Needs garage and rclone (make deps).
+bench-s3:
+	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
+	$(CARGO) build --release --locked
+	bash bench/s3.sh
 
 # What the block store's durability costs (full backups before and after
 # issue 11, alternating) and how fast an interrupted backup stops, as root:

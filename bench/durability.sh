@@ -57,10 +57,7 @@ put new_commit "$(git -C "$top" rev-parse --short HEAD)"
 put machine "$(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(df -h --output=source,fstype "$W" | tail -1 | tr -s ' ')"
 
 # The data: 90 % of UNIQUE_GIB in 1-128 MiB blocks, the rest in 0-256 KiB ones.
-getent group hadoop >/dev/null || groupadd --system hadoop
-id mysql >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin mysql
-id hdfs >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin --groups hadoop hdfs
-owner="$(id -u hdfs):$(getent group hadoop | cut -d: -f3)"
+ensure_users
 n_large=$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 1024 * 0.9 / 64.5 + 0.5) }')
 n_small=$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 1073741824 * 0.1 / 131072 + 0.5) }')
 say "generating $n_large large and $n_small small blocks on 3 nodes, replication 3"
@@ -154,14 +151,4 @@ for i in range(1, stops + 1):
 print(f"\nMedian stop: {statistics.median(times):.2f} s.")
 PY
 cat "$W/results/report.md"
-if [ -n "$BENCH_DOC" ] && grep -q '<!-- durability:begin -->' "$BENCH_DOC"; then
-  python3 - "$BENCH_DOC" "$W/results/report.md" <<'PY'
-import sys
-doc, rep = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-head, rest = text.split("<!-- durability:begin -->", 1)
-_, tail = rest.split("<!-- durability:end -->", 1)
-open(doc, "w").write(head + "<!-- durability:begin -->\n" + rep + "<!-- durability:end -->" + tail)
-PY
-  say "updated $BENCH_DOC"
-fi
+update_doc "$BENCH_DOC" durability "$W/results/report.md"

@@ -55,11 +55,7 @@ for t in rsync python3 curl; do command -v "$t" >/dev/null || die "$t is missing
 /usr/bin/time --version 2>&1 | grep -q GNU || die "GNU time is missing (apt-get install time)"
 for b in "$hwdr" "$gen" "$crc"; do [ -x "$b" ] || die "$b is missing: run make bench"; done
 
-# Users as the tests create them: mysql runs the RonDB programs, hdfs (group hadoop) owns the blocks.
-getent group hadoop >/dev/null || groupadd --system hadoop
-id mysql >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin mysql
-id hdfs >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin --groups hadoop hdfs
-owner="$(id -u hdfs):$(getent group hadoop | cut -d: -f3)"
+ensure_users
 
 loopdev=
 cleanup() {
@@ -79,91 +75,7 @@ umount_mem() {
   fi
   rm -f "$W/mem.img"
 }
-# Removes big trees, the node folders in parallel.
-rm_big() {
-  local d p pids=()
-  for d in "$@"; do
-    [ -d "$d" ] || continue
-    for p in "$d"/*/*; do
-      if [ -d "$p" ]; then
-        rm -rf "$p" &
-        pids+=($!)
-      fi
-    done
-  done
-  for p in "${pids[@]}"; do wait "$p" || true; done
-  rm -rf "$@"
-}
 trap cleanup EXIT
-
-# timed KEY CMD...: cold cache, wall time of CMD, then of a sync (so written
-# data is on disk, as hwdr's upload syncs its file system before it reports).
-timed() {
-  local key=$1 s m e
-  shift
-  drop_caches
-  put "${key}_load" "$(cut -d' ' -f1 /proc/loadavg)"
-  s=$(now_ns)
-  "$@"
-  m=$(now_ns)
-  sync
-  e=$(now_ns)
-  put "${key}_s" "$(secs "$s" "$m")"
-  put "${key}_sync_s" "$(secs "$s" "$e")"
-  say "$key: $(secs "$s" "$m") s, with sync $(secs "$s" "$e") s"
-}
-
-# CPU seconds (user+system) used so far by every agent, summed.
-agents_cpu() {
-  local p t=0 f
-  for p in "${agent_pids[@]}"; do
-    f=$(awk '{ print $14 + $15 }' "/proc/$p/stat")
-    t=$((t + f))
-  done
-  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
-}
-
-# sample_rss TIME_PID: every 0.2 s, the time and the VmRSS (kB) of the
-# leader (the child of GNU time) and of each agent, tab-separated.
-sample_rss() {
-  local tpid=$1 lpid='' p line v
-  while kill -0 "$tpid" 2>/dev/null; do
-    if [ -z "$lpid" ]; then lpid=$(pgrep -P "$tpid" | head -1 || true); fi
-    line=$(date +%s.%N)
-    for p in "${lpid:-0}" "${agent_pids[@]}"; do
-      v=$(awk '/^VmRSS/ { print $2 }' "/proc/$p/status" 2>/dev/null || true)
-      line+=$'\t'"${v:-0}"
-    done
-    echo "$line"
-    sleep 0.2
-  done
-}
-
-# backup DIR KEY ID: a cold-cache `hwdr backup` on head1, timed by GNU time,
-# its memory sampled by sample_rss.
-backup() {
-  local dir=$1 key=$2 id=$3 c0 c1 i tpid spid
-  drop_caches
-  put "${key}_load" "$(cut -d' ' -f1 /proc/loadavg)"
-  c0=$(agents_cpu)
-  /usr/bin/time -o "$W/results/$key.time" -f 'wall=%e\nuser=%U\nsys=%S\nmaxrss_kb=%M' \
-    "$hwdr" --config "$dir/etc-head1/hwdr.toml" backup --id "$id" 2>"$W/results/$key.log" &
-  tpid=$!
-  sample_rss "$tpid" >"$W/results/$key.rss.tsv" &
-  spid=$!
-  wait "$tpid" || die "$key: hwdr backup failed, see $W/results/$key.log"
-  wait "$spid" || true
-  c1=$(agents_cpu)
-  sed "s/^/${key}_/" "$W/results/$key.time" >>"$R"
-  put "${key}_agents_cpu_s" "$(awk -v a="$c0" -v b="$c1" 'BEGIN { printf "%.2f", b - a }')"
-  for i in 1 2 3; do
-    put "${key}_agent${i}_vmhwm_kb" "$(awk '/^VmHWM/ { print $2 }' "/proc/${agent_pids[$((i - 1))]}/status")"
-  done
-  cp "$dir/repo/backups/$id/manifest.json" "$W/results/$key.manifest.json"
-  say "$key: $(grep wall "$W/results/$key.time")"
-}
-
-gen_nodes() { "$gen" --nodes 3 --replication 3 --pools 2 --rbw 0 --owner "$owner" "$@"; }
 
 # ---------------------------------------------------------------- the run
 for d in "$W/big" "$W/mem"; do
@@ -172,63 +84,22 @@ done
 rm -rf "$W/results"
 mkdir -p "$W/results"
 : >"$R"
-avail_gib=$(df -BG --output=avail "$(dirname "$W")" | tail -1 | tr -dc 0-9)
-need_gib=$(awk -v u="$UNIQUE_GIB" -v m="$MEM_BLOCKS" 'BEGIN { a = u * 7.5 + 1; b = m * 34 / 1048576; print int((a > b ? a : b) + 1) }')
-[ "$avail_gib" -ge "$need_gib" ] || die "$(dirname "$W") has ${avail_gib} GiB free, the run needs about ${need_gib} GiB"
+need_space "$(awk -v u="$UNIQUE_GIB" -v m="$MEM_BLOCKS" 'BEGIN { a = u * 7.5 + 1; b = m * 34 / 1048576; print int((a > b ? a : b) + 1) }')"
 say "results in $W/results; page cache drops: $(echo 3 >/proc/sys/vm/drop_caches 2>/dev/null && echo allowed || echo 'not allowed')"
 
 # The machine.
 {
-  echo "date=$(date -u +%FT%TZ)"
-  echo "cpu_model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)"
-  echo "cpus=$(nproc)"
-  echo "mem_total_kb=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)"
-  echo "kernel=$(uname -r)"
-  echo "os=$(. /etc/os-release && echo "$PRETTY_NAME")"
-  echo "virt=$(systemd-detect-virt 2>/dev/null || echo unknown); hypervisor=$(lscpu | sed -n 's/^Hypervisor vendor: *//p')"
-  src=$(df --output=source "$(dirname "$W")" | tail -1)
-  dev=$(basename "$src")
-  echo "fs=$(df -h --output=source,fstype,size,avail "$(dirname "$W")" | tail -1 | tr -s ' ')"
-  echo "mount_opts=$(awk -v s="$src" '$1 == s { print $4; exit }' /proc/mounts)"
-  echo "disk=$(lsblk -dno NAME,SIZE,ROTA,TYPE,MODEL "/dev/$dev" 2>/dev/null | tr -s ' ')"
-  echo "disk_scheduler=$(cat "/sys/block/$dev/queue/scheduler" 2>/dev/null)"
-  echo "hwdr_version=$("$hwdr" --version)"
-  echo "hwdr_commit=$(git -C "$top" rev-parse --short HEAD 2>/dev/null)$(git -C "$top" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted changes in src/')"
-  echo "rustc=$(rustc --version 2>/dev/null)"
+  describe_machine
   echo "cp=$(cp --version | head -1)"
   echo "rsync=$(rsync --version | head -1)"
-  echo "gnu_time=$(dpkg-query -W -f '${Version}' time 2>/dev/null)"
-  echo "start_load=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$W/results/machine.env"
 
 # 1. The data: LARGE_SHARE % of the unique bytes in 1-128 MiB blocks (mean
 # 64.5 MiB), the rest in 0-SMALL_MAX blocks.
-small_max_b=$(numfmt --from=iec "$SMALL_MAX")
-n_large=$(awk -v u="$UNIQUE_GIB" -v s="$LARGE_SHARE" 'BEGIN { n = int(u * 1024 * s / 100 / 64.5 + 0.5); print (n < 1 ? 1 : n) }')
-n_small=$(awk -v u="$UNIQUE_GIB" -v s="$LARGE_SHARE" -v m="$small_max_b" 'BEGIN { print int(u * 1073741824 * (100 - s) / 100 / (m / 2) + 0.5) }')
-add_large=$(awk -v n="$n_large" -v p="$NEW_PERCENT" 'BEGIN { a = n * p / 100; a = (a == int(a)) ? a : int(a) + 1; print a }')
-add_small=$(awk -v n="$n_small" -v p="$NEW_PERCENT" 'BEGIN { print int(n * p / 100 + 0.5) }')
-put unique_gib_setting "$UNIQUE_GIB"
+plan_dataset
 put mem_blocks_setting "$MEM_BLOCKS"
-put small_max "$SMALL_MAX"
-put new_percent "$NEW_PERCENT"
-put n_large "$n_large"
-put n_small "$n_small"
-put add_large "$add_large"
-put add_small "$add_small"
 big=$W/big
-say "generating 3 nodes: $n_large blocks of 1-128 MiB + $n_small blocks of 0-$SMALL_MAX, replication 3"
-s=$(now_ns)
-gen_nodes --out "$big/data" --blocks "$n_large" --min-size 1M --max-size 128M --seed 1 >"$W/results/gen-big.txt"
-if [ "$n_small" -gt 0 ]; then
-  gen_nodes --out "$big/data" --blocks "$n_large" --min-size 0 --max-size "$SMALL_MAX" --seed 1 --add "$n_small" >>"$W/results/gen-big.txt"
-fi
-sync
-put gen_big_s "$(secs "$s" "$(now_ns)")"
-put tree_bytes "$(file_bytes "$big/data")"
-put tree_files "$(find "$big/data" -type f | wc -l)"
-put block_file_bytes "$(find "$big/data" -type f -name 'blk_*' ! -name '*.meta' -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')"
-tail -1 "$W/results/gen-big.txt" | tr ' ' '\n' | sed 's/^/gen1_/' >>"$R"
+gen_dataset "$big/data"
 
 # 2. The cluster.
 setup_cluster "$big" "$big/data"
@@ -263,12 +134,7 @@ put rsync1_copied_bytes "$(file_bytes "$big/rsync1")"
 # 3d. REPEAT times: NEW_PERCENT % new blocks of each kind, then a backup; the
 # first one also vs rsync --link-dest.
 for i in $(seq "$REPEAT"); do
-  say "adding $add_large + $add_small blocks ($i of $REPEAT)"
-  gen_nodes --out "$big/data" --blocks "$n_large" --min-size 1M --max-size 128M --seed 1 --add "$add_large" >"$W/results/gen-add$i.txt"
-  if [ "$add_small" -gt 0 ]; then
-    gen_nodes --out "$big/data" --blocks "$n_large" --min-size 0 --max-size "$SMALL_MAX" --seed 1 --add "$add_small" >>"$W/results/gen-add$i.txt"
-  fi
-  tail -1 "$W/results/gen-add$i.txt" | tr ' ' '\n' | sed "s/^/gen_add${i}_/" >>"$R"
+  add_new "$big/data" "$i"
   say "hwdr backup after 1% new ($i of $REPEAT)"
   next_id
   backup "$big" "incr$i" "$id"
@@ -354,16 +220,6 @@ fi
 # 5. The report.
 python3 "$top/bench/report.py" "$W/results" >"$W/results/report.md"
 cp "$W/results/report.md" "$top/bench/last-run.md"
-if [ -n "$BENCH_DOC" ] && [ -f "$BENCH_DOC" ] && grep -q '<!-- bench:begin -->' "$BENCH_DOC"; then
-  python3 - "$BENCH_DOC" "$W/results/report.md" <<'PY'
-import sys
-doc, rep = sys.argv[1], open(sys.argv[2]).read()
-text = open(doc).read()
-head, rest = text.split("<!-- bench:begin -->", 1)
-_, tail = rest.split("<!-- bench:end -->", 1)
-open(doc, "w").write(head + "<!-- bench:begin -->\n" + rep + "<!-- bench:end -->" + tail)
-PY
-  say "updated the results in $BENCH_DOC"
-fi
+update_doc "$BENCH_DOC" bench "$W/results/report.md"
 cat "$W/results/report.md"
 say "done; raw results in $W/results"
