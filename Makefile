@@ -66,7 +66,7 @@ demo: build
 
 # The HopsFS backup benchmark (docs/benchmarks.md), as root: generates a few
 # GiB and a million blocks on this disk, removes them; then its S3 part
-# (bench-s3). About 25 + 25 minutes. Variables (BENCH_DIR, UNIQUE_GIB,
+# (bench-s3). About 25 + 30 minutes. Variables (BENCH_DIR, UNIQUE_GIB,
 # MEM_BLOCKS, S3_UNIQUE_GIB, ...): see bench/hopsfs.sh and bench/s3.sh.
 bench: bench-build
 	bash bench/hopsfs.sh

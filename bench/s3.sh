@@ -19,9 +19,9 @@
 #      after each, the restored files are compared with the originals (MD5
 #      of every block, .meta and VERSION file; hwdr's also owner and mode);
 #   4. peak memory (VmHWM) of fresh agents during a backup (multipart uploads)
-#      and a restore of BIG_BLOCKS blocks of 256 MiB (replication 1, so every
-#      node stores its own), next to upload_parallelism x part size; rclone's
-#      peak (GNU time) on the same files.
+#      and a restore of BIG_BLOCKS blocks of 256 MiB (replication 1, spread
+#      evenly, so every node stores its own), next to upload_parallelism x
+#      part size; rclone's peak (GNU time) on the same files.
 # Every timed run starts with a cold page cache (sync; drop_caches); the
 # load average is recorded. Then the report (bench/last-run-s3.md, and the
 # block between the bench-s3 markers of docs/benchmarks.md); the generated
@@ -294,6 +294,12 @@ fresh_agents() {
   start_agents "$1"
 }
 
+# hwdr_restore DIR KEY ID: `hwdr restore ID --only hopsfs` under GNU time.
+hwdr_restore() {
+  /usr/bin/time -o "$W/results/$2.time" -f 'wall=%e\nuser=%U\nsys=%S\nmaxrss_kb=%M' \
+    "$hwdr" --config "$1/etc-head1/hwdr.toml" restore "$3" --only hopsfs >"$W/results/$2.log" 2>&1
+}
+
 # restore DIR KEY ID: a cold-cache `hwdr restore ID --only hopsfs` on head1
 # (every node's restore job fetches its blocks), timed by GNU time; then
 # each agent's VmHWM.
@@ -301,8 +307,7 @@ restore() {
   local dir=$1 key=$2 id=$3 i
   rm -rf "$dir"/state-*/restore
   fresh_agents "$dir"
-  measured "$key" /usr/bin/time -o "$W/results/$key.time" -f 'wall=%e\nuser=%U\nsys=%S\nmaxrss_kb=%M' \
-    "$hwdr" --config "$dir/etc-head1/hwdr.toml" restore "$id" --only hopsfs >"$W/results/$key.log" 2>&1
+  measured "$key" hwdr_restore "$dir" "$key" "$id"
   sed "s/^/${key}_/" "$W/results/$key.time" >>"$R"
   for i in 1 2 3; do
     put "${key}_agent${i}_vmhwm_kb" "$(awk '/^VmHWM/ { print $2 }' "/proc/${agent_pids[$((i - 1))]}/status")"
@@ -320,6 +325,25 @@ s3_backup() {
   s=$(now_ns)
   sync
   put "${key}_after_sync_s" "$(secs "$s" "$(now_ns)")"
+}
+
+# even_seed N: the first seed that places N blocks of replication 1 evenly
+# on the 3 nodes (at most one apart), found with blocks of 1 KiB: blocks of
+# any one size take the same random draws, so 256 MiB ones land alike.
+even_seed() {
+  local n=$1 seed probe=$W/seed-probe
+  for seed in $(seq 1 100); do
+    rm -rf "$probe"
+    "$gen" --nodes 3 --replication 1 --pools 1 --rbw 0 --out "$probe" --blocks "$n" --min-size 1K --max-size 1K --seed "$seed" >/dev/null
+    if find "$probe" -type f -name 'blk_*' ! -name '*.meta' | sed -n 's|.*/node\([0-9]\)/.*|\1|p' | sort | uniq -c |
+      awk -v n="$n" '{ c[NR] = $1 } END { lo = (NR < 3) ? 0 : c[1]; hi = 0; for (i in c) { if (c[i] < lo) lo = c[i]; if (c[i] > hi) hi = c[i] }; exit !(hi - lo <= 1) }'; then
+      rm -rf "$probe"
+      echo "$seed"
+      return 0
+    fi
+  done
+  rm -rf "$probe"
+  echo 3
 }
 
 # repository DIR: the [repository] keys of a cluster whose repository is
@@ -443,13 +467,14 @@ if [ "$KEEP" != 1 ]; then
 fi
 
 # 5. Memory: BIG_BLOCKS blocks of 256 MiB, replication 1 (each node stores
-# its own: about BIG_BLOCKS / 3 each, upload_parallelism at once), fresh
-# agents, an emptied server; its repository is s3://BUCKET/mem.
+# its own: BIG_BLOCKS / 3 each, upload_parallelism at once), fresh agents,
+# an emptied server; its repository is s3://BUCKET/mem.
 if [ "$BIG_BLOCKS" -gt 0 ]; then
   mem=$W/mem
-  say "generating $BIG_BLOCKS blocks of 256 MiB on 3 nodes, replication 1"
+  seed=$(even_seed "$BIG_BLOCKS")
+  say "generating $BIG_BLOCKS blocks of 256 MiB on 3 nodes, replication 1 (seed $seed)"
   "$gen" --nodes 3 --replication 1 --pools 1 --rbw 0 --owner "$owner" --out "$mem/data" \
-    --blocks "$BIG_BLOCKS" --min-size 256M --max-size 256M --seed 3 >"$W/results/gen-mem.txt"
+    --blocks "$BIG_BLOCKS" --min-size 256M --max-size 256M --seed "$seed" >"$W/results/gen-mem.txt"
   tail -1 "$W/results/gen-mem.txt" | tr ' ' '\n' | sed 's/^/gen_mem_/' >>"$R"
   sync
   stop_agents
