@@ -181,13 +181,20 @@ fn a_backup_whose_lease_is_removed_stops_with_lost_the_lock() {
     c.control("mgm-client.sh", "hang");
     let mut first = c
         .hwdr_cmd(&["backup", "--id", ID])
-        .env("FAILPOINTS", "lock-lease-ms=return(1500)")
+        // Short enough to notice the removal soon, long enough that a
+        // renewal on a loaded machine is never late by half a lease.
+        .env("FAILPOINTS", "lock-lease-ms=return(5000)")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
     while !(c.repo.join("lock").exists() && c.invocations().iter().any(|r| r["program"] == "mgm-client.sh")) {
+        if first.try_wait().unwrap().is_some() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(first.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the backup ended before START BACKUP:\n{err}");
+        }
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the backup did not reach START BACKUP"
