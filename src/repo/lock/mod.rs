@@ -158,7 +158,8 @@ impl RepoLock {
                 // The contender whose lease came first tries again first.
                 cancel::sleep(lease::jitter(settings.backoff, if *first { 1 } else { 3 }))?;
             }
-            match attempt(&backend, &own, n == 0)? {
+            let previous = met.as_ref().map(|(other, _): &(Box<Found>, bool)| &other.key);
+            match attempt(&backend, &own, n == 0, previous)? {
                 Attempt::Won(won) => return RepoLock::hold(backend, info, guard, &own, won, settings),
                 Attempt::Met(other, first) => met = Some((other, first)),
             }
@@ -241,14 +242,20 @@ impl Drop for RepoLock {
 
 /// One try: list the leases; none there → write ours and list again.
 /// `first`: the first try, where a lease that holds refuses at once (in
-/// later ones it may be a contender's that is about to go).
-fn attempt(backend: &Arc<dyn Backend>, own: &Own, first: bool) -> Result<Attempt> {
+/// later ones it may be a contender's that is about to go). `previous`: the
+/// contender's lease met last time: still there after a back-off, its
+/// contender won and holds the lock, so it refuses too (else a loser would
+/// wait out the winner's whole run and proceed after it).
+fn attempt(backend: &Arc<dyn Backend>, own: &Own, first: bool, previous: Option<&ObjectKey>) -> Result<Attempt> {
     let b = backend.as_ref();
     let mut before = lease::list(b)?;
     if !before.is_empty() {
         let now = lease::store_now(b, &own.name)?;
         if let Some(refused) = refused(b, &before, now) {
             return Err(refused.into());
+        }
+        if let Some(held) = before.iter().find(|f| Some(&f.key) == previous) {
+            return Err(locked(b, held).into());
         }
         let other = before.swap_remove(0);
         if first {
