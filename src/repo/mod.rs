@@ -17,6 +17,7 @@
 //! [`store::posix`] touches the repository with `std::fs`.
 
 pub(crate) mod backup;
+pub mod keys;
 pub mod lock;
 pub(crate) mod manifest;
 pub mod store;

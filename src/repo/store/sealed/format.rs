@@ -52,6 +52,11 @@ impl DataKey {
         DataKey(bytes)
     }
 
+    /// Its bytes, for wrapping it.
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub(super) fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&self.0))
     }
@@ -234,7 +239,7 @@ pub(super) fn open_segment(
 }
 
 /// Fills `buf` from the operating system's random source.
-pub(super) fn random(buf: &mut [u8]) -> io::Result<()> {
+pub(crate) fn random(buf: &mut [u8]) -> io::Result<()> {
     getrandom::getrandom(buf).map_err(|e| io::Error::other(format!("no random bytes: {e}")))
 }
 
