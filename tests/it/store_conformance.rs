@@ -77,7 +77,7 @@ fn s3() -> Made {
     );
     std::fs::write(dir.path().join("hwdr.toml"), toml).unwrap();
     let config = hwdr::config::Config::load(&dir.path().join("hwdr.toml")).unwrap();
-    let backend = hwdr::repo::Repository::of(&config).shared_backend();
+    let backend = hwdr::repo::Repository::store(&config);
     (backend, Box::new((dir, garage)))
 }
 

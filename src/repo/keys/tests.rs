@@ -33,7 +33,7 @@ fn a_passphrase_wrap_records_its_stretch_and_opens_with_the_passphrase_only() {
     assert_eq!(json["kdf"]["m_kib"], 64);
     assert_eq!(json["kdf"]["salt"].as_str().unwrap().len(), 32);
     let back: WrappedKey = serde_json::from_value(json).unwrap();
-    let (opened, id) = open(&[back.clone()], &secret, Path::new("p")).unwrap();
+    let (opened, id) = open(std::slice::from_ref(&back), &secret, Path::new("p")).unwrap();
     assert_eq!((opened.bytes(), id), (data.bytes(), wrap.id));
     assert!(back
         .unwrap_with(&Secret::Passphrase(b"wrong horse battery".to_vec()))

@@ -34,7 +34,7 @@ use chacha20poly1305::XChaCha20Poly1305;
 pub use format::DataKey;
 use format::{read_full, Frame, Header, FOOTER_LEN, FRAME_LEN, HEADER_LEN};
 use stream::{read_header, Opener, Sealer};
-pub use stream::{tampered, Settings};
+pub use stream::{tampered, Settings, Tampered};
 
 use super::{Backend, Batch, ObjectKey, ObjectMeta, Put, PutOptions, StoreError, Written};
 use crate::repo::lock::PROBE_PREFIX;

@@ -135,13 +135,41 @@ impl Read for Sealer<'_> {
 }
 
 /// A sealed object found tampered with or damaged, naming it: every read of
-/// its bytes fails with this (kind `InvalidData`).
+/// its bytes fails with this (kind `InvalidData`, carrying a [`Tampered`]).
 pub fn tampered(location: &str, segment: Option<u64>, why: &str) -> io::Error {
     let at = segment.map(|n| format!(" segment {n}")).unwrap_or_default();
     io::Error::new(
         io::ErrorKind::InvalidData,
-        format!("tampered or damaged: {location}{at} ({why})"),
+        Tampered(format!("tampered or damaged: {location}{at} ({why})")),
     )
+}
+
+/// What a read of a sealed object that fails its tags carries: the stored
+/// bytes are not what was sealed under this name (damage, not an outage).
+#[derive(Debug)]
+pub struct Tampered(pub String);
+
+impl std::fmt::Display for Tampered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Tampered {}
+
+impl Tampered {
+    /// Whether `e`, or an error it wraps, says a sealed object was tampered with.
+    pub fn is_in(e: &(dyn std::error::Error + 'static)) -> bool {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            let io_inner = c.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
+            if c.is::<Tampered>() || io_inner.is_some_and(|i| i.is::<Tampered>()) {
+                return true;
+            }
+            cause = c.source();
+        }
+        false
+    }
 }
 
 /// Reads sealed bytes from segment `index` on and yields the plaintext,
