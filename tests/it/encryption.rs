@@ -419,3 +419,62 @@ fn a_plaintext_repository_says_so_and_stays_plaintext() {
     );
     assert!(fs::read_dir(&fresh).unwrap().next().is_none(), "init wrote something");
 }
+
+#[test]
+fn a_passphrase_opens_an_uncompressed_encrypted_repository() {
+    let s = backed_up_in(|repo| {
+        let file = repo.parent().unwrap().join("repo.passphrase");
+        fs::write(&file, "correct horse battery staple\n").unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        format!(
+            "path = \"{}\"\npassphrase_file = \"{}\"\ncompression_level = 0\n",
+            repo.display(),
+            file.display()
+        )
+    });
+    let c = &s.c;
+    let out = c.hwdr("head1", &["key", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["kind"], "passphrase", "{rows}");
+    assert_eq!(rows[0]["this_node"], true, "{rows}");
+    let list = text(&c.hwdr("head1", &["list"]).stdout);
+    assert!(list.contains("this node does not compress"), "{list}");
+    let objects = stored_objects(c.stored().as_ref());
+    for (what, needle) in known_plaintexts(&s) {
+        assert_nowhere(&objects, &needle, what);
+    }
+    // Not compressed: every stored object is its content and the seals.
+    for (name, bytes) in objects
+        .iter()
+        .filter(|(n, _)| n.starts_with(&format!("backups/{ID}/rondb/")))
+    {
+        assert!(bytes.len() > read(c.backend().as_ref(), name).len(), "{name}");
+    }
+    let full = c.hwdr("head1", &["verify", "--full", ID]);
+    assert!(full.status.success(), "{}{}", text(&full.stdout), text(&full.stderr));
+}
+
+#[test]
+fn an_encrypted_repository_on_s3_round_trips() {
+    let garage = testkit::garage::Garage::start().unwrap();
+    let s3 = crate::s3::s3_repository(&garage, "prod/sealed", None);
+    let s = backed_up_in(|repo| {
+        let key = key_file(repo.parent().unwrap(), "repo.key");
+        format!("{}key_file = \"{}\"\n", s3(repo), key.display())
+    });
+    let c = &s.c;
+    let objects = stored_objects(c.stored().as_ref());
+    assert!(
+        objects.iter().any(|(n, _)| n.starts_with("blocks/")),
+        "nothing stored in the bucket"
+    );
+    for (what, needle) in known_plaintexts(&s) {
+        assert_nowhere(&objects, &needle, what);
+    }
+    let full = c.hwdr("head1", &["verify", "--full", ID]);
+    assert!(full.status.success(), "{}{}", text(&full.stdout), text(&full.stderr));
+    wipe(&s);
+    let out = c.hwdr("head1", &["restore", ID]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert_restored(&s);
+}
