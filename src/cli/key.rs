@@ -97,7 +97,8 @@ pub fn run(config_path: &Path, command: Command) -> Result<Code> {
                 source.path().display()
             );
             outln!(
-                "now set [repository] {} = \"{}\" on every node, and back it up away from the repository",
+                "now set [repository] {} = \"{}\" on every node, restart hwdr-agent there, and back the file up away \
+                 from the repository",
                 match source {
                     KeySource::File(_) => "key_file",
                     KeySource::Passphrase(_) => "passphrase_file",

@@ -44,6 +44,11 @@ use store::{Backend, ObjectKey, PutOptions, StoreError};
 /// their own content (format 1: hwdr 0.1, `hwdr repo upgrade` seals them).
 const REPO_FORMAT: u32 = 2;
 
+/// An encrypted repository's format: 2 with every object but the marker,
+/// `keys/` and the lock sealed. An hwdr that knows only 2 refuses it, rather
+/// than write plaintext into it.
+const SEALED_FORMAT: u32 = 3;
+
 /// The object that makes a location a repository (written by `hwdr repo init`).
 pub const MARKER: &str = "hwdr-repo.json";
 
@@ -240,7 +245,7 @@ impl Repository {
             None => None,
         };
         let marker = RepoMarker {
-            format: REPO_FORMAT,
+            format: if key.is_some() { SEALED_FORMAT } else { REPO_FORMAT },
             cluster: config.cluster.clone(),
             create_only: Some(create_only),
             encrypted: key.is_some().then_some(true),
@@ -348,9 +353,11 @@ impl Repository {
                 self.location()
             );
         }
-        if marker.format != REPO_FORMAT {
+        let encrypted = marker.encrypted == Some(true);
+        let known = if encrypted { SEALED_FORMAT } else { REPO_FORMAT };
+        if marker.format != known {
             bail!(
-                "{}/{MARKER} has format {}, this hwdr knows {REPO_FORMAT}",
+                "{}/{MARKER} has format {}, this hwdr knows {REPO_FORMAT} (and {SEALED_FORMAT}, encrypted)",
                 self.location(),
                 marker.format
             );

@@ -173,3 +173,78 @@ impl Batch for Refused {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::repo::keys::{Secret, WrappedKey};
+    use crate::repo::store::memory::Memory;
+
+    fn put(store: &dyn Backend, name: &str, body: &[u8]) {
+        let key = ObjectKey::parse(name).unwrap();
+        store.put(&key, &mut &body[..], PutOptions::default()).unwrap();
+    }
+
+    fn get(store: &dyn Backend, name: &str) -> Result<Vec<u8>, String> {
+        let mut bytes = Vec::new();
+        let key = ObjectKey::parse(name).unwrap();
+        let mut r = store.get(&key).map_err(|e| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+            )
+        })?;
+        r.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+        Ok(bytes)
+    }
+
+    #[test]
+    fn a_plaintext_repository_passes_through_and_an_encrypted_one_seals() {
+        let plain: Arc<dyn Backend> = Arc::new(Memory::new());
+        put(plain.as_ref(), MARKER, br#"{"format":2,"cluster":"c"}"#);
+        let on = OnDemand::new(plain.clone(), None, Some(3));
+        put(&on, "backups/x/users.sql", b"CREATE USER 'hopsworks'");
+        assert_eq!(
+            get(plain.as_ref(), "backups/x/users.sql").unwrap(),
+            b"CREATE USER 'hopsworks'"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("repo.key");
+        std::fs::write(&file, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let inner: Arc<dyn Backend> = Arc::new(Memory::new());
+        let data = DataKey::generate().unwrap();
+        keys::store(
+            inner.as_ref(),
+            &WrappedKey::wrap(&data, &Secret::Key([7; 32]), chrono::Utc::now()).unwrap(),
+        )
+        .unwrap();
+        put(
+            inner.as_ref(),
+            MARKER,
+            br#"{"format":3,"cluster":"c","encrypted":true}"#,
+        );
+        let sealed = OnDemand::new(inner.clone(), Some(KeySource::File(file.clone())), Some(3));
+        put(&sealed, "backups/x/users.sql", b"CREATE USER 'hopsworks'");
+        assert_eq!(get(&sealed, "backups/x/users.sql").unwrap(), b"CREATE USER 'hopsworks'");
+        assert!(get(inner.as_ref(), "backups/x/users.sql")
+            .unwrap()
+            .starts_with(b"HWDRSEAL"));
+        // The marker and the keys stay plain.
+        assert!(get(&sealed, MARKER).unwrap().starts_with(b"{"));
+
+        let keyless = OnDemand::new(inner.clone(), None, None);
+        let e = get(&keyless, "backups/x/users.sql").unwrap_err();
+        assert!(
+            e.contains("is encrypted: set [repository] key_file or passphrase_file"),
+            "{e}"
+        );
+        std::fs::write(&file, [8u8; 32]).unwrap();
+        let wrong = OnDemand::new(inner, Some(KeySource::File(file)), None);
+        let e = get(&wrong, "backups/x/users.sql").unwrap_err();
+        assert!(e.contains("opens none of the repository's keys"), "{e}");
+    }
+}

@@ -126,6 +126,14 @@ fn an_encrypted_compressed_repository_round_trips_and_stores_no_plaintext() {
     for (what, needle) in known_plaintexts(&s) {
         assert_nowhere(&objects, &needle, what);
     }
+    // Format 3: an hwdr that knows only format 2 refuses the repository
+    // rather than write plaintext into it.
+    let marker: serde_json::Value = serde_json::from_slice(&read(c.stored().as_ref(), "hwdr-repo.json")).unwrap();
+    assert_eq!(
+        (&marker["format"], &marker["encrypted"]),
+        (&3.into(), &true.into()),
+        "{marker}"
+    );
     // Only the marker, the key and nothing else is plain JSON.
     let plain: Vec<_> = objects
         .iter()
