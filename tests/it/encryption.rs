@@ -275,33 +275,51 @@ fn tampered_swapped_and_truncated_objects_are_named_and_the_restore_refuses() {
     let bytes = fs::read(&truncated).unwrap();
     fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let names = [&flipped, &swapped, &truncated].map(|b| scenario::block_name(&c.repo, b));
+    // And a RonDB part with a flipped byte.
+    let part = crate::common::tree(&c.repo.join(format!("backups/{ID}")))
+        .into_iter()
+        .find(|p| p.ends_with(".Data"))
+        .unwrap();
+    let part_path = c.repo.join(format!("backups/{ID}")).join(&part);
+    let part_bytes = fs::read(&part_path).unwrap();
+    scenario::flip(&part_path);
 
     let full = c.hwdr("head1", &["verify", "--full", ID]);
     assert_eq!(full.status.code(), Some(9), "{}", text(&full.stderr));
     let said = text(&full.stdout);
-    for name in &names {
+    for name in names.iter().chain([&part]) {
         assert!(
             said.lines()
                 .any(|l| l.starts_with("DAMAGED") && l.contains(name.as_str())),
             "{name}: {said}"
         );
     }
-    assert!(
-        said.lines()
-            .any(|l| l.contains(names[0].as_str()) && l.contains("tampered or damaged")),
-        "{said}"
-    );
+    for name in [&names[0], &part] {
+        assert!(
+            said.lines()
+                .any(|l| l.contains(name.as_str()) && l.contains("tampered or damaged")),
+            "{said}"
+        );
+    }
 
+    // The restore refuses before it runs anything: for the part, then (the
+    // part put back) for the blocks.
     wipe(&s);
     clear_invocations(c);
-    let out = c.hwdr("head1", &["restore", ID]);
-    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
-    let err = text(&out.stderr);
-    for name in &names {
-        assert!(err.contains(name.as_str()), "{name}: {err}");
+    for (expected, fix) in [(vec![part.clone()], true), (names.to_vec(), false)] {
+        let out = c.hwdr("head1", &["restore", ID]);
+        assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+        let err = text(&out.stderr);
+        for name in &expected {
+            assert!(err.contains(&format!("{name}: ")), "{name}: {err}");
+        }
+        assert!(err.contains("tampered or damaged"), "{err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+        assert!(!invocations(c).contains("ndb_restore"), "{}", invocations(c));
+        if fix {
+            fs::write(&part_path, &part_bytes).unwrap();
+        }
     }
-    assert!(err.contains("nothing was changed"), "{err}");
-    assert!(!invocations(c).contains("ndb_restore"), "{}", invocations(c));
 }
 
 #[test]
