@@ -42,6 +42,9 @@ enum Command {
     /// Set up the repository.
     #[command(subcommand)]
     Repo(cli::repo::Command),
+    /// Manage the keys of an encrypted repository.
+    #[command(subcommand)]
+    Key(cli::key::Command),
     /// Remove a stale repository lock left by a process that died.
     Unlock(cli::unlock::Args),
     /// Run the node agent (the hwdr-agent service).
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Drill(args) => cli::drill::run(&cli.config, args),
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Repo(cmd) => cli::repo::run(&cli.config, cmd),
+        Command::Key(cmd) => cli::key::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),
         Command::OnFailure { unit } => cli::on_failure::run(&unit),

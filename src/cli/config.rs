@@ -190,17 +190,31 @@ fn check_repository(config: &Config, report: &mut Report) {
     for step in probe(&repo) {
         report.check(step.map_err(|e| format!("{key}: {e}")).map(|s| format!("{key}: {s}")));
     }
-    report.check(
-        Repository::open(config)
-            .map(|_| {
-                format!(
-                    "{key}: {location} is the repository of cluster '{}' ({})",
-                    config.cluster,
-                    crate::repo::MARKER
-                )
-            })
-            .map_err(|e| format!("{key}: {e:#}")),
-    );
+    match Repository::open(config) {
+        Ok(repo) => {
+            report.ok(format!(
+                "{key}: {location} is the repository of cluster '{}' ({})",
+                config.cluster,
+                crate::repo::MARKER
+            ));
+            report.check(encryption(config, &repo));
+        }
+        Err(e) => report.fail(format!("{key}: {e:#}")),
+    }
+}
+
+/// Whether the repository is encrypted and, if so, that this node's key
+/// opens it ([`Repository::open`] checked that already).
+fn encryption(config: &Config, repo: &Repository) -> Result<String, String> {
+    let how = crate::cli::list::sealing(repo, config).map_err(|e| format!("{e:#}"))?;
+    match &config.repository.key {
+        Some(source) if how != "not encrypted" => Ok(format!(
+            "repository {}: {how}; the key in {} opens it",
+            repo.location(),
+            source.path().display()
+        )),
+        _ => Ok(format!("repository {}: {how}", repo.location())),
+    }
 }
 
 fn check_hopsfs(config: &Config, report: &mut Report) {

@@ -106,13 +106,15 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
 /// Runs `hwdr list`.
 pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let config = super::load_config(config_path)?;
-    let rows = rows(&super::open_repository(&config)?)?;
+    let repo = super::open_repository(&config)?;
+    let rows = rows(&repo)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(Code::Success);
     }
+    outln!("repository {}: {}", repo.location(), sealing(&repo, &config)?);
     if rows.is_empty() {
-        outln!("no backups in {}", crate::repo::Repository::of(&config).location());
+        outln!("no backups in {}", repo.location());
         return Ok(Code::Success);
     }
     let local = |t: Option<DateTime<Utc>>| {
@@ -148,6 +150,19 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         );
     }
     Ok(Code::Success)
+}
+
+/// Whether `repo` is encrypted, and how its objects are compressed.
+pub fn sealing(repo: &Repository, config: &crate::config::Config) -> Result<String> {
+    if !repo.encrypted()? {
+        return Ok("not encrypted".into());
+    }
+    Ok(match config.repository.compression {
+        Some(level) => {
+            format!("encrypted (XChaCha20-Poly1305), this node compresses with zstd level {level} where it pays")
+        }
+        None => "encrypted (XChaCha20-Poly1305), this node does not compress".into(),
+    })
 }
 
 /// `text` cut to at most `max` characters, with `...` when cut.

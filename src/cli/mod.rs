@@ -4,6 +4,7 @@ pub mod agent;
 pub mod backup;
 pub mod config;
 pub mod drill;
+pub mod key;
 pub mod list;
 pub mod on_failure;
 pub(crate) mod out;

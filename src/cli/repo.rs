@@ -15,7 +15,12 @@ use crate::repo::{Init, Repository, MARKER};
 pub enum Command {
     /// Mark the configured repository folder (existing and empty, mounted) as
     /// this cluster's repository; once, before the first backup.
-    Init,
+    Init {
+        /// Seal every object with a new random data key, wrapped by the
+        /// configured [repository] key_file or passphrase_file.
+        #[arg(long)]
+        encrypt: bool,
+    },
     /// Bring a repository written by hwdr 0.1 (format 1) to the current
     /// format: seal every manifest with its checksum. Once, after upgrading.
     Upgrade,
@@ -25,7 +30,7 @@ pub enum Command {
 pub fn run(config_path: &Path, command: Command) -> Result<Code> {
     let config = super::load_config(config_path)?;
     match command {
-        Command::Init => init(&config),
+        Command::Init { encrypt } => init(&config, encrypt),
         Command::Upgrade => upgrade(&config),
     }
 }
@@ -47,15 +52,22 @@ fn upgrade(config: &crate::config::Config) -> Result<Code> {
     Ok(Code::Success)
 }
 
-fn init(config: &crate::config::Config) -> Result<Code> {
+fn init(config: &crate::config::Config, encrypt: bool) -> Result<Code> {
     let path = crate::repo::Repository::of(config).location();
-    match Repository::init(config)? {
-        Init::Created { create_only } => {
+    match Repository::init(config, encrypt)? {
+        Init::Created { create_only, key } => {
             outln!(
                 "{path} is now the repository of cluster '{}' ({MARKER} written)",
                 config.cluster
             );
             outln!("{}", create_only_line(create_only));
+            if let (Some(id), Some(source)) = (key, &config.repository.key) {
+                outln!(
+                    "encrypted: a new data key, wrapped as key {id} by {}; BACK UP {0} AWAY FROM THE REPOSITORY: \
+                     without it every backup is lost",
+                    source.path().display()
+                );
+            }
         }
         Init::Existing => outln!(
             "{path} already is the repository of cluster '{}': nothing to do",

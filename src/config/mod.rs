@@ -35,7 +35,7 @@ pub use duration::parse_duration;
 pub use hopsfs::{BlockStorage, HopsfsSettings};
 pub use load::Origins;
 pub use nodes::{NodeName, NodeSpec, Role};
-pub use repository::{ObjectScheme, ObjectSettings, RepositoryLocation, RepositorySettings};
+pub use repository::{KeySource, ObjectScheme, ObjectSettings, RepositoryLocation, RepositorySettings};
 pub use restore::RestoreSettings;
 pub use retention::Retention;
 pub use rondb::RondbSettings;

@@ -122,6 +122,9 @@ pub struct RawRepository {
     pub request_timeout: Option<String>,
     pub retries: Option<i64>,
     pub retry_timeout: Option<String>,
+    pub key_file: Option<String>,
+    pub passphrase_file: Option<String>,
+    pub compression_level: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::repo::keys::KeySource;
+
 use super::raw::RawRepository;
 use super::validate::Errors;
 use super::validate::Section;
@@ -16,6 +18,11 @@ pub struct RepositorySettings {
     /// How many files a node stores or fetches at once (1 to 64): blocks and
     /// RonDB parts of a backup, blocks staged for a restore.
     pub upload_parallelism: usize,
+    /// What opens an encrypted repository's data key on this node.
+    pub key: Option<KeySource>,
+    /// The zstd level of sealed objects (an encrypted repository's), `None`
+    /// for none.
+    pub compression: Option<i32>,
 }
 
 /// Where the repository is.
@@ -84,6 +91,16 @@ impl RepositorySettings {
                 format!("{upload_parallelism} must be between 1 and 64"),
             );
         }
+        let key = key_source(&raw, &mut s);
+        let compression = match raw.compression_level {
+            None => Some(3),
+            Some(0) => None,
+            Some(n @ 1..=19) => Some(n as i32),
+            Some(n) => {
+                s.err("compression_level", format!("{n} must be between 0 (off) and 19"));
+                None
+            }
+        };
         let location = match (&raw.path, &raw.url) {
             (Some(_), Some(_)) => {
                 s.err("url", "and path are exclusive: a repository is a folder or a bucket");
@@ -102,7 +119,29 @@ impl RepositorySettings {
         RepositorySettings {
             location,
             upload_parallelism,
+            key,
+            compression,
         }
+    }
+}
+
+/// `key_file` or `passphrase_file` (exclusive), absolute.
+fn key_source(raw: &RawRepository, s: &mut Section) -> Option<KeySource> {
+    match (&raw.key_file, &raw.passphrase_file) {
+        (Some(_), Some(_)) => {
+            s.err(
+                "passphrase_file",
+                "and key_file are exclusive: one opens the repository's key",
+            );
+            None
+        }
+        (Some(f), None) => Some(KeySource::File(s.abs_path("key_file", Some(f.clone()), ""))),
+        (None, Some(f)) => Some(KeySource::Passphrase(s.abs_path(
+            "passphrase_file",
+            Some(f.clone()),
+            "",
+        ))),
+        (None, None) => None,
     }
 }
 
@@ -282,6 +321,27 @@ mod tests {
         assert_eq!(
             with_repository("url = \"az://c/p\"\nregion = \"x\"\n").unwrap_err(),
             "hwdr.toml: [repository] region: is for s3:// repositories only"
+        );
+    }
+
+    #[test]
+    fn a_key_file_or_a_passphrase_file_and_the_compression_level() {
+        let c = with_repository("path = \"/mnt/hwdr\"\nkey_file = \"/etc/hwdr/repo.key\"\n").unwrap();
+        assert_eq!(c.repository.key, Some(KeySource::File("/etc/hwdr/repo.key".into())));
+        assert_eq!(c.repository.compression, Some(3));
+        let c = with_repository("path = \"/mnt/hwdr\"\npassphrase_file = \"/etc/p\"\ncompression_level = 0\n").unwrap();
+        assert_eq!(c.repository.key, Some(KeySource::Passphrase("/etc/p".into())));
+        assert_eq!(c.repository.compression, None);
+        assert_eq!(
+            errors_with("[repository]\nkey_file = \"/k\"\npassphrase_file = \"/p\"\n"),
+            ["hwdr.d/50-test.toml: [repository] passphrase_file: and key_file are exclusive: one opens the repository's key"]
+        );
+        assert_eq!(
+            errors_with("[repository]\nkey_file = \"k\"\ncompression_level = 20\n"),
+            [
+                "hwdr.d/50-test.toml: [repository] key_file: 'k' must be an absolute path",
+                "hwdr.d/50-test.toml: [repository] compression_level: 20 must be between 0 (off) and 19"
+            ]
         );
     }
 }

@@ -17,8 +17,11 @@
 //! [`store::posix`] touches the repository with `std::fs`.
 
 pub(crate) mod backup;
+mod keyring;
+pub mod keys;
 pub mod lock;
 pub(crate) mod manifest;
+mod sealing;
 pub mod store;
 
 use std::io::Read;
@@ -41,6 +44,11 @@ use store::{Backend, ObjectKey, PutOptions, StoreError};
 /// their own content (format 1: hwdr 0.1, `hwdr repo upgrade` seals them).
 const REPO_FORMAT: u32 = 2;
 
+/// An encrypted repository's format: 2 with every object but the marker,
+/// `keys/` and the lock sealed. An hwdr that knows only 2 refuses it, rather
+/// than write plaintext into it.
+const SEALED_FORMAT: u32 = 3;
+
 /// The object that makes a location a repository (written by `hwdr repo init`).
 pub const MARKER: &str = "hwdr-repo.json";
 
@@ -53,6 +61,10 @@ struct RepoMarker {
     /// in markers from before: unknown, taken as no.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     create_only: Option<bool>,
+    /// Whether every object but the marker, `keys/` and the lock is sealed
+    /// with the data key (`hwdr repo init --encrypt`). Absent: plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encrypted: Option<bool>,
 }
 
 /// A repository: its backend. Cheap to clone.
@@ -92,11 +104,12 @@ pub struct Upgrade {
 }
 
 /// What `hwdr repo init` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Init {
     /// The location was empty and is now a repository; whether the store
-    /// honours create-only puts.
-    Created { create_only: bool },
+    /// honours create-only puts; for an encrypted one, the id of the data
+    /// key's first wrap.
+    Created { create_only: bool, key: Option<String> },
     /// The location already was this cluster's repository.
     Existing,
     /// It already was, with a marker from before the create-only probe: the
@@ -116,11 +129,25 @@ impl Repository {
         Repository::new(Arc::new(store::posix::Posix::new(root)))
     }
 
-    /// The configured repository (`[repository]`), nothing checked.
+    /// The configured repository (`[repository]`), nothing checked. Its
+    /// objects are sealed if its marker says it is encrypted: decided on the
+    /// first data object touched (see [`sealing`]); a key that does not open
+    /// it fails that call.
     pub fn of(config: &crate::config::Config) -> Repository {
+        let r = &config.repository;
+        Repository::new(Arc::new(sealing::OnDemand::new(
+            Repository::store(config),
+            r.key.clone(),
+            r.compression,
+        )))
+    }
+
+    /// The configured location's store itself: objects as they are stored
+    /// (sealed ones sealed).
+    pub fn store(config: &crate::config::Config) -> Arc<dyn Backend> {
         match &config.repository.location {
-            RepositoryLocation::Path(root) => Repository::at(root),
-            RepositoryLocation::Object(settings) => Repository::new(Arc::new(ObjectBackend::new(settings))),
+            RepositoryLocation::Path(root) => Arc::new(store::posix::Posix::new(root)),
+            RepositoryLocation::Object(settings) => Arc::new(ObjectBackend::new(settings)),
         }
     }
 
@@ -148,7 +175,12 @@ impl Repository {
         let repo = Repository::of(config);
         repo.backend.check_location().map_err(anyhow::Error::msg)?;
         match repo.marker()? {
-            Some(marker) => repo.check_marker(&marker, &config.cluster)?,
+            Some(marker) => {
+                repo.check_marker(&marker, &config.cluster)?;
+                if marker.encrypted == Some(true) {
+                    sealing::open_key_id(repo.backend(), config.repository.key.as_ref())?;
+                }
+            }
             None => bail!(
                 "repository {} is not an hwdr repository (no {MARKER}): is it mounted? To create one there, run \
                  `hwdr repo init`",
@@ -161,13 +193,26 @@ impl Repository {
     /// Makes the configured, existing and empty location the repository of
     /// the cluster (`hwdr repo init`). Never creates the folder itself; a
     /// location that already is this cluster's repository is left as it is.
-    pub fn init(config: &crate::config::Config) -> Result<Init> {
+    /// `encrypt`: a new random data key, wrapped by the configured key file
+    /// or passphrase file, seals every object but the marker, keys and lock.
+    pub fn init(config: &crate::config::Config, encrypt: bool) -> Result<Init> {
         let repo = Repository::of(config);
+        let secret = match (encrypt, &config.repository.key) {
+            (false, _) => None,
+            (true, Some(source)) => Some(source.read()?),
+            (true, None) => bail!("--encrypt needs a key: set [repository] key_file or passphrase_file first"),
+        };
         repo.backend
             .check_location()
             .map_err(|e| anyhow::anyhow!("{e}: create it (or mount the repository's file system there) first"))?;
         if let Some(mut marker) = repo.marker()? {
             repo.check_marker(&marker, &config.cluster)?;
+            if encrypt && marker.encrypted != Some(true) {
+                bail!(
+                    "{} already is a plaintext repository: encryption is chosen when a repository is created",
+                    repo.location()
+                );
+            }
             if marker.create_only.is_some() {
                 return Ok(Init::Existing);
             }
@@ -179,7 +224,8 @@ impl Repository {
         let mut others = repo.backend.list_children("")?;
         // A freshly formatted ext4 file system holds lost+found; an init that
         // stopped half-way may have left its probe.
-        others.retain(|name| name != "lost+found" && !name.starts_with(lock::PROBE_PREFIX));
+        // An encrypted init that stopped half-way may have left its key.
+        others.retain(|name| name != "lost+found" && name != "keys" && !name.starts_with(lock::PROBE_PREFIX));
         if !others.is_empty() {
             bail!(
                 "{} is not empty and not an hwdr repository (it holds {}): use an empty folder",
@@ -188,13 +234,24 @@ impl Repository {
             );
         }
         let create_only = lock::probe_create_only(repo.backend())?;
+        // The key before the marker: a marker saying "encrypted" always has one.
+        let key = match secret {
+            Some(secret) => {
+                let data = store::sealed::DataKey::generate().context("drawing the data key")?;
+                let wrap = keys::WrappedKey::wrap(&data, &secret, chrono::Utc::now())?;
+                keys::store(repo.backend(), &wrap)?;
+                Some(wrap.id)
+            }
+            None => None,
+        };
         let marker = RepoMarker {
-            format: REPO_FORMAT,
+            format: if key.is_some() { SEALED_FORMAT } else { REPO_FORMAT },
             cluster: config.cluster.clone(),
             create_only: Some(create_only),
+            encrypted: key.is_some().then_some(true),
         };
         repo.put_marker(&marker, true)?;
-        Ok(Init::Created { create_only })
+        Ok(Init::Created { create_only, key })
     }
 
     fn put_marker(&self, marker: &RepoMarker, create_only: bool) -> Result<()> {
@@ -272,12 +329,12 @@ impl Repository {
     }
 
     fn marker(&self) -> Result<Option<RepoMarker>> {
-        match self.get(&ObjectKey::marker())? {
-            Some(bytes) => Ok(Some(
-                serde_json::from_slice(&bytes).with_context(|| format!("parsing {}/{MARKER}", self.location()))?,
-            )),
-            None => Ok(None),
-        }
+        sealing::read_marker(self.backend())
+    }
+
+    /// Whether the repository is encrypted (its marker says so).
+    pub fn encrypted(&self) -> Result<bool> {
+        Ok(self.marker()?.is_some_and(|m| m.encrypted == Some(true)))
     }
 
     fn check_marker(&self, marker: &RepoMarker, cluster: &str) -> Result<()> {
@@ -296,9 +353,11 @@ impl Repository {
                 self.location()
             );
         }
-        if marker.format != REPO_FORMAT {
+        let encrypted = marker.encrypted == Some(true);
+        let known = if encrypted { SEALED_FORMAT } else { REPO_FORMAT };
+        if marker.format != known {
             bail!(
-                "{}/{MARKER} has format {}, this hwdr knows {REPO_FORMAT}",
+                "{}/{MARKER} has format {}, this hwdr knows {REPO_FORMAT} (and {SEALED_FORMAT}, encrypted)",
                 self.location(),
                 marker.format
             );

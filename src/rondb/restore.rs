@@ -23,6 +23,7 @@ use crate::job::JobControl;
 use crate::repo::backup::BackupReader;
 use crate::repo::manifest::FileEntry;
 use crate::repo::manifest::Manifest;
+use crate::repo::store::sealed::Tampered;
 use crate::repo::store::StoreError;
 use crate::repo::Repository;
 use crate::runner::{Cmd, Failure, Outcome, ProgramFailed, RunAs};
@@ -337,6 +338,10 @@ fn copy_checked(
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
+        // A sealed object that fails its tags is damage, as a wrong checksum is.
+        if Tampered::is_in(e.as_ref()) {
+            return Err(Damaged(format!("{}: {e:#}", entry.path)).into());
+        }
         return Err(e);
     }
     fsutil::commit_temp(&tmp, file, dst)

@@ -9,6 +9,7 @@ mod common;
 mod backup;
 mod cluster;
 mod drill;
+mod encryption;
 mod hopsfs;
 mod lock;
 mod prune;

@@ -24,6 +24,7 @@ use crate::hopsfs::meta;
 use crate::hopsfs::store::{BlockKey, BlockStore, Corrupt};
 use crate::job::JobControl;
 use crate::parallel::{self, Worker};
+use crate::repo::store::sealed::Tampered;
 use crate::repo::store::StoreError;
 
 /// The marker of a finished stage, inside the staging folder.
@@ -322,7 +323,9 @@ fn copy_from_store(
         {
             return Ok(Some("it is not in the store".into()))
         }
-        Err(e) if Corrupt::of(e.as_ref()).is_some() => return Ok(Some(format!("the stored .meta is damaged: {e:#}"))),
+        Err(e) if Corrupt::of(e.as_ref()).is_some() || Tampered::is_in(e.as_ref()) => {
+            return Ok(Some(format!("the stored .meta is damaged: {e:#}")))
+        }
         Err(e) => return Err(e.context(format!("reading the stored block {key}"))),
     };
     let (tmp, mut out) = as_owner(owner, || fsutil::create_temp(block, mode))?;
@@ -336,6 +339,7 @@ fn copy_from_store(
                 Err(e) if Corrupt::of(&e).is_some() => {
                     return Ok(Some(format!("the stored block fails its CRC check: {e}")))
                 }
+                Err(e) if Tampered::is_in(&e) => return Ok(Some(format!("the stored block is {e}"))),
                 Err(e) => return Err(anyhow::Error::new(e).context("reading the stored block")),
             };
             if n == 0 {

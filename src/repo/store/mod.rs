@@ -22,6 +22,7 @@
 pub mod memory;
 pub mod object;
 pub mod posix;
+pub mod sealed;
 
 use std::fmt;
 use std::io::{self, Read};

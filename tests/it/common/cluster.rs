@@ -91,7 +91,10 @@ impl Cluster {
             addresses.insert(name.to_string(), address);
         }
         let bin = sim.join("bin");
-        common.push_str(&format!("[repository]\n{}\n", repository(&repo)));
+        let repository = repository(&repo);
+        // A key in [repository] makes an encrypted repository.
+        let encrypt = repository.contains("key_file") || repository.contains("passphrase_file");
+        common.push_str(&format!("[repository]\n{repository}\n"));
         common.push_str(&format!(
             r#"[rondb]
 mgm_client = "{bin}/mgm-client.sh"
@@ -172,7 +175,8 @@ parallelism = 2
             Command::new(hwdr_bin())
                 .arg("--config")
                 .arg(&first.config)
-                .args(["repo", "init"]),
+                .args(["repo", "init"])
+                .args(encrypt.then_some("--encrypt")),
         );
         Cluster {
             dir,
@@ -280,6 +284,14 @@ parallelism = 2
         let first = self.nodes.values().next().unwrap();
         let config = hwdr::config::Config::load(&first.config).unwrap();
         hwdr::repo::Repository::of(&config).shared_backend()
+    }
+
+    /// The repository's store itself: objects as stored (an encrypted
+    /// repository's sealed), for looking at the bytes an attacker would see.
+    pub fn stored(&self) -> Arc<dyn Backend> {
+        let first = self.nodes.values().next().unwrap();
+        let config = hwdr::config::Config::load(&first.config).unwrap();
+        hwdr::repo::Repository::store(&config)
     }
 
     /// The manifest of backup `id`, read from the repository.
