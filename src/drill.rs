@@ -109,10 +109,11 @@ fn rondb_on_spare(config: &Config, manifest: &Manifest, cs: &str, steps: &mut St
     let ndb = manifest.rondb.ndb_backup_id;
     let ids: BTreeSet<u32> = manifest.rondb.data_node_ids.clone();
     let meta_id = ids.iter().next().copied().unwrap_or(0);
+    let key = config.origins.key("rondb", "backup_password_file");
     let run_ndb = |node: u32, action: NdbAction| -> Result<String> {
+        let password = crate::rondb::password::for_restore(config, manifest)?;
         let cmd = rr::ndb_restore_cmd(&spare.rondb, &spare.restore, user()?, ndb, node, action);
-        let outcome = runner::run(cmd)?;
-        rr::judge_ndb_restore(&outcome)?;
+        let outcome = rr::run_ndb_restore(rr::decrypting(cmd, password.as_ref()), ndb, &key)?;
         Ok(outcome.tail.last().cloned().unwrap_or_default())
     };
     steps.run("stage", || {

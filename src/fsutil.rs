@@ -6,10 +6,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 /// The temp name used while `path` is being written.
@@ -125,6 +125,31 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
     }
 }
 
+/// Checks that `path` is a file holding a secret: a regular file, readable
+/// and writable by its owner only, and (with `root_only`) owned by root.
+/// `key` names the config key in the errors, which never show the content.
+pub fn check_private_file(path: &Path, key: &str, root_only: bool) -> Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{key}: {} is not a regular file", path.display());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "{key}: {} has mode {mode:04o}; it must be readable by its owner only (chmod 600)",
+            path.display()
+        );
+    }
+    if root_only && meta.uid() != 0 {
+        bail!(
+            "{key}: {} is owned by uid {}; it must be owned by root (chown root:root)",
+            path.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +176,27 @@ mod tests {
                 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".to_owned()
             )
         );
+    }
+
+    #[test]
+    fn a_private_file_is_a_regular_file_of_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        fs::write(&path, b"x").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        check_private_file(&path, "k", false).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = check_private_file(&path, "k", false).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "k: {} has mode 0644; it must be readable by its owner only (chmod 600)",
+                path.display()
+            )
+        );
+        let err = check_private_file(dir.path(), "k", false).unwrap_err().to_string();
+        assert!(err.ends_with("is not a regular file"), "{err}");
+        let err = check_private_file(&dir.path().join("none"), "k", false).unwrap_err();
+        assert!(err.to_string().starts_with("k: cannot read"), "{err}");
     }
 }

@@ -49,13 +49,14 @@ pub fn execute(config: &Config, request: &JobRequest, control: &JobControl) -> R
             backup_id, data_node, ..
         } => {
             let manifest = complete_manifest(config, *backup_id)?;
+            let password = rondb::password::for_restore(config, &manifest)?;
             let user = config.rondb_user()?;
             let ndb = manifest.rondb.ndb_backup_id;
-            let outcome = runner::run(
-                rondb::restore::ndb_restore_cmd(&config.rondb, &config.restore, user, ndb, *data_node, NdbAction::Data)
-                    .stopped_by(control),
-            )?;
-            rondb::restore::judge_ndb_restore(&outcome)?;
+            let cmd =
+                rondb::restore::ndb_restore_cmd(&config.rondb, &config.restore, user, ndb, *data_node, NdbAction::Data);
+            let cmd = rondb::restore::decrypting(cmd, password.as_ref()).stopped_by(control);
+            let key = config.origins.key("rondb", "backup_password_file");
+            let outcome = rondb::restore::run_ndb_restore(cmd, ndb, &key)?;
             JobResult::Ran { tail: outcome.tail }
         }
         JobRequest::RestoreCommand { step, .. } => {

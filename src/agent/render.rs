@@ -57,10 +57,18 @@ pub fn render(config: &Config, request: &JobRequest) -> Result<Vec<PlanLine>> {
         JobRequest::RestoreRondbData {
             backup_id, data_node, ..
         } => {
-            let ndb = complete_manifest(config, *backup_id)?.rondb.ndb_backup_id;
+            let manifest = complete_manifest(config, *backup_id)?;
+            // A node that could not decrypt the backup says so here: the
+            // restore's preflight asks before anything runs.
+            let password = crate::rondb::password::for_restore(config, &manifest)?;
+            let ndb = manifest.rondb.ndb_backup_id;
             let user = named(&config.rondb.user);
             let cmd = rr::ndb_restore_cmd(&config.rondb, &config.restore, user, ndb, *data_node, NdbAction::Data);
-            vec![line(&config.rondb.user, cmd.argv_display())]
+            let shown = rr::decrypting(cmd, password.as_ref()).argv_display();
+            vec![line(
+                &config.rondb.user,
+                rr::with_password_note(shown, password.is_some()),
+            )]
         }
         JobRequest::HopsfsRestore { .. } => vec![place_hopsfs(config)],
         JobRequest::RestoreCommand { step, .. } => {

@@ -4,7 +4,6 @@
 //! (exit code 3: systemd does not restart the agent for it).
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -38,21 +37,7 @@ impl Token {
     }
 
     fn read_checked(path: &Path, key: &str, root_only: bool) -> Result<Token> {
-        let meta = fs::metadata(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            bail!(
-                "{key}: {} has mode {mode:04o}; it must be readable by its owner only (chmod 600)",
-                path.display()
-            );
-        }
-        if root_only && meta.uid() != 0 {
-            bail!(
-                "{key}: {} is owned by uid {}; it must be owned by root (chown root:root)",
-                path.display(),
-                meta.uid()
-            );
-        }
+        crate::fsutil::check_private_file(path, key, root_only)?;
         let text = fs::read_to_string(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
         let value = text.trim().to_owned();
         if value.is_empty() {
@@ -96,6 +81,7 @@ impl Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn file(mode: u32, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();

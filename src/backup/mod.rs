@@ -34,6 +34,7 @@ use crate::repo::backup::BackupWriter;
 use crate::repo::lock::{LockInfo, RepoLock};
 use crate::repo::manifest::{self, BackupStatus, Manifest, NodeRecord, RondbInfo};
 use crate::repo::Repository;
+use crate::rondb::password::BackupPassword;
 use crate::runner::RunAs;
 use record::{Failure, Recorder};
 
@@ -75,6 +76,8 @@ struct Run<'a> {
     opts: &'a BackupOptions,
     /// `[rondb] user`, looked up.
     mysql: RunAs,
+    /// `[rondb] backup_password_file`, read: RonDB encrypts its backup.
+    rondb_password: Option<BackupPassword>,
     /// Held until the manifest is written (released before the local prune).
     lock: Option<RepoLock>,
     dir: BackupWriter,
@@ -101,6 +104,7 @@ impl<'a> Run<'a> {
     fn begin(fleet: &'a Fleet, id: BackupId, opts: &'a BackupOptions, now: DateTime<Local>) -> Result<Run<'a>> {
         let config = fleet.config();
         let mysql = config.rondb_user().map_err(|e| HwdrError::Config(format!("{e:#}")))?;
+        let rondb_password = crate::rondb::password::for_backup(config)?;
         let repo = Repository::open(config)?;
         let info = LockInfo::for_this_process("backup", Some(id.to_string()), now.with_timezone(&Utc));
         let lock = repo.lock_as(info)?;
@@ -141,7 +145,9 @@ impl<'a> Run<'a> {
                 result: None,
                 data_node_ids: Default::default(),
                 parts: Default::default(),
+                encrypted: rondb_password.is_some(),
             },
+            rondb_password,
             hopsfs: hopsfs::Part::default(),
             records: Vec::new(),
             failures: Vec::new(),

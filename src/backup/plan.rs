@@ -154,10 +154,7 @@ impl<'a> Planning<'a> {
             Step::Config => self.config_lines(),
             Step::Users => self.users_lines(),
             Step::Schemas => self.schemas_lines(),
-            Step::NdbBackup => {
-                let start = mgm::start_backup_cmd(&self.config.rondb, &self.config.backup, self.run_as(), id.ndb_id());
-                vec![self.here(step, &self.mysql, start.argv_display())]
-            }
+            Step::NdbBackup => vec![self.here(step, &self.mysql, self.start_backup_line())],
             Step::RondbParts => {
                 let rondb: Vec<&NodeSpec> = self.config.nodes.iter().filter(|n| n.has(Role::Rondb)).collect();
                 jobs(step, &rondb, |n| JobRequest::CollectRondbParts {
@@ -204,6 +201,21 @@ impl<'a> Planning<'a> {
     }
 
     /// The user of the RonDB commands, named only: a dry run looks no user up.
+    /// `START BACKUP` as it runs: in the argv, or (RonDB encrypting the
+    /// backup) on the wrapper's standard input, its password never shown.
+    fn start_backup_line(&self) -> String {
+        let rondb = &self.config.rondb;
+        let ndb = self.id.ndb_id();
+        if rondb.backup_password_file.is_some() {
+            return format!(
+                "{} {}",
+                crate::runner::quote(&rondb.mgm_client.to_string_lossy()),
+                mgm::encrypted_start_backup_display(ndb)
+            );
+        }
+        mgm::start_backup_cmd(rondb, &self.config.backup, self.run_as(), ndb, None).argv_display()
+    }
+
     fn run_as(&self) -> RunAs {
         RunAs {
             name: self.mysql.clone(),

@@ -42,8 +42,9 @@ impl Run<'_> {
     /// [`Step::NdbBackup`]: `START BACKUP`, and its report for the manifest.
     pub(super) fn ndb_backup(&mut self) {
         let (config, mysql, ndb) = (self.config, &self.mysql, self.rondb.ndb_backup_id);
+        let password = self.rondb_password.as_ref();
         self.rondb.result = self.steps.head().run(Step::NdbBackup.name(), |_| {
-            let start = mgm::start_backup_cmd(&config.rondb, &config.backup, mysql.clone(), ndb);
+            let start = mgm::start_backup_cmd(&config.rondb, &config.backup, mysql.clone(), ndb, password);
             let outcome = crate::runner::run(start).inspect_err(|_| {
                 // Killed (a stop or its timeout): the data nodes must not go on with it.
                 mgm::abort_backup(&config.rondb, mysql.clone(), ndb);
@@ -52,6 +53,7 @@ impl Run<'_> {
             info!(
                 master_node = result.master_node,
                 records = result.records,
+                encrypted = password.is_some(),
                 data_bytes = result.data_bytes,
                 "RonDB backup {ndb} completed (StartGCP {}, StopGCP {})",
                 result.start_gcp,

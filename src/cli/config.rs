@@ -78,6 +78,7 @@ fn check_host(config: &Config, report: &mut Report) {
     let this = config.this();
     if this.has(Role::Head) || this.has(Role::Rondb) {
         check_rondb_user(config, report);
+        check_rondb_password(config, report);
     }
     if this.has(Role::Head) {
         check_head(config, report);
@@ -106,6 +107,27 @@ fn check_rondb_user(config: &Config, report: &mut Report) {
                     u.name,
                     u.uid,
                     u.gid
+                )
+            })
+            .map_err(|e| format!("{e:#}")),
+    );
+}
+
+/// RonDB's own backup encryption: off, or on with a password file this
+/// node can use (a head node encrypts with it, every node running
+/// `ndb_restore` decrypts with it).
+fn check_rondb_password(config: &Config, report: &mut Report) {
+    let key = config.origins.key("rondb", "backup_password_file");
+    let Some(path) = &config.rondb.backup_password_file else {
+        report.ok(format!("{key}: not set: RonDB's own backup encryption is off"));
+        return;
+    };
+    report.check(
+        crate::rondb::password::BackupPassword::read(path, &key)
+            .map(|_| {
+                format!(
+                    "{key}: RonDB's own backup encryption is on: {} is root's, mode 0600, with a password RonDB takes",
+                    path.display()
                 )
             })
             .map_err(|e| format!("{e:#}")),

@@ -143,6 +143,7 @@ pub struct RawRondb {
     pub ndb_restore: Option<String>,
     pub mysql_client: Option<String>,
     pub connectstring: Option<String>,
+    pub backup_password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,6 +27,11 @@ pub struct RondbSettings {
     pub mysql_client: PathBuf,
     /// The management server for `ndb_restore --ndb-connectstring`.
     pub connectstring: String,
+    /// The password of RonDB's own backup encryption (`START BACKUP ...
+    /// ENCRYPT PASSWORD`, `ndb_restore --decrypt`); `None`: off. The file
+    /// is read when it is needed ([`crate::rondb::password`]), on the nodes
+    /// that need it.
+    pub backup_password_file: Option<PathBuf>,
 }
 
 pub(super) const DEFAULT_EXCLUDE_USERS: [&str; 4] = ["root", "mysql.sys", "mysql.session", "mysql.infoschema"];
@@ -69,6 +74,9 @@ impl RondbSettings {
                 "/srv/hops/mysql-cluster/ndb/scripts/mysql-client.sh",
             ),
             connectstring: String::new(),
+            backup_password_file: r
+                .backup_password_file
+                .map(|f| s.abs_path("backup_password_file", Some(f), "")),
         };
         rondb.connectstring = connectstring(r.connectstring, nodes, &mut s);
         rondb.check_names(&mut s);
@@ -125,6 +133,12 @@ mod tests {
         assert_eq!(c.rondb.ndb_restore, Path::new("/srv/hops/mysql/bin/ndb_restore"));
         let c = load_with("[rondb]\nconnectstring = \"mgm1:1186\"\n").unwrap();
         assert_eq!(c.rondb.connectstring, "mgm1:1186");
+        assert_eq!(c.rondb.backup_password_file, None);
+        let c = load_with("[rondb]\nbackup_password_file = \"/etc/hwdr/rondb-backup.pw\"\n").unwrap();
+        assert_eq!(
+            c.rondb.backup_password_file.as_deref(),
+            Some(Path::new("/etc/hwdr/rondb-backup.pw"))
+        );
     }
 
     #[test]
@@ -137,12 +151,14 @@ keep_local = -1
 connectstring = "mgm1"
 exclude_users = ["root", "a b"]
 exclude_databases = ["x,y"]
+backup_password_file = "rondb-backup.pw"
 "#;
         assert_eq!(
             errors_with(rondb),
             [
                 "hwdr.d/50-test.toml: [rondb] socket: 'mysql.sock' must be an absolute path",
                 "hwdr.d/50-test.toml: [rondb] keep_local: -1 must be between 0 and 10000",
+                "hwdr.d/50-test.toml: [rondb] backup_password_file: 'rondb-backup.pw' must be an absolute path",
                 "hwdr.d/50-test.toml: [rondb] connectstring: 'mgm1' must be host:port",
                 "hwdr.d/50-test.toml: [rondb] user: must not be empty",
                 "hwdr.d/50-test.toml: [rondb] exclude_users: 'a b' is not a valid name",

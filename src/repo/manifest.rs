@@ -93,6 +93,11 @@ pub struct RondbInfo {
     pub data_node_ids: BTreeSet<u32>,
     /// Parts per data node id (1 = single-file layout).
     pub parts: std::collections::BTreeMap<u32, u32>,
+    /// RonDB encrypted its backup files itself (`START BACKUP ... ENCRYPT
+    /// PASSWORD`): `ndb_restore` needs `--decrypt` and the password of
+    /// `[rondb] backup_password_file`. Absent in older manifests: false.
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// HopsFS part of the manifest. Each node's exact block list and VERSION
@@ -292,11 +297,26 @@ mod tests {
                 result: None,
                 data_node_ids: [2].into(),
                 parts: [(2, 1)].into(),
+                encrypted: false,
             },
             hopsfs: None,
             nodes: Vec::new(),
             checksum: None,
         }
+    }
+
+    #[test]
+    fn a_rondb_part_recorded_before_rondbs_encryption_is_not_encrypted() {
+        let old = r#"{"ndb_backup_id": 263271819, "result": null, "data_node_ids": [2], "parts": {"2": 1}}"#;
+        let info: RondbInfo = serde_json::from_str(old).unwrap();
+        assert!(!info.encrypted);
+        let encrypted = RondbInfo {
+            encrypted: true,
+            ..info
+        };
+        let json = serde_json::to_string(&encrypted).unwrap();
+        assert!(json.contains(r#""encrypted":true"#), "{json}");
+        assert_eq!(serde_json::from_str::<RondbInfo>(&json).unwrap(), encrypted);
     }
 
     #[test]

@@ -93,7 +93,10 @@ impl Restore<'_> {
                     self.meta_node_id(),
                     *action,
                 );
-                line(mysql, cmd.argv_display())
+                // Shown, not read: the password file is the preflight's to check.
+                let encrypted = self.manifest.rondb.encrypted;
+                let cmd = if encrypted { cmd.args(rr::DECRYPT_ARGS) } else { cmd };
+                line(mysql, rr::with_password_note(cmd.argv_display(), encrypted))
             }
             Action::Sql => line(
                 mysql,

@@ -1,6 +1,7 @@
 //! The checks before a restore: the backup complete, every file present
 //! with its size, every data node and HopsFS node of the backup in
-//! `[[nodes]]`, every agent the plan needs answering.
+//! `[[nodes]]`, every agent the plan needs answering, and every node that
+//! runs `ndb_restore` able to decrypt a backup RonDB encrypted.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +10,11 @@ use anyhow::Result;
 use super::Restore;
 use crate::config::{NodeSpec, Role};
 use crate::exit::HwdrError;
+use crate::job::JobRequest;
 use crate::repo::manifest::BackupStatus;
 use crate::repo::store::ObjectKey;
 use crate::repo::Repository;
+use crate::rondb::password;
 
 impl Restore<'_> {
     /// Refuses, naming every problem, unless the backup can be restored here:
@@ -80,7 +83,10 @@ impl Restore<'_> {
                 }
             }
         }
-        problems.extend(self.fleet.check_agents(&remote.values().collect::<Vec<_>>()));
+        let unanswered = self.fleet.check_agents(&remote.values().collect::<Vec<_>>());
+        let answered = unanswered.is_empty();
+        problems.extend(unanswered);
+        problems.extend(self.decrypt_problems(answered));
         if problems.is_empty() {
             return Ok(());
         }
@@ -89,5 +95,41 @@ impl Restore<'_> {
             problems.join("\n  - ")
         ))
         .into())
+    }
+
+    /// Why a node that runs `ndb_restore` could not decrypt the backup, if
+    /// RonDB encrypted it: the leader's own password file, read here, and
+    /// (with `ask_agents`: they answered) the password file of every other
+    /// node hosting a data node, read by its agent as it renders its
+    /// `rondb-data` job.
+    fn decrypt_problems(&self, ask_agents: bool) -> Vec<String> {
+        if !self.manifest.rondb.encrypted {
+            return Vec::new();
+        }
+        let mut problems = Vec::new();
+        if let Err(e) = password::for_restore(self.config, &self.manifest) {
+            problems.push(format!("{e:#}"));
+        }
+        if !ask_agents {
+            return problems;
+        }
+        let mut asked: BTreeMap<String, (NodeSpec, JobRequest)> = BTreeMap::new();
+        for (data_node, node) in self.hosts() {
+            if node.name != self.leader().name {
+                let request = JobRequest::RestoreRondbData {
+                    node: node.name.clone(),
+                    backup_id: self.manifest.backup_id,
+                    data_node,
+                };
+                asked.entry(node.name.to_string()).or_insert((node.clone(), request));
+            }
+        }
+        let jobs: Vec<(NodeSpec, JobRequest)> = asked.into_values().collect();
+        for answer in self.fleet.plan(&jobs) {
+            if let Err(e) = answer {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        problems
     }
 }

@@ -18,6 +18,7 @@ use crate::config::NodeSpec;
 use crate::exit::HwdrError;
 use crate::job::{JobRequest, JobResult};
 use crate::repo::Repository;
+use crate::rondb::password;
 use crate::rondb::restore as rr;
 use crate::runner::{self, Cmd, ProgramFailed};
 
@@ -328,9 +329,11 @@ impl Restore<'_> {
             }
             Action::Ndb(ndb_action) => {
                 let user = mysql().map_err(fail)?;
+                let password = password::for_restore(c, &self.manifest).map_err(fail)?;
                 let cmd = rr::ndb_restore_cmd(&c.rondb, &c.restore, user, self.ndb(), self.meta_node_id(), *ndb_action);
-                let outcome = runner::run(cmd).map_err(fail)?;
-                rr::judge_ndb_restore(&outcome).map_err(|e| fail(e.into()))?;
+                let key = c.origins.key("rondb", "backup_password_file");
+                let outcome =
+                    rr::run_ndb_restore(rr::decrypting(cmd, password.as_ref()), self.ndb(), &key).map_err(fail)?;
                 Ok(outcome.tail)
             }
             Action::Sql => {

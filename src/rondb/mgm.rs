@@ -5,15 +5,43 @@ use anyhow::{anyhow, bail, Result};
 use crate::config::{BackupSettings, RondbSettings};
 use crate::exit::HwdrError;
 use crate::repo::manifest::NdbBackupResult;
+use crate::rondb::password::BackupPassword;
 use crate::runner::{Cmd, Failure, Outcome, RunAs};
 
 /// The command for `START BACKUP <ndb id> SNAPSHOTEND WAIT COMPLETED`: the
 /// whole management command is one argv element (the wrapper hands it to
-/// `ndb_mgm -e` as one string).
-pub fn start_backup_cmd(rondb: &RondbSettings, backup: &BackupSettings, user: RunAs, ndb_id: u32) -> Cmd {
-    Cmd::new(&rondb.mgm_client, user, backup.ndb_backup_timeout)
-        .arg("-e")
-        .arg(format!("START BACKUP {ndb_id} SNAPSHOTEND WAIT COMPLETED"))
+/// `ndb_mgm -e` as one string). With `password`, RonDB encrypts the backup
+/// (`START BACKUP <ndb id> ENCRYPT PASSWORD='…' …`): then the command goes
+/// to the wrapper on its standard input (without `-e`, `ndb_mgm` reads its
+/// commands there), so the password is in no argv, and it is hidden in the
+/// output.
+pub fn start_backup_cmd(
+    rondb: &RondbSettings,
+    backup: &BackupSettings,
+    user: RunAs,
+    ndb_id: u32,
+    password: Option<&BackupPassword>,
+) -> Cmd {
+    let cmd = Cmd::new(&rondb.mgm_client, user, backup.ndb_backup_timeout);
+    match password {
+        None => cmd
+            .arg("-e")
+            .arg(format!("START BACKUP {ndb_id} SNAPSHOTEND WAIT COMPLETED")),
+        Some(password) => cmd
+            .stdin_secret(password.with(
+                format!("START BACKUP {ndb_id} ENCRYPT PASSWORD='").as_bytes(),
+                b"' SNAPSHOTEND WAIT COMPLETED\n",
+            ))
+            .hide(password.secret()),
+    }
+}
+
+/// How a dry run shows the encrypted `START BACKUP` (the password is never
+/// shown): what goes on the wrapper's standard input.
+pub fn encrypted_start_backup_display(ndb_id: u32) -> String {
+    format!(
+        "< \"START BACKUP {ndb_id} ENCRYPT PASSWORD='<[rondb] backup_password_file>' SNAPSHOTEND WAIT COMPLETED\" on stdin"
+    )
 }
 
 /// How long `ABORT BACKUP` may take.

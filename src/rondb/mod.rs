@@ -6,6 +6,7 @@
 pub mod dump;
 pub mod mgm;
 pub mod parts;
+pub mod password;
 pub mod restore;
 
 use std::collections::{BTreeMap, BTreeSet};

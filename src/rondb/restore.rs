@@ -16,6 +16,7 @@ use tracing::info;
 
 use super::dump::{SCHEMAS_FILE, USERS_FILE};
 use super::parts;
+use super::password::BackupPassword;
 use crate::config::{Config, RestoreSettings, RondbSettings};
 use crate::fsutil;
 use crate::fsutil::mkdir;
@@ -80,12 +81,75 @@ pub fn ndb_restore_cmd(
         .arg(format!("--backup_path={}", staged_dir(restore, ndb).display()))
 }
 
+/// The options that make `ndb_restore` decrypt RonDB's own backup
+/// encryption with the password it reads on its standard input.
+pub const DECRYPT_ARGS: [&str; 2] = ["--decrypt", "--backup-password-from-stdin"];
+
+/// What `ndb_restore` says when the password does not decrypt a file.
+const WRONG_PASSWORD: &str = "Might be wrong password";
+/// What `ndb_restore` says of an encrypted file it was not asked to decrypt.
+const NOT_DECRYPTING: &str = "File is encrypted but no decryption requested";
+
+/// `cmd` (an `ndb_restore`) decrypting with `password`: the options, and
+/// the password on its standard input (never in the argv), hidden in its
+/// output. Without a password, `cmd` as it is.
+pub fn decrypting(cmd: Cmd, password: Option<&BackupPassword>) -> Cmd {
+    match password {
+        None => cmd,
+        Some(password) => cmd
+            .args(DECRYPT_ARGS)
+            .stdin_secret(password.line())
+            .hide(password.secret()),
+    }
+}
+
+/// A plan's line `shown` for an `ndb_restore` that decrypts (`decrypts`):
+/// where its password comes from.
+pub fn with_password_note(shown: String, decrypts: bool) -> String {
+    if decrypts {
+        format!("{shown} < (the password of [rondb] backup_password_file)")
+    } else {
+        shown
+    }
+}
+
+/// Runs `cmd`, an `ndb_restore` of RonDB backup `ndb`, and judges it
+/// ([`judge_ndb_restore`]). When it could not decrypt the backup, the error
+/// says so first: the password of `password_key` (decrypting) is not the
+/// one the backup was taken with, or the files are encrypted and the
+/// manifest does not say so.
+pub fn run_ndb_restore(cmd: Cmd, ndb: u32, password_key: &str) -> Result<Outcome> {
+    let decrypting = cmd.stdin.is_some();
+    let outcome = crate::runner::run(cmd)?;
+    let Err(failed) = judge_ndb_restore(&outcome) else {
+        return Ok(outcome);
+    };
+    let text = format!("{}\n{}", outcome.stdout, failed.tail.join("\n"));
+    let said = |what: &str| text.contains(what);
+    let cause = if decrypting && said(WRONG_PASSWORD) {
+        format!(
+            "the password in {password_key} did not decrypt RonDB backup {ndb} (ndb_restore: \"Can not read decrypted \
+             file. Might be wrong password.\"): it is not the password the backup was taken with"
+        )
+    } else if !decrypting && said(NOT_DECRYPTING) {
+        format!(
+            "the files of RonDB backup {ndb} are encrypted by RonDB, but the backup's manifest does not say so: \
+             ndb_restore was not asked to decrypt them"
+        )
+    } else {
+        return Err(failed.into());
+    };
+    Err(anyhow::Error::new(failed).context(cause))
+}
+
 /// Fails unless `ndb_restore` exited 0 AND its output shows no error.
 pub fn judge_ndb_restore(outcome: &Outcome) -> Result<(), ProgramFailed> {
     outcome.check("ndb_restore")?;
     let text = format!("{}\n{}", outcome.stdout, outcome.tail.join("\n"));
     let failed = text.lines().map(str::trim).find(|l| {
         l.starts_with("NDBT_ProgramExit: 1")
+            || l.contains(WRONG_PASSWORD)
+            || l.contains(NOT_DECRYPTING)
             || l.contains("Failed to")
             || l.contains("Unable to")
             || l.contains("An error occurred")

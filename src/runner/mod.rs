@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use nix::unistd::{Gid, Uid};
+use zeroize::Zeroizing;
 
 use crate::job::JobControl;
 
@@ -78,6 +79,33 @@ pub enum StdoutTo {
     File(File),
 }
 
+/// Bytes nobody may see: a program's standard input holding a password,
+/// or the password itself, hidden in the program's output. `Debug` shows
+/// nothing, and the bytes are zeroed when dropped.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl Secret {
+    /// Wraps `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Secret {
+        Secret(Zeroizing::new(bytes))
+    }
+
+    /// The bytes, for the one place that hands them over.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
+/// What stands in an output line for a hidden secret.
+pub const HIDDEN: &str = "<hidden>";
+
 /// One program to run.
 #[derive(Debug)]
 pub struct Cmd {
@@ -91,6 +119,11 @@ pub struct Cmd {
     /// Runs to its end (or its timeout) even when hwdr is stopping: a
     /// clean-up that must happen because hwdr stops.
     pub unstoppable: bool,
+    /// Written to the program's standard input through a pipe, which is
+    /// then closed; `None`: stdin is `/dev/null`. Never shown.
+    pub stdin: Option<Secret>,
+    /// Replaced by [`HIDDEN`] in every output line logged or kept.
+    pub hidden: Vec<Secret>,
 }
 
 impl Cmd {
@@ -104,7 +137,26 @@ impl Cmd {
             stdout: StdoutTo::Capture,
             control: None,
             unstoppable: false,
+            stdin: None,
+            hidden: Vec::new(),
         }
+    }
+
+    /// Hands `input` to the program on its standard input (then closed):
+    /// how a password reaches a program without being in its argv, which
+    /// every user of the host can read in `ps`.
+    pub fn stdin_secret(mut self, input: Secret) -> Cmd {
+        self.stdin = Some(input);
+        self
+    }
+
+    /// Hides `secret` in the program's output (should it echo what it
+    /// read), in the log and in the kept lines alike.
+    pub fn hide(mut self, secret: Secret) -> Cmd {
+        if !secret.expose().is_empty() {
+            self.hidden.push(secret);
+        }
+        self
     }
 
     /// Lets the program run to its end (or timeout) even when hwdr was asked
@@ -386,6 +438,51 @@ mod tests {
             err.to_string(),
             "sh timed out after 0s and was killed; last output:\n    started"
         );
+    }
+
+    #[test]
+    fn a_secret_goes_in_on_stdin_and_never_comes_out() {
+        let pw = "s3cret-Pa55word";
+        let cmd = Cmd::new("/bin/sh", me(), Duration::from_secs(10))
+            .args(["-c", "read -r line; echo \"read: $line\"; echo \"again: $line\" >&2"])
+            .stdin_secret(Secret::new(format!("PASSWORD='{pw}'\n").into_bytes()))
+            .hide(Secret::new(pw.as_bytes().to_vec()));
+        assert!(!cmd.argv_display().contains(pw) && !format!("{cmd:?}").contains(pw));
+        let out = run(cmd).unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, "read: PASSWORD='<hidden>'\n");
+        // stdout and stderr are read side by side: either may come first.
+        let mut tail = out.tail.clone();
+        tail.sort();
+        assert_eq!(tail, ["again: PASSWORD='<hidden>'", "read: PASSWORD='<hidden>'"]);
+    }
+
+    #[test]
+    fn a_secret_reaches_a_program_run_as_another_user() {
+        if !Uid::effective().is_root() || uzers::get_user_by_name("nobody").is_none() {
+            return;
+        }
+        let nobody = RunAs::lookup("nobody", "test").unwrap();
+        let cmd = Cmd::new("/bin/sh", nobody.clone(), Duration::from_secs(10))
+            .args(["-c", "id -u; wc -c"])
+            .stdin_secret(Secret::new(b"0123456789".to_vec()));
+        let out = run(cmd).unwrap();
+        assert_eq!(out.stdout, format!("{}\n10\n", nobody.uid));
+    }
+
+    #[test]
+    fn a_program_that_never_reads_its_input_still_times_out() {
+        let start = std::time::Instant::now();
+        // More than a pipe holds: the writer blocks until the program is killed.
+        let cmd = Cmd::new("/bin/sleep", me(), Duration::from_millis(300))
+            .arg("60")
+            .stdin_secret(Secret::new(vec![b'x'; 1 << 20]));
+        let err = run(cmd).unwrap_err();
+        assert!(err.to_string().contains("timed out"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(30));
+        // One that exits without reading is not an error of the runner's.
+        let cmd = Cmd::new("/bin/true", me(), Duration::from_secs(10)).stdin_secret(Secret::new(vec![b'x'; 1 << 20]));
+        assert!(run(cmd).unwrap().status.success());
     }
 
     #[test]

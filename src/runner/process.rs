@@ -4,20 +4,22 @@
 //! group killed).
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{Pid, Uid};
-use tracing::{info, warn, Span};
+use tracing::{debug, info, warn, Span};
 
-use super::{describe, Cmd, Failure, Outcome, ProgramFailed, StdoutTo, KILL_GRACE, MAX_CAPTURE, POLL, TAIL_LINES};
+use super::{
+    describe, Cmd, Failure, Outcome, ProgramFailed, Secret, StdoutTo, HIDDEN, KILL_GRACE, MAX_CAPTURE, POLL, TAIL_LINES,
+};
 use crate::job::JobControl;
 
 /// Runs `cmd` to completion. Errors when it cannot start, when hwdr would have
@@ -38,24 +40,39 @@ pub fn run(mut cmd: Cmd) -> Result<Outcome> {
     let name = program_name(&cmd.program);
     let stdout = std::mem::replace(&mut cmd.stdout, StdoutTo::Capture);
     let (mut command, capture) = command_of(&cmd, stdout, switch);
-    info!(program = %name, user = %cmd.user.name, argv = %argv_line, "running {argv_line}");
+    let input = if cmd.stdin.is_some() {
+        " (with a secret on stdin)"
+    } else {
+        ""
+    };
+    info!(program = %name, user = %cmd.user.name, argv = %argv_line, "running {argv_line}{input}");
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start {} as {}", cmd.program.display(), cmd.user.name))?;
     let pgid = Pid::from_raw(child.id() as i32);
+    let writer = cmd
+        .stdin
+        .take()
+        .zip(child.stdin.take())
+        .map(|(secret, pipe)| spawn_writer(pipe, secret, name.clone()));
 
     let (line_tx, line_rx) = mpsc::channel::<(bool, String)>();
+    let hidden = Arc::new(std::mem::take(&mut cmd.hidden));
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
-        readers.push(spawn_reader(out, false, line_tx.clone(), name.clone()));
+        readers.push(spawn_reader(out, false, line_tx.clone(), name.clone(), hidden.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        readers.push(spawn_reader(err, true, line_tx.clone(), name.clone()));
+        readers.push(spawn_reader(err, true, line_tx.clone(), name.clone(), hidden));
     }
     drop(line_tx);
 
     let control = if cmd.unstoppable { None } else { cmd.control.as_ref() };
     let status = wait_with_timeout(child, pgid, cmd.timeout, control, !cmd.unstoppable);
+    // The program is gone and its pipe with it: the writer has ended.
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
     for reader in readers {
         let _ = reader.join();
     }
@@ -95,7 +112,11 @@ fn command_of(cmd: &Cmd, stdout: StdoutTo, switch: bool) -> (std::process::Comma
         } else {
             Path::new("/")
         })
-        .stdin(Stdio::null())
+        .stdin(if cmd.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .process_group(0);
     let capture = match stdout {
@@ -149,11 +170,36 @@ fn program_name(program: &Path) -> String {
         .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
+/// Writes `secret` to the program's stdin and closes it, in a thread of its
+/// own: a program that reads late (or never) cannot stall the wait and its
+/// timeout. A program that ends without reading it breaks the pipe, which
+/// is no error of hwdr's.
+fn spawn_writer(mut pipe: std::process::ChildStdin, secret: Secret, program: String) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        if let Err(e) = pipe.write_all(secret.expose()).and_then(|()| pipe.flush()) {
+            debug!(program = %program, "{program} did not read all of its input: {e}");
+        }
+    })
+}
+
+/// `line` with every hidden secret replaced by [`HIDDEN`].
+fn scrub(line: String, hidden: &[Secret]) -> String {
+    hidden.iter().fold(line, |line, secret| {
+        let secret = String::from_utf8_lossy(secret.expose());
+        if line.contains(secret.as_ref()) {
+            line.replace(secret.as_ref(), HIDDEN)
+        } else {
+            line
+        }
+    })
+}
+
 fn spawn_reader<R: Read + Send + 'static>(
     stream: R,
     is_err: bool,
     tx: mpsc::Sender<(bool, String)>,
     program: String,
+    hidden: Arc<Vec<Secret>>,
 ) -> thread::JoinHandle<()> {
     let span = Span::current();
     thread::spawn(move || {
@@ -167,6 +213,7 @@ fn spawn_reader<R: Read + Send + 'static>(
                 Ok(_) => {}
             }
             let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+            let line = scrub(line, &hidden);
             if is_err {
                 warn!(program = %program, stream = "stderr", "{line}");
             } else {

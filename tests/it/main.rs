@@ -14,6 +14,7 @@ mod hopsfs;
 mod lock;
 mod prune;
 mod restore;
+mod rondb_encryption;
 mod s3;
 mod store_conformance;
 mod verify;

@@ -11,6 +11,7 @@ import configparser
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -29,6 +30,8 @@ DEFAULT_SOCKET = "/tmp/mysql.sock"
 DEFAULT_MGM_PORT = 1186
 HANG_SECONDS = 3600
 BACKUP_MAGIC = b"NDBBCKUP"
+ENCRYPTED_MAGIC = b"NDBXFRM1"  # an encrypted backup file (START BACKUP ... ENCRYPT PASSWORD)
+KDF_ITERATIONS = 10000  # PBKDF2-SHA256 rounds of the simulated encryption
 KAFKA_TOPICS_FILE = "kafka_topics.json"  # in state_dir, written by kafka-restore.sh
 REINDEX_LOG_FILE = "reindex.jsonl"  # in state_dir, appended by reindex-epipe.sh
 
@@ -333,26 +336,84 @@ def _add_block_pairs(directory, names, found):
 
 class BackupFileError(Exception):
     """A simulated backup file that is missing ('missing'), not one ('header'),
-    or cut short or altered ('truncated')."""
+    cut short or altered ('truncated'), encrypted without a password given
+    ('encrypted'), encrypted with another password ('password'), or plain
+    while a password was given ('not-encrypted')."""
 
     def __init__(self, path, reason):
         super().__init__(f"{path}: {reason}")
         self.reason = reason
 
 
-def encode_backup_file(document):
-    """The simulated backup file format: magic line, JSON line, END <sha256> line."""
+def encode_backup_file(document, password=None):
+    """The simulated backup file format: magic line, JSON line, END <sha256> line;
+    with `password`, all of that encrypted (see `encrypt_backup_data`)."""
     body = BACKUP_MAGIC + b"\n" + json.dumps(document, sort_keys=True).encode() + b"\n"
-    return body + b"END " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+    data = body + b"END " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+    return data if password is None else encrypt_backup_data(data, password)
 
 
-def read_backup_file(path):
-    """The JSON document of a simulated backup file, after checking its END trailer."""
+def _backup_keys(password, salt):
+    """(cipher key, MAC key) of `password` (str) with `salt`: PBKDF2-SHA256."""
+    keys = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, KDF_ITERATIONS, dklen=64)
+    return keys[:32], keys[32:]
+
+
+def _keystream_xor(key, data):
+    """`data` XORed with the SHAKE-256 keystream of `key`."""
+    if not data:
+        return b""
+    stream = hashlib.shake_256(key).digest(len(data))
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
+
+
+def _mac(key, *parts):
+    return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
+
+
+def encrypt_backup_data(data, password):
+    """`data` encrypted with `password`: NDBXFRM1, a 16-byte salt, a 32-byte
+    password check value, a 32-byte MAC of salt and ciphertext, the ciphertext."""
+    salt = os.urandom(16)
+    cipher_key, mac_key = _backup_keys(password, salt)
+    ciphertext = _keystream_xor(cipher_key, data)
+    check = _mac(mac_key, b"password check")
+    return ENCRYPTED_MAGIC + salt + check + _mac(mac_key, salt, ciphertext) + ciphertext
+
+
+def decrypt_backup_data(path, data, password):
+    """The plaintext of an encrypted backup file; BackupFileError 'password' when
+    `password` is not the one it was written with, 'truncated' when it was altered."""
+    header = len(ENCRYPTED_MAGIC) + 16 + 32 + 32
+    if len(data) < header:
+        raise BackupFileError(path, "truncated")
+    salt, check, mac = data[8:24], data[24:56], data[56:88]
+    cipher_key, mac_key = _backup_keys(password, salt)
+    if not hmac.compare_digest(check, _mac(mac_key, b"password check")):
+        raise BackupFileError(path, "password")
+    if not hmac.compare_digest(mac, _mac(mac_key, salt, data[header:])):
+        raise BackupFileError(path, "truncated")
+    return _keystream_xor(cipher_key, data[header:])
+
+
+def read_backup_file(path, password=None):
+    """The JSON document of a simulated backup file, after checking its END trailer.
+
+    An encrypted file needs `password` (else BackupFileError 'encrypted'), and a
+    password is only for an encrypted file (else BackupFileError 'not-encrypted').
+    """
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:
         raise BackupFileError(path, "missing") from None
+    encrypted = data.startswith(ENCRYPTED_MAGIC)
+    if encrypted and password is None:
+        raise BackupFileError(path, "encrypted")
+    if password is not None and not encrypted:
+        raise BackupFileError(path, "not-encrypted")
+    if encrypted:
+        data = decrypt_backup_data(path, data, password)
     if not data.startswith(BACKUP_MAGIC + b"\n"):
         raise BackupFileError(path, "header")
     body, _, trailer = data.rstrip(b"\n").rpartition(b"\n")

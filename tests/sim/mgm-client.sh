@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 """Simulated Hopsworks `mgm-client.sh`: the wrapper around `ndb_mgm -c <mgm> -e "..."`.
 
-Takes the wrapper's options (`-e COMMAND...`, `-c CONNECTSTRING`, `-h`) and runs
-SHOW, START BACKUP and ABORT BACKUP against the simulated cluster.  START BACKUP
-writes the simulated backup files of every data node (docs/simulators.md).
+Takes the wrapper's options (`-e COMMAND...`, `-c CONNECTSTRING`, `-h`; without
+`-e`, the commands are read from standard input, one a line, as ndb_mgm does)
+and runs SHOW, START BACKUP and ABORT BACKUP against the simulated cluster.
+START BACKUP writes the simulated backup files of every data node, encrypted
+with ENCRYPT PASSWORD='...' (docs/simulators.md).
 """
 
 import os
+import re
 import sys
 import time
 
@@ -83,14 +86,22 @@ def show(sim):
 
 # ------------------------------------------------------------- START BACKUP
 
-def parse_start_backup(words):
-    """(backup id or None, wait mode) from the words after START BACKUP.
+ENCRYPT_PASSWORD = re.compile(r"""\bENCRYPT\s+PASSWORD\s*=\s*(?:'([^']*)'|"([^"]*)")""", re.IGNORECASE)
+
+
+def parse_start_backup(text):
+    """(backup id or None, wait mode, password or None) from what follows START BACKUP.
 
     The id must come first; then NOWAIT, WAIT STARTED, WAIT COMPLETED,
-    SNAPSHOTSTART, SNAPSHOTEND and ENCRYPT PASSWORD='...' in any order.
-    Returns None for a command ndb_mgm would call invalid.
+    SNAPSHOTSTART, SNAPSHOTEND and ENCRYPT PASSWORD='...' (or "...", which may
+    hold spaces) in any order. Returns None for a command ndb_mgm would call invalid.
     """
-    words = list(words)
+    password = None
+    found = ENCRYPT_PASSWORD.search(text)
+    if found:
+        password = found.group(1) if found.group(1) is not None else found.group(2)
+        text = text[:found.start()] + " " + text[found.end():]
+    words = text.split()
     backup_id, wait = None, "COMPLETED"
     if words and words[0].isdigit():
         backup_id = int(words.pop(0))
@@ -102,11 +113,9 @@ def parse_start_backup(words):
             wait = None
         elif word == "WAIT" and words and words[0].upper() in ("STARTED", "COMPLETED"):
             wait = words.pop(0).upper()
-        elif word == "ENCRYPT" and words and words[0].upper().startswith("PASSWORD="):
-            words.pop(0)
         elif word not in ("SNAPSHOTSTART", "SNAPSHOTEND"):
             return None
-    return backup_id, wait
+    return backup_id, wait, password
 
 
 def backup_dir(node, backup_id):
@@ -166,7 +175,8 @@ def padding(sim, node_id):
 
 
 def write_node_part(sim, backup, node_id, part, placed_tables, skip_log):
-    """Writes one node part's .ctl, .Data and .log; returns (data bytes, log bytes)."""
+    """Writes one node part's .ctl, .Data and .log (encrypted with the backup's
+    password, if it has one); returns (data bytes, log bytes)."""
     node = dict(sim.data_nodes())[node_id]
     backup_id = backup["backup_id"]
     header = {"backup_id": backup_id, "node_id": node_id, "part": part,
@@ -184,7 +194,7 @@ def write_node_part(sim, backup, node_id, part, placed_tables, skip_log):
         del documents[f"BACKUP-{backup_id}.{node_id}.log"]
     sizes = {}
     for name, document in documents.items():
-        data = hwdrsim.encode_backup_file(document)
+        data = hwdrsim.encode_backup_file(document, backup["password"])
         hwdrsim.write_atomically(os.path.join(directory, name), data)
         sizes[name.rpartition(".")[2]] = len(data)
     return sizes["Data"], sizes.get("log", 0)
@@ -202,8 +212,9 @@ def schema_of(table):
     return {key: value for key, value in table.items() if key != "rows"}
 
 
-def take_backup(sim, backup_id):
-    """Writes backup `backup_id` (or the next id) on all data nodes; returns its summary.
+def take_backup(sim, backup_id, password=None):
+    """Writes backup `backup_id` (or the next id) on all data nodes, encrypted with
+    `password` if given; returns its summary.
 
     Returns None, writing nothing, when BACKUP-<id> already exists on a data node.
     """
@@ -221,7 +232,7 @@ def take_backup(sim, backup_id):
                 "data_nodes": [node_id for node_id, _ in sim.data_nodes()],
                 "tables": [dict(database=db, name=name, **schema_of(table))
                            for db, name, table in tables]}
-        backup = {"backup_id": backup_id, "meta": meta}
+        backup = {"backup_id": backup_id, "meta": meta, "password": password}
         data_bytes = log_bytes = 0
         for (node_id, part), placed_tables in spread_rows(sim, tables).items():
             if node_id == skipped(sim, "skip-node"):
@@ -235,16 +246,16 @@ def take_backup(sim, backup_id):
                 records=records, data_bytes=data_bytes, log_bytes=log_bytes)
 
 
-def start_backup(sim, words):
-    """Runs START BACKUP and prints ndb_mgm's report."""
-    parsed = parse_start_backup(words)
+def start_backup(sim, text):
+    """Runs START BACKUP (`text` is what follows it) and prints ndb_mgm's report."""
+    parsed = parse_start_backup(text)
     if parsed is None:
-        invalid_command("START BACKUP " + " ".join(words))
-    backup_id, wait = parsed
+        invalid_command("START BACKUP " + text.strip())
+    backup_id, wait, password = parsed
     if wait:
         print(f"Waiting for {wait.lower()}, this may take several minutes", flush=True)
     try:
-        summary = take_backup(sim, backup_id)
+        summary = take_backup(sim, backup_id, password)
     except OSError as error:
         hwdrsim.die(f"Backup failed\n*  3001: Could not start backup\n*        {error}",
                     FAILED, sys.stdout)
@@ -281,7 +292,7 @@ def execute(sim, command):
             # answers other commands (ABORT BACKUP) at once.
             time.sleep(hwdrsim.HANG_SECONDS)
             sys.exit(1)
-        start_backup(sim, words[2:])
+        start_backup(sim, re.split(r"(?i)\s*start\s+backup", command, maxsplit=1)[1])
     elif upper[:2] == ["ABORT", "BACKUP"] and len(words) == 3 and words[2].isdigit():
         print(f"Abort of backup {words[2]} ordered")
     else:

@@ -83,14 +83,16 @@ class SimTestCase(unittest.TestCase):
             "setpriv", f"--reuid={user}", f"--regid={entry.pw_gid}", "--init-groups"]
         return switch + [os.path.join(self.bin, program), *args], env
 
-    def run_sim(self, program, *args, timeout=30, check=None, user="mysql"):
-        """Runs an installed simulator as `user` (mysql) with hwdr's clean environment.
+    def run_sim(self, program, *args, timeout=30, check=None, user="mysql", stdin=None):
+        """Runs an installed simulator as `user` (mysql) with hwdr's clean environment,
+        `stdin` (text) on its standard input (None: /dev/null).
 
         `check` is the exit status expected (None: do not check).
         """
         argv, env = self.sim_command(program, *args, user=user)
         result = subprocess.run(argv, env=env, cwd=self.work, capture_output=True, text=True,
-                                timeout=timeout)
+                                timeout=timeout, input=stdin,
+                                stdin=subprocess.DEVNULL if stdin is None else None)
         if check is not None:
             self.assertEqual(result.returncode, check, result.stdout + result.stderr)
         return result
@@ -117,11 +119,12 @@ class SimTestCase(unittest.TestCase):
         """<backup_dir>/BACKUP/BACKUP-<id> of a data node."""
         return os.path.join(self.root, f"ndb{node_id}", "backups", "BACKUP", f"BACKUP-{backup_id}")
 
-    def ndb_restore(self, node_id, backup_id, *steps, check=0):
+    def ndb_restore(self, node_id, backup_id, *steps, check=0, stdin=None):
         """ndb_restore of one node's files with the runbook's connectstring and path."""
         return self.run_sim("ndb_restore", "-n", str(node_id), "-b", str(backup_id), *steps,
                             f"--ndb-connectstring={CONNECTSTRING}",
-                            f"--backup_path={self.backup_path(node_id, backup_id)}", check=check)
+                            f"--backup_path={self.backup_path(node_id, backup_id)}", check=check,
+                            stdin=stdin)
 
     def dump_users(self):
         """The runbook's mysqlpump command, into work/users.sql."""
@@ -623,6 +626,90 @@ class RestoreTest(SimTestCase):
                               "--backup-path", self.backup_path(2, 1), check=1)
         self.assertIn("Unable to connect with connect string: nodeid=0,head9:1186\n"
                       "Could not connect to management server\n", result.stderr)
+
+
+class EncryptedBackupTest(SimTestCase):
+    """START BACKUP ... ENCRYPT PASSWORD on mgm-client.sh's standard input, and
+    ndb_restore --decrypt with the password from its standard input."""
+
+    PASSWORD = "s3cret pass (word)"
+    COMMAND = f"START BACKUP 7 ENCRYPT PASSWORD='{PASSWORD}' SNAPSHOTEND WAIT COMPLETED\n"
+
+    def files(self, backup_id):
+        """Every file of backup `backup_id` on every data node."""
+        return [path for node_id in (2, 3)
+                for path in glob.glob(self.backup_path(node_id, backup_id) + "/**", recursive=True)
+                if os.path.isfile(path)]
+
+    def backup(self):
+        """Takes encrypted backup 7 with the command on stdin; returns its output."""
+        result = self.run_sim("mgm-client.sh", stdin=self.COMMAND, check=0)
+        self.assertIn("Node 2: Backup 7 started from node 1 completed\n", result.stdout)
+        return result
+
+    def test_the_command_on_stdin_writes_encrypted_files_and_no_password_in_the_argv(self):
+        result = self.backup()
+        self.assertTrue(result.stdout.startswith("-- NDB Cluster -- Management Client --\n"))
+        self.assertRegex(result.stdout, r" #Records: 120 #LogRecords: 0\n")
+        files = self.files(7)
+        self.assertEqual(len(files), 12)
+        a_row = json.dumps(self.dump()["databases"]["hopsworks"]["tables"]["users"]["rows"][0])
+        for path in files:
+            with open(path, "rb") as f:
+                data = f.read()
+            self.assertTrue(data.startswith(b"NDBXFRM1"), path)
+            for plain in (b"NDBBCKUP", b'"tables"', a_row.encode()[:20]):
+                self.assertNotIn(plain, data, path)
+        with open(os.path.join(self.state, "invocations.jsonl"), encoding="utf-8") as f:
+            runs = [json.loads(line) for line in f]
+        self.assertEqual([r["argv"] for r in runs if r["program"] == "mgm-client.sh"], [[]])
+        self.assertNotIn("s3cret", json.dumps(runs))
+
+    def test_an_encrypted_backup_restores_only_with_its_password(self):
+        before = self.dump()
+        self.backup()
+        self.simctl("wipe", self.root)
+        wiped = self.dump()
+        result = self.ndb_restore(2, 7, "-m", "--disable-indexes", check=1)
+        self.assertIn("File is encrypted but no decryption requested.\nFailed to read ",
+                      result.stderr)
+        self.assertTrue(result.stdout.endswith("NDBT_ProgramExit: 1 - Failed\n"))
+        result = self.ndb_restore(2, 7, "-m", "--decrypt", "--backup-password-from-stdin",
+                                  stdin="wrong password\n", check=1)
+        self.assertIn("Can not read decrypted file. Might be wrong password.\n", result.stderr)
+        self.assertEqual(self.dump(), wiped)
+        self.ndb_restore(2, 7, "-m", "--disable-indexes", "--decrypt",
+                         "--backup-password-from-stdin", stdin=self.PASSWORD + "\n")
+        self.ndb_restore(2, 7, "-r", "--decrypt", f"--backup-password={self.PASSWORD}")
+        self.ndb_restore(3, 7, "-r", "--decrypt", "--backup-password",
+                         stdin=self.PASSWORD + "\n")
+        self.ndb_restore(3, 7, "--rebuild-indexes", "--decrypt", "--backup-password-from-stdin",
+                         stdin=self.PASSWORD + "\n")
+        after = self.dump()
+        # The tables with their rows; views and routines come from schemas.sql.
+        for database in USER_DATABASES:
+            self.assertEqual(after["databases"][database]["tables"],
+                             before["databases"][database]["tables"], database)
+
+    def test_a_plain_backup_is_not_decrypted(self):
+        self.start_backup(8)
+        self.simctl("wipe", self.root)
+        result = self.ndb_restore(2, 8, "-m", "--decrypt", "--backup-password=x", check=1)
+        self.assertIn("Decryption requested but file not encrypted.\n", result.stderr)
+
+    def test_a_tampered_encrypted_file_is_refused(self):
+        self.backup()
+        self.simctl("wipe", self.root)
+        self.ndb_restore(2, 7, "-m", "--decrypt", f"--backup-password={self.PASSWORD}")
+        data = os.path.join(self.backup_path(3, 7), "BACKUP-7-PART-2-OF-2", "BACKUP-7-0.3.Data")
+        with open(data, "r+b") as f:
+            f.seek(-10, os.SEEK_END)
+            byte = f.read(1)
+            f.seek(-10, os.SEEK_END)
+            f.write(bytes([byte[0] ^ 1]))
+        result = self.ndb_restore(3, 7, "-r", "--decrypt", f"--backup-password={self.PASSWORD}",
+                                  check=1)
+        self.assertIn("Restore: An error occurred while reading data. Exiting...", result.stderr)
 
 
 class HopsfsTestCase(SimTestCase):
