@@ -64,11 +64,7 @@ pub fn render(config: &Config, request: &JobRequest) -> Result<Vec<PlanLine>> {
             let ndb = manifest.rondb.ndb_backup_id;
             let user = named(&config.rondb.user);
             let cmd = rr::ndb_restore_cmd(&config.rondb, &config.restore, user, ndb, *data_node, NdbAction::Data);
-            let shown = rr::decrypting(cmd, password.as_ref()).argv_display();
-            vec![line(
-                &config.rondb.user,
-                rr::with_password_note(shown, password.is_some()),
-            )]
+            vec![line(&config.rondb.user, rr::shown(cmd, password.is_some()))]
         }
         JobRequest::HopsfsRestore { .. } => vec![place_hopsfs(config)],
         JobRequest::RestoreCommand { step, .. } => {

@@ -94,9 +94,7 @@ impl Restore<'_> {
                     *action,
                 );
                 // Shown, not read: the password file is the preflight's to check.
-                let encrypted = self.manifest.rondb.encrypted;
-                let cmd = if encrypted { cmd.args(rr::DECRYPT_ARGS) } else { cmd };
-                line(mysql, rr::with_password_note(cmd.argv_display(), encrypted))
+                line(mysql, rr::shown(cmd, self.manifest.rondb.encrypted))
             }
             Action::Sql => line(
                 mysql,

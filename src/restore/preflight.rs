@@ -75,18 +75,7 @@ impl Restore<'_> {
                 }
             }
         }
-        let mut remote: BTreeMap<String, NodeSpec> = BTreeMap::new();
-        for step in self.steps()? {
-            for p in step.parts {
-                if p.node.name != self.leader().name {
-                    remote.insert(p.node.name.to_string(), p.node);
-                }
-            }
-        }
-        let unanswered = self.fleet.check_agents(&remote.values().collect::<Vec<_>>());
-        let answered = unanswered.is_empty();
-        problems.extend(unanswered);
-        problems.extend(self.decrypt_problems(answered));
+        problems.extend(self.node_problems()?);
         if problems.is_empty() {
             return Ok(());
         }
@@ -95,6 +84,23 @@ impl Restore<'_> {
             problems.join("\n  - ")
         ))
         .into())
+    }
+
+    /// The agents of the plan's other nodes that do not answer, and (when
+    /// they all do) the nodes that could not decrypt the backup.
+    fn node_problems(&self) -> Result<Vec<String>> {
+        let mut remote: BTreeMap<String, NodeSpec> = BTreeMap::new();
+        for step in self.steps()? {
+            for p in step.parts {
+                if p.node.name != self.leader().name {
+                    remote.insert(p.node.name.to_string(), p.node);
+                }
+            }
+        }
+        let mut problems = self.fleet.check_agents(&remote.values().collect::<Vec<_>>());
+        let answered = problems.is_empty();
+        problems.extend(self.decrypt_problems(answered));
+        Ok(problems)
     }
 
     /// Why a node that runs `ndb_restore` could not decrypt the backup, if

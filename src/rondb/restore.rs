@@ -103,14 +103,16 @@ pub fn decrypting(cmd: Cmd, password: Option<&BackupPassword>) -> Cmd {
     }
 }
 
-/// A plan's line `shown` for an `ndb_restore` that decrypts (`decrypts`):
-/// where its password comes from.
-pub fn with_password_note(shown: String, decrypts: bool) -> String {
-    if decrypts {
-        format!("{shown} < (the password of [rondb] backup_password_file)")
-    } else {
-        shown
+/// How a plan shows `cmd`, an `ndb_restore`, when it `decrypts`: with the
+/// options, and where its password comes from (never the password).
+pub fn shown(cmd: Cmd, decrypts: bool) -> String {
+    if !decrypts {
+        return cmd.argv_display();
     }
+    format!(
+        "{} < (the password of [rondb] backup_password_file)",
+        cmd.args(DECRYPT_ARGS).argv_display()
+    )
 }
 
 /// Runs `cmd`, an `ndb_restore` of RonDB backup `ndb`, and judges it
@@ -448,6 +450,55 @@ mod tests {
         assert!(err.contains("exited 0 but reported a failure"), "{err}");
         assert!(judge_ndb_restore(&outcome(1, "Failed to find backup")).is_err());
         assert!(judge_ndb_restore(&outcome(0, "Unable to find table: `a/def/b` error : 723")).is_err());
+    }
+
+    fn sh(script: &str) -> Cmd {
+        let uid = nix::unistd::Uid::effective();
+        let user = uzers::get_user_by_uid(uid.as_raw()).unwrap();
+        let me = RunAs::lookup(&user.name().to_string_lossy(), "test").unwrap();
+        Cmd::new("/bin/sh", me, std::time::Duration::from_secs(10)).args(["-c", script])
+    }
+
+    #[test]
+    fn a_password_that_does_not_decrypt_is_named_as_the_cause() {
+        let wrong =
+            "echo 'Can not read decrypted file. Might be wrong password.' >&2; echo 'NDBT_ProgramExit: 1 - Failed'";
+        let password = || crate::runner::Secret::new(b"pw\n".to_vec());
+        for script in [format!("{wrong}; exit 1"), format!("{wrong}; exit 0")] {
+            let err = run_ndb_restore(sh(&script).stdin_secret(password()), 5, "k").unwrap_err();
+            assert!(
+                format!("{err:#}").starts_with("the password in k did not decrypt RonDB backup 5 (ndb_restore: "),
+                "{err:#}"
+            );
+            // The program's output stays with the error, for the restore's state.
+            let failed = err.chain().find_map(|c| c.downcast_ref::<ProgramFailed>()).unwrap();
+            assert_eq!(failed.tail.len(), 2);
+        }
+        // Not decrypting, the same words are no password's fault.
+        let err = run_ndb_restore(sh(&format!("{wrong}; exit 1")), 5, "k").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("ndb_restore exited with status 1"),
+            "{err:#}"
+        );
+        let not_asked = "echo 'File is encrypted but no decryption requested.' >&2; exit 1";
+        let err = run_ndb_restore(sh(not_asked), 5, "k").unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with(
+                "the files of RonDB backup 5 are encrypted by RonDB, but the backup's manifest does not say so"
+            ),
+            "{err:#}"
+        );
+        assert!(run_ndb_restore(sh("echo 'NDBT_ProgramExit: 0 - OK'"), 5, "k").is_ok());
+    }
+
+    #[test]
+    fn a_plan_shows_where_the_password_comes_from_never_the_password() {
+        let cmd = || Cmd::new("/bin/ndb_restore", RunAs::root(), std::time::Duration::from_secs(1)).arg("-r");
+        assert_eq!(shown(cmd(), false), "/bin/ndb_restore -r");
+        assert_eq!(
+            shown(cmd(), true),
+            "/bin/ndb_restore -r --decrypt --backup-password-from-stdin < (the password of [rondb] backup_password_file)"
+        );
     }
 
     #[test]

@@ -56,16 +56,7 @@ pub fn run(mut cmd: Cmd) -> Result<Outcome> {
         .zip(child.stdin.take())
         .map(|(secret, pipe)| spawn_writer(pipe, secret, name.clone()));
 
-    let (line_tx, line_rx) = mpsc::channel::<(bool, String)>();
-    let hidden = Arc::new(std::mem::take(&mut cmd.hidden));
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(spawn_reader(out, false, line_tx.clone(), name.clone(), hidden.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.push(spawn_reader(err, true, line_tx.clone(), name.clone(), hidden));
-    }
-    drop(line_tx);
+    let (readers, line_rx) = spawn_readers(&mut child, &name, std::mem::take(&mut cmd.hidden));
 
     let control = if cmd.unstoppable { None } else { cmd.control.as_ref() };
     let status = wait_with_timeout(child, pgid, cmd.timeout, control, !cmd.unstoppable);
@@ -168,6 +159,31 @@ fn program_name(program: &Path) -> String {
     program
         .file_name()
         .map_or_else(|| program.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Threads reading the child's stdout and stderr (as far as piped) line by
+/// line, `hidden` scrubbed, into the receiver.
+fn spawn_readers(
+    child: &mut Child,
+    name: &str,
+    hidden: Vec<Secret>,
+) -> (Vec<thread::JoinHandle<()>>, mpsc::Receiver<(bool, String)>) {
+    let (line_tx, line_rx) = mpsc::channel::<(bool, String)>();
+    let hidden = Arc::new(hidden);
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(spawn_reader(
+            out,
+            false,
+            line_tx.clone(),
+            name.to_owned(),
+            hidden.clone(),
+        ));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(spawn_reader(err, true, line_tx, name.to_owned(), hidden));
+    }
+    (readers, line_rx)
 }
 
 /// Writes `secret` to the program's stdin and closes it, in a thread of its

@@ -181,6 +181,18 @@ fn an_encrypted_rondb_backup_round_trips_and_the_password_is_never_seen() {
     assert_encrypted(&local, &rows);
     assert_encrypted(&stored, &rows);
 
+    // The dry run and the plan say how the password goes in, never what it is.
+    let dry = text(&c.hwdr("head1", &["backup", "--id", "2611231820", "--dry-run"]).stdout);
+    assert!(
+        dry.contains("mgm-client.sh < \"START BACKUP 263271820 ENCRYPT PASSWORD='<[rondb] backup_password_file>' SNAPSHOTEND WAIT COMPLETED\" on stdin"),
+        "{dry}"
+    );
+    let plan = text(&c.hwdr("head1", &["restore", ID, "--plan"]).stdout);
+    let decrypting = "--decrypt --backup-password-from-stdin < (the password of [rondb] backup_password_file)";
+    // -m, -r of node 2 and of node 3 (rendered by their agents), --rebuild-indexes.
+    assert_eq!(plan.matches(decrypting).count(), 4, "{plan}");
+    assert!(!dry.contains(PASSWORD) && !plan.contains(PASSWORD));
+
     wipe(c);
     let out = c.hwdr("head1", &["restore", ID]);
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
