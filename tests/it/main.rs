@@ -15,7 +15,9 @@ mod lock;
 mod prune;
 mod restore;
 mod s3;
+mod sizes;
 mod store_conformance;
+mod tampered;
 mod verify;
 
 // Fault injection needs the binary built with `failpoints` (src/fault.rs).
