@@ -440,7 +440,10 @@ mod tests {
             JobResult::HopsfsUploaded(uploaded),
         ] {
             let json = serde_json::to_string(&api::JobResult::from(result.clone())).unwrap();
-            assert!(json.contains(r#""stored":1200"#) || json.contains(r#""stored_bytes":460"#), "{json}");
+            assert!(
+                json.contains(r#""stored":1200"#) || json.contains(r#""stored_bytes":460"#),
+                "{json}"
+            );
             let back = JobResult::from(serde_json::from_str::<api::JobResult>(&json).unwrap());
             assert_eq!(back, result);
         }

@@ -166,8 +166,11 @@ fn table(rows: &[Row]) {
             last
         );
     }
-    if rows.iter().any(|r| r.added_bytes.is_some() && r.added_stored_bytes.is_none()) {
-        outln!("STORED -: the backup was made before hwdr recorded the bytes its objects take in the store");
+    if rows
+        .iter()
+        .any(|r| r.added_bytes.is_some() && r.added_stored_bytes.is_none())
+    {
+        outln!("STORED -: unknown: the backup was made by an hwdr (or with an agent) that did not record stored sizes");
     }
 }
 

@@ -300,10 +300,11 @@ impl BlockBatch<'_> {
             self.commit()?;
         }
         // The group's last object is the block.
-        written
-            .last()
-            .map(|w| w.stored)
-            .ok_or_else(|| PutError::Io(anyhow::anyhow!("storing {block_key}: the store reported nothing written")))
+        written.last().map(|w| w.stored).ok_or_else(|| {
+            PutError::Io(anyhow::anyhow!(
+                "storing {block_key}: the store reported nothing written"
+            ))
+        })
     }
 
     /// Makes every block so far durable, then visible.

@@ -411,12 +411,18 @@ mod tests {
 
         // Recorded: read back as written, under the checksum.
         let new = with_sizes(
-            vec![file("rondb/users.sql", 300, Some(120)), file("rondb/schemas.sql", 50, Some(90))],
+            vec![
+                file("rondb/users.sql", 300, Some(120)),
+                file("rondb/schemas.sql", 50, Some(90)),
+            ],
             Some(1040),
         );
         let bytes = encode(&new).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.contains("\"stored\": 120") && text.contains("\"new_stored_bytes\": 1040"), "{text}");
+        assert!(
+            text.contains("\"stored\": 120") && text.contains("\"new_stored_bytes\": 1040"),
+            "{text}"
+        );
         let back = decode(&bytes).unwrap();
         assert_eq!((back.added(), back.added_stored()), (1350, Some(1250)));
         // One file without it makes the total unknown, not smaller.
