@@ -164,6 +164,7 @@ impl PutOptions {
 pub struct Written {
     pub size: u64,
     pub sha256: String,
+    /// The bytes the object takes in the store.
     pub stored: u64,
 }
 
