@@ -115,41 +115,7 @@ fn backup_metrics(metric: &mut Metric<'_>, cluster: &str, entries: &[Entry]) {
         plain(good.map_or(0.0, |m| m.finished_at.timestamp() as f64)),
     );
     if let Some(m) = last {
-        metric(
-            "hwdr_last_backup_timestamp_seconds",
-            "End of the newest backup.",
-            plain(m.finished_at.timestamp() as f64),
-        );
-        metric(
-            "hwdr_last_backup_status",
-            "Status of the newest backup (1 for its status).",
-            ["complete", "partial", "failed"]
-                .iter()
-                .map(|s| {
-                    (
-                        format!("{{{cluster},status=\"{s}\"}}"),
-                        f64::from(u8::from(m.status.to_string() == *s)),
-                    )
-                })
-                .collect(),
-        );
-        metric(
-            "hwdr_last_backup_duration_seconds",
-            "Duration of the newest backup.",
-            plain((m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0),
-        );
-        let added = m.size() + m.hopsfs.as_ref().map_or(0, |h| h.new_bytes);
-        let size = m.size() + m.hopsfs.as_ref().map_or(0, |h| h.distinct_bytes);
-        metric(
-            "hwdr_last_backup_size_bytes",
-            "Bytes the newest backup holds (its files and the blocks it names).",
-            plain(size as f64),
-        );
-        metric(
-            "hwdr_last_backup_added_bytes",
-            "Bytes the newest backup added to the repository.",
-            plain(added as f64),
-        );
+        last_backup_metrics(metric, cluster, m);
     }
     metric(
         "hwdr_backups",
@@ -165,6 +131,54 @@ fn backup_metrics(metric: &mut Metric<'_>, cluster: &str, entries: &[Entry]) {
             })
             .collect(),
     );
+}
+
+/// The gauges of the newest backup `m`.
+fn last_backup_metrics(metric: &mut Metric<'_>, cluster: &str, m: &Manifest) {
+    let plain = |v: f64| vec![(format!("{{{cluster}}}"), v)];
+    metric(
+        "hwdr_last_backup_timestamp_seconds",
+        "End of the newest backup.",
+        plain(m.finished_at.timestamp() as f64),
+    );
+    metric(
+        "hwdr_last_backup_status",
+        "Status of the newest backup (1 for its status).",
+        ["complete", "partial", "failed"]
+            .iter()
+            .map(|s| {
+                (
+                    format!("{{{cluster},status=\"{s}\"}}"),
+                    f64::from(u8::from(m.status.to_string() == *s)),
+                )
+            })
+            .collect(),
+    );
+    metric(
+        "hwdr_last_backup_duration_seconds",
+        "Duration of the newest backup.",
+        plain((m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0),
+    );
+    let added = m.added();
+    let size = m.size() + m.hopsfs.as_ref().map_or(0, |h| h.distinct_bytes);
+    metric(
+        "hwdr_last_backup_size_bytes",
+        "Bytes the newest backup holds (its files and the blocks it names).",
+        plain(size as f64),
+    );
+    metric(
+        "hwdr_last_backup_added_bytes",
+        "Bytes the newest backup added to the repository.",
+        plain(added as f64),
+    );
+    // Absent, not 0, for a backup made before stored sizes were recorded.
+    if let Some(stored) = m.added_stored() {
+        metric(
+            "hwdr_last_backup_stored_bytes",
+            "Bytes the newest backup added to the repository, as stored (after compression and encryption).",
+            plain(stored as f64),
+        );
+    }
 }
 
 fn verify_and_prune_metrics(metric: &mut Metric<'_>, cluster: &str, state: &MetricsState) {

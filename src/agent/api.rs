@@ -176,12 +176,16 @@ pub enum JobResult {
     },
 }
 
-/// A file stored in the repository: path in the backup folder, size, SHA-256.
+/// A file stored in the repository: path in the backup folder, size, SHA-256,
+/// and the bytes it takes in the store (not sent by agents older than it; a
+/// leader that does not know it ignores it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredFile {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u64>,
 }
 
 /// What listing a node's HopsFS blocks stored.
@@ -202,12 +206,15 @@ pub struct BadReplica {
     pub error: String,
 }
 
-/// What a HopsFS upload stored.
+/// What a HopsFS upload stored; `stored_bytes`, the bytes the blocks take
+/// in the store, is not sent by agents older than it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uploaded {
     pub blocks: u64,
     pub bytes: u64,
     pub bad: Vec<BadReplica>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
 }
 
 /// What a node's HopsFS restore did.

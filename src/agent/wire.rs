@@ -178,6 +178,7 @@ impl From<JobResult> for api::JobResult {
             JobResult::HopsfsUploaded(u) => api::JobResult::HopsfsUploaded(api::Uploaded {
                 blocks: u.blocks,
                 bytes: u.bytes,
+                stored_bytes: u.stored,
                 bad: u
                     .bad
                     .into_iter()
@@ -228,6 +229,7 @@ impl From<api::JobResult> for JobResult {
             api::JobResult::HopsfsUploaded(u) => JobResult::HopsfsUploaded(Uploaded {
                 blocks: u.blocks,
                 bytes: u.bytes,
+                stored: u.stored_bytes,
                 bad: u
                     .bad
                     .into_iter()
@@ -267,6 +269,7 @@ impl From<FileEntry> for api::StoredFile {
             path: f.path,
             size: f.size,
             sha256: f.sha256,
+            stored: f.stored,
         }
     }
 }
@@ -277,6 +280,7 @@ impl From<api::StoredFile> for FileEntry {
             path: f.path,
             size: f.size,
             sha256: f.sha256,
+            stored: f.stored,
         }
     }
 }
@@ -415,6 +419,46 @@ mod tests {
     }
 
     #[test]
+    fn stored_sizes_cross_the_wire_and_are_unknown_from_older_agents() {
+        let file = FileEntry {
+            path: "rondb/users.sql".into(),
+            size: 4096,
+            sha256: "ab".repeat(32),
+            stored: Some(1200),
+        };
+        let uploaded = Uploaded {
+            blocks: 4,
+            bytes: 400,
+            stored: Some(460),
+            bad: Vec::new(),
+        };
+        for result in [
+            JobResult::RondbParts {
+                files: vec![file],
+                parts: BTreeMap::new(),
+            },
+            JobResult::HopsfsUploaded(uploaded),
+        ] {
+            let json = serde_json::to_string(&api::JobResult::from(result.clone())).unwrap();
+            assert!(
+                json.contains(r#""stored":1200"#) || json.contains(r#""stored_bytes":460"#),
+                "{json}"
+            );
+            let back = JobResult::from(serde_json::from_str::<api::JobResult>(&json).unwrap());
+            assert_eq!(back, result);
+        }
+        // What an agent without stored sizes sends: unknown, not zero.
+        match JobResult::from(serde_json::from_str::<api::JobResult>(RESULTS[3]).unwrap()) {
+            JobResult::HopsfsUploaded(u) => assert_eq!(u.stored, None),
+            other => panic!("{other:?}"),
+        }
+        match JobResult::from(serde_json::from_str::<api::JobResult>(RESULTS[0]).unwrap()) {
+            JobResult::RondbParts { files, .. } => assert_eq!(files[0].stored, None),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn statuses_and_health_cross_the_wire_as_before() {
         for sample in STATUSES {
             let status: api::JobStatus = round_trip(sample);
@@ -454,6 +498,7 @@ mod tests {
             path: "rondb/BACKUP-263271819/BACKUP-263271819-0.3.Data".into(),
             size: 4096,
             sha256: "ab".repeat(32),
+            stored: None,
         };
         let results = [
             (
@@ -467,6 +512,7 @@ mod tests {
                 JobResult::HopsfsUploaded(Uploaded {
                     blocks: 4,
                     bytes: 400,
+                    stored: None,
                     bad: vec![BadReplica {
                         pool: "BP-1".into(),
                         id: 1_073_741_825,

@@ -84,6 +84,8 @@ pub(super) struct Uploads {
     bad_replicas: Vec<String>,
     new_blocks: u64,
     new_bytes: u64,
+    /// `None` once a node did not report it (an older agent).
+    new_stored_bytes: Option<u64>,
 }
 
 impl Run<'_> {
@@ -103,6 +105,7 @@ impl Run<'_> {
             replica_bytes: 0,
             new_blocks: 0,
             new_bytes: 0,
+            new_stored_bytes: Some(0),
             bad_replicas: Vec::new(),
             lengths: BTreeMap::new(),
         });
@@ -282,6 +285,7 @@ impl Uploads {
             bad_replicas: Vec::new(),
             new_blocks: 0,
             new_bytes: 0,
+            new_stored_bytes: Some(0),
         }
     }
 
@@ -290,6 +294,7 @@ impl Uploads {
     fn count(&mut self, nodes: &[&NodeSpec], node: &NodeSpec, uploaded: Uploaded) -> Vec<Key> {
         self.new_blocks += uploaded.blocks;
         self.new_bytes += uploaded.bytes;
+        self.new_stored_bytes = self.new_stored_bytes.zip(uploaded.stored).map(|(a, b)| a + b);
         let mut retry = Vec::new();
         for bad in uploaded.bad {
             let text = format!("{} on {}: {}", bad.key(), node.name, bad.error);
@@ -345,6 +350,7 @@ impl Uploads {
             nodes: self.names,
             new_blocks: self.new_blocks,
             new_bytes: self.new_bytes,
+            new_stored_bytes: self.new_stored_bytes,
             bad_replicas: self.bad_replicas,
             lengths,
         }

@@ -33,6 +33,10 @@ pub struct Row {
     pub size_bytes: Option<u64>,
     /// What it added to the repository: its own files and the blocks it stored first.
     pub added_bytes: Option<u64>,
+    /// The bytes those take in the store: after compression and encryption
+    /// in an encrypted repository, `added_bytes` in a plaintext one. `None`
+    /// for a backup made before hwdr recorded stored sizes.
+    pub added_stored_bytes: Option<u64>,
     pub files: Option<usize>,
     pub nodes: Vec<String>,
     pub hwdr_version: Option<String>,
@@ -52,7 +56,8 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                 started_at: Some(m.started_at),
                 finished_at: Some(m.finished_at),
                 size_bytes: Some(m.size() + m.hopsfs.as_ref().map_or(0, |h| h.distinct_bytes)),
-                added_bytes: Some(m.size() + m.hopsfs.as_ref().map_or(0, |h| h.new_bytes)),
+                added_bytes: Some(m.added()),
+                added_stored_bytes: m.added_stored(),
                 files: Some(m.files().count()),
                 nodes: m.nodes.iter().map(|n| n.name.clone()).collect(),
                 hwdr_version: Some(m.hwdr_version.clone()),
@@ -66,6 +71,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                 finished_at: None,
                 size_bytes: None,
                 added_bytes: None,
+                added_stored_bytes: None,
                 files: None,
                 nodes: Vec::new(),
                 hwdr_version: None,
@@ -88,6 +94,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                     finished_at: None,
                     size_bytes: None,
                     added_bytes: None,
+                    added_stored_bytes: None,
                     files: None,
                     nodes: Vec::new(),
                     hwdr_version: None,
@@ -117,39 +124,54 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         outln!("no backups in {}", repo.location());
         return Ok(Code::Success);
     }
+    table(&rows);
+    Ok(Code::Success)
+}
+
+/// The rows as a table: SIZE and ADDED as read, STORED what ADDED takes in
+/// the store; a note when a backup predates stored sizes.
+fn table(rows: &[Row]) {
     let local = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_else(|| "-".into())
     };
+    let bytes = |b: Option<u64>| b.map_or("-".into(), |s| s.to_string());
     outln!(
-        "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:<8}  NODES",
+        "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:>14}  {:<8}  NODES",
         "ID",
         "STATUS",
         "STARTED",
         "FINISHED",
         "SIZE",
         "ADDED",
+        "STORED",
         "VERSION"
     );
-    for r in &rows {
+    for r in rows {
         // A damaged backup has no nodes to show: its reason, shortened, instead.
         let last = match (&r.error, r.status.as_str()) {
             (Some(why), "damaged") => shorten(why, 60),
             _ => r.nodes.join(","),
         };
         outln!(
-            "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:<8}  {}",
+            "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:>14}  {:<8}  {}",
             r.id,
             r.status,
             local(r.started_at),
             local(r.finished_at),
-            r.size_bytes.map_or("-".into(), |s| s.to_string()),
-            r.added_bytes.map_or("-".into(), |s| s.to_string()),
+            bytes(r.size_bytes),
+            bytes(r.added_bytes),
+            bytes(r.added_stored_bytes),
             r.hwdr_version.as_deref().unwrap_or("-"),
             last
         );
     }
-    Ok(Code::Success)
+    if rows
+        .iter()
+        .any(|r| r.added_bytes.is_some() && r.added_stored_bytes.is_none())
+    {
+        outln!("STORED -: unknown: the backup was made by an hwdr (or with an agent) that did not record stored sizes");
+    }
 }
 
 /// Whether `repo` is encrypted, and how its objects are compressed.

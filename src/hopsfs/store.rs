@@ -255,7 +255,8 @@ impl BlockBatch<'_> {
     /// Stores one replica: its `.meta` (`meta`) and its bytes from `block`,
     /// expected to be `len` bytes, each chunk checked against the meta's CRCs
     /// on the way. A replica that fails is [`PutError::Corrupt`] and nothing
-    /// of it is stored. Commits the batch once it is full.
+    /// of it is stored. Commits the batch once it is full. Returns the bytes
+    /// the block (not its `.meta`) takes in the store.
     pub fn put(
         &mut self,
         key: &BlockKey,
@@ -263,7 +264,7 @@ impl BlockBatch<'_> {
         meta: &[u8],
         len: u64,
         control: &JobControl,
-    ) -> Result<(), PutError> {
+    ) -> Result<u64, PutError> {
         let mut verified =
             Verified::new(Stoppable { inner: block, control }, meta, Some(len)).map_err(|e| PutError::Corrupt(e.0))?;
         let (block_key, meta_key) = (ObjectKey::block(key), ObjectKey::block_meta(key));
@@ -282,20 +283,28 @@ impl BlockBatch<'_> {
                 options: PutOptions::default(),
             },
         ]);
-        if let Err(e) = stored {
-            if let Some(bad) = Corrupt::of(&e) {
-                return Err(PutError::Corrupt(bad.0.clone()));
+        let written = match stored {
+            Ok(written) => written,
+            Err(e) => {
+                if let Some(bad) = Corrupt::of(&e) {
+                    return Err(PutError::Corrupt(bad.0.clone()));
+                }
+                control.check()?;
+                return Err(PutError::Io(
+                    anyhow::Error::new(e).context(format!("storing {block_key}")),
+                ));
             }
-            control.check()?;
-            return Err(PutError::Io(
-                anyhow::Error::new(e).context(format!("storing {block_key}")),
-            ));
-        }
+        };
         self.bytes += len;
         if self.batch.pending() >= BATCH_FILES || self.bytes >= BATCH_BYTES {
             self.commit()?;
         }
-        Ok(())
+        // The group's last object is the block.
+        written.last().map(|w| w.stored).ok_or_else(|| {
+            PutError::Io(anyhow::anyhow!(
+                "storing {block_key}: the store reported nothing written"
+            ))
+        })
     }
 
     /// Makes every block so far durable, then visible.

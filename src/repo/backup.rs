@@ -35,7 +35,7 @@ impl BackupWriter {
     }
 
     /// Stores what `data` yields as `rel` (below the backup's folder), for
-    /// the manifest.
+    /// the manifest: its size, SHA-256, and the bytes it takes in the store.
     pub fn put(&self, rel: &str, data: &mut dyn Read, access: Access) -> Result<FileEntry> {
         let key = ObjectKey::backup_file(self.id, rel)?;
         let written = self
@@ -53,6 +53,7 @@ impl BackupWriter {
             path: rel.to_owned(),
             size: written.size,
             sha256: written.sha256,
+            stored: Some(written.stored),
         })
     }
 

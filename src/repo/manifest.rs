@@ -20,12 +20,17 @@ use crate::backup_id::BackupId;
 use crate::config::{BlockStorage, Role};
 
 /// A file stored in the repository: path relative to the backup folder, size
-/// and SHA-256.
+/// and SHA-256 (of the file itself), and the bytes it takes in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
     pub sha256: String,
+    /// The bytes the stored object takes (compressed and sealed in an
+    /// encrypted repository, `size` in a plaintext one); absent in manifests
+    /// written before hwdr recorded it (hwdr 0.x before issue 14's sizes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored: Option<u64>,
 }
 
 /// Version of the manifest format (2: with its own checksum).
@@ -115,6 +120,11 @@ pub struct HopsfsInfo {
     /// Blocks this backup added to the store.
     pub new_blocks: u64,
     pub new_bytes: u64,
+    /// The bytes those blocks take in the store (their `.meta` files not
+    /// counted, as in `new_bytes`); absent when unknown: written by an hwdr
+    /// that did not record it, or a node's agent did not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_stored_bytes: Option<u64>,
     /// Replicas that failed their CRC check, or whose length differs from
     /// the block's good replica; each block was taken from another.
     pub bad_replicas: Vec<String>,
@@ -197,6 +207,25 @@ impl Manifest {
     /// Total size of the backup's own files.
     pub fn size(&self) -> u64 {
         self.files().map(|f| f.size).sum()
+    }
+
+    /// The bytes this backup added to the store: its own files and the
+    /// HopsFS blocks it stored first, as they are stored. `None` when the
+    /// manifest does not record it for every one of them (a backup made
+    /// before hwdr recorded stored sizes).
+    pub fn added_stored(&self) -> Option<u64> {
+        let files = self.files().map(|f| f.stored).sum::<Option<u64>>()?;
+        let blocks = match &self.hopsfs {
+            Some(h) => h.new_stored_bytes?,
+            None => 0,
+        };
+        Some(files + blocks)
+    }
+
+    /// The bytes this backup added to the store, as read: its own files and
+    /// the HopsFS blocks it stored first.
+    pub fn added(&self) -> u64 {
+        self.size() + self.hopsfs.as_ref().map_or(0, |h| h.new_bytes)
     }
 }
 
@@ -338,6 +367,92 @@ mod tests {
         );
         // Encoding a manifest that was read gives the same bytes.
         assert_eq!(encode(&back).unwrap(), bytes);
+    }
+
+    /// A manifest with a node whose step stored `files`, and HopsFS blocks
+    /// whose stored bytes are `new_stored_bytes`.
+    fn with_sizes(files: Vec<FileEntry>, new_stored_bytes: Option<u64>) -> Manifest {
+        let mut m = manifest();
+        m.nodes.push(NodeRecord {
+            name: "node1".into(),
+            roles: BTreeSet::new(),
+            status: StepStatus::Ok,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            steps: vec![StepRecord {
+                name: "rondb-parts".into(),
+                status: StepStatus::Ok,
+                started_at: None,
+                finished_at: None,
+                error: None,
+                files,
+            }],
+        });
+        m.hopsfs = Some(HopsfsInfo {
+            block_storage: BlockStorage::Local,
+            nodes: vec!["node1".into()],
+            distinct_blocks: 2,
+            distinct_bytes: 2000,
+            replicas: 2,
+            replica_bytes: 2000,
+            new_blocks: 1,
+            new_bytes: 1000,
+            new_stored_bytes,
+            bad_replicas: Vec::new(),
+            lengths: Default::default(),
+        });
+        m
+    }
+
+    fn file(path: &str, size: u64, stored: Option<u64>) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            size,
+            sha256: "ab".repeat(32),
+            stored,
+        }
+    }
+
+    #[test]
+    fn a_manifest_from_before_stored_sizes_parses_and_keeps_its_checksum() {
+        // What an hwdr without stored sizes wrote: no `stored`, no `new_stored_bytes`.
+        let old = with_sizes(vec![file("rondb/users.sql", 300, None)], None);
+        let bytes = encode(&old).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(!text.contains("stored"), "{text}");
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.files().next().unwrap().stored, None);
+        assert_eq!(back.hopsfs.as_ref().unwrap().new_stored_bytes, None);
+        assert_eq!((back.added(), back.added_stored()), (1300, None));
+        assert_eq!(encode(&back).unwrap(), bytes);
+        let entry: FileEntry = serde_json::from_str(r#"{"path": "a", "size": 1, "sha256": "x"}"#).unwrap();
+        assert_eq!(entry.stored, None);
+
+        // Recorded: read back as written, under the checksum.
+        let new = with_sizes(
+            vec![
+                file("rondb/users.sql", 300, Some(120)),
+                file("rondb/schemas.sql", 50, Some(90)),
+            ],
+            Some(1040),
+        );
+        let bytes = encode(&new).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains("\"stored\": 120") && text.contains("\"new_stored_bytes\": 1040"),
+            "{text}"
+        );
+        let back = decode(&bytes).unwrap();
+        assert_eq!((back.added(), back.added_stored()), (1350, Some(1250)));
+        // One file without it makes the total unknown, not smaller.
+        let mixed = with_sizes(vec![file("a", 1, Some(1)), file("b", 1, None)], Some(5));
+        assert_eq!(mixed.added_stored(), None);
+        let no_hopsfs = Manifest {
+            hopsfs: None,
+            ..with_sizes(vec![file("a", 10, Some(7))], None)
+        };
+        assert_eq!(no_hopsfs.added_stored(), Some(7));
     }
 
     #[test]

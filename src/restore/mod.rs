@@ -9,6 +9,7 @@
 //! node's restore job), `safemode` (wait until the namenode leaves safe
 //! mode), `opensearch` (ePipe reindex), `kafka` (topics).
 
+mod authenticate;
 mod plan;
 mod preflight;
 mod run;

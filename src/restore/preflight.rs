@@ -41,7 +41,8 @@ impl Restore<'_> {
             ));
         }
         // Present with their size: a stat each. Their checksums, and the
-        // blocks, are checked as the stage step copies them (no extra pass).
+        // blocks, are checked as the stage step copies them (no extra pass);
+        // the SQL files, replayed last, are read through here.
         let backend = Repository::of(self.config).shared_backend();
         for f in m.files() {
             match ObjectKey::backup_file(id, &f.path).and_then(|key| backend.head(&key)) {
@@ -53,6 +54,7 @@ impl Restore<'_> {
                 Err(e) => problems.push(format!("{}: {e:#}", f.path)),
             }
         }
+        problems.extend(self.sql_problems(&problems));
         let all = self.config.rondb_data_nodes();
         for data_node in &m.rondb.data_node_ids {
             if !all.contains_key(data_node) {

@@ -26,7 +26,7 @@ fn key_file(c_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// `[repository]` of an encrypted, compressed repository in `repo`.
-fn encrypted(repo: &Path) -> String {
+pub(crate) fn encrypted(repo: &Path) -> String {
     let key = key_file(repo.parent().unwrap(), "repo.key");
     format!(
         "path = \"{}\"\nkey_file = \"{}\"\ncompression_level = 3\n",
@@ -164,11 +164,11 @@ fn an_encrypted_compressed_repository_round_trips_and_stores_no_plaintext() {
 }
 
 /// The simulator's invocation log, emptied.
-fn clear_invocations(c: &Cluster) {
+pub(crate) fn clear_invocations(c: &Cluster) {
     fs::write(c.sim.join("state/invocations.jsonl"), "").unwrap();
 }
 
-fn invocations(c: &Cluster) -> String {
+pub(crate) fn invocations(c: &Cluster) -> String {
     fs::read_to_string(c.sim.join("state/invocations.jsonl")).unwrap_or_default()
 }
 

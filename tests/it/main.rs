@@ -16,7 +16,9 @@ mod prune;
 mod restore;
 mod rondb_encryption;
 mod s3;
+mod sizes;
 mod store_conformance;
+mod tampered;
 mod verify;
 
 // Fault injection needs the binary built with `failpoints` (src/fault.rs).

@@ -45,12 +45,27 @@ impl BadReplica {
 }
 
 /// What an upload stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
     pub blocks: u64,
     pub bytes: u64,
+    /// The bytes those blocks take in the store (compressed and sealed in
+    /// an encrypted repository); `None` from an agent that did not report it.
+    pub stored: Option<u64>,
     /// Replicas that failed their CRC check or could not be read.
     pub bad: Vec<BadReplica>,
+}
+
+impl Default for Uploaded {
+    /// Nothing stored yet (zero stored bytes, known).
+    fn default() -> Uploaded {
+        Uploaded {
+            blocks: 0,
+            bytes: 0,
+            stored: Some(0),
+            bad: Vec::new(),
+        }
+    }
 }
 
 impl Uploaded {
@@ -60,6 +75,7 @@ impl Uploaded {
         for part in parts {
             all.blocks += part.blocks;
             all.bytes += part.bytes;
+            all.stored = all.stored.zip(part.stored).map(|(a, b)| a + b);
             all.bad.extend(part.bad);
         }
         all.bad.sort_by_key(BadReplica::key);
@@ -103,6 +119,7 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
     info!(
         blocks = done.blocks,
         bytes = done.bytes,
+        stored = done.stored,
         bad = done.bad.len(),
         threads,
         "uploaded {} blocks ({} bytes)",
@@ -241,9 +258,10 @@ impl Worker<Replica> for Uploader<'_> {
         crate::fault::point("hopsfs-upload-block", Some(self.control))?;
         let (key, b) = (r.key, &r.line);
         match upload_one(&mut self.batch, self.hdfs, &r.dir, &key, b, self.control) {
-            Ok(()) => {
+            Ok(stored) => {
                 self.done.blocks += 1;
                 self.done.bytes += b.len;
+                self.done.stored = self.done.stored.map(|s| s + stored);
                 self.control.file_done(b.len);
             }
             Err(PutError::Corrupt(error)) => {
@@ -268,7 +286,8 @@ impl Worker<Replica> for Uploader<'_> {
 }
 
 /// Stores one replica of block `key`, read as `hdfs` from storage folder
-/// `dir`; a replica that cannot be read is [`PutError::Corrupt`].
+/// `dir`; a replica that cannot be read is [`PutError::Corrupt`]. Returns
+/// the bytes the block takes in the store.
 fn upload_one(
     batch: &mut BlockBatch<'_>,
     hdfs: &RunAs,
@@ -276,7 +295,7 @@ fn upload_one(
     key: &BlockKey,
     b: &BlockLine,
     control: &JobControl,
-) -> Result<(), PutError> {
+) -> Result<u64, PutError> {
     let finalized = layout::finalized(dir, &key.pool);
     let rel = b.path.clone().unwrap_or_else(|| layout::canonical_rel_path(b.id));
     let block_path = finalized.join(&rel);

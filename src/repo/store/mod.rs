@@ -157,11 +157,15 @@ impl PutOptions {
     }
 }
 
-/// What was stored: its size and SHA-256 (lowercase hex).
+/// What was stored: the size and SHA-256 (lowercase hex) of what was put,
+/// and the bytes it takes in the store (the same but where a layer such as
+/// [`sealed`] compresses and encrypts on the way).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub size: u64,
     pub sha256: String,
+    /// The bytes the object takes in the store.
+    pub stored: u64,
 }
 
 /// An object as a listing sees it.
@@ -316,11 +320,12 @@ impl<R: Read> Hashing<R> {
         }
     }
 
-    /// The size and SHA-256 of everything read.
+    /// The size and SHA-256 of everything read, stored as it is.
     pub fn finish(self) -> Written {
         Written {
             size: self.size,
             sha256: hex::encode(self.hasher.finalize()),
+            stored: self.size,
         }
     }
 }

@@ -17,7 +17,8 @@
 //!   the marker `hwdr-repo.json`, the wrapped keys `keys/`, and the lock
 //!   (`lock`, `locks/`, the init probe: host, pid and operation).
 //! - [`Backend::put`] and [`Backend::head`] report the plaintext's size and
-//!   SHA-256; [`Backend::list`] reports the bytes in the store.
+//!   SHA-256 (put also the bytes stored: [`Written::stored`]);
+//!   [`Backend::list`] reports the bytes in the store.
 
 pub mod format;
 mod stream;
@@ -152,8 +153,11 @@ impl Backend for Sealed {
             return self.inner.put(key, data, options);
         }
         let mut sealer = self.sealer(key, data);
-        self.inner.put(key, &mut sealer, options)?;
-        Ok(sealer.finish())
+        let sealed = self.inner.put(key, &mut sealer, options)?;
+        Ok(Written {
+            stored: sealed.stored,
+            ..sealer.finish()
+        })
     }
 
     fn batch(&self) -> Box<dyn Batch + '_> {
@@ -257,9 +261,16 @@ impl Batch for SealedBatch<'_> {
                 options: *options,
             })
             .collect();
-        self.inner.put_group(&mut inner)?;
+        let sealed = self.inner.put_group(&mut inner)?;
         drop(inner);
-        Ok(sealers.into_iter().map(|(_, _, s)| s.finish()).collect())
+        Ok(sealers
+            .into_iter()
+            .zip(sealed)
+            .map(|((_, _, s), sealed)| Written {
+                stored: sealed.stored,
+                ..s.finish()
+            })
+            .collect())
     }
 
     fn pending(&self) -> usize {

@@ -237,3 +237,50 @@ fn a_batch_seals_and_reports_the_plaintext() {
     assert_eq!(read(&b, "blocks/x").unwrap(), d);
     assert_ne!(stored(&memory, "blocks/x.meta"), m);
 }
+
+#[test]
+fn puts_report_the_bytes_stored() {
+    for compression in [None, Some(3)] {
+        let (memory, b) = sealed(compression);
+        for (name, data) in [("noise", noise(3 * SEG + 5)), ("text", text(3 * SEG + 5))] {
+            let written = b.put(&key(name), &mut &data[..], PutOptions::default()).unwrap();
+            let on_store = stored(&memory, name).len() as u64;
+            assert_eq!(written.stored, on_store, "{name} {compression:?}");
+            let compressed = compression.is_some() && name == "text";
+            assert_eq!(
+                on_store < data.len() as u64,
+                compressed,
+                "{name} {compression:?}: {on_store}"
+            );
+        }
+        // A batch's puts say the same.
+        let mut batch = b.batch();
+        let (meta, block) = (text(100), noise(SEG));
+        let written = batch
+            .put_group(&mut [
+                Put {
+                    key: &key("g.meta"),
+                    data: &mut &meta[..],
+                    options: PutOptions::default(),
+                },
+                Put {
+                    key: &key("g"),
+                    data: &mut &block[..],
+                    options: PutOptions::default(),
+                },
+            ])
+            .unwrap();
+        batch.commit().unwrap();
+        drop(batch);
+        assert_eq!(written[1].size, SEG as u64);
+        for (w, name) in written.iter().zip(["g.meta", "g"]) {
+            assert_eq!(w.stored, stored(&memory, name).len() as u64, "{name}");
+        }
+    }
+    // A plain object is stored as it is.
+    let (_, b) = sealed(Some(3));
+    let marker = b
+        .put(&ObjectKey::marker(), &mut &b"{}"[..], PutOptions::default())
+        .unwrap();
+    assert_eq!((marker.size, marker.stored), (2, 2));
+}
