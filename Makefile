@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-durability sandbox sandbox-down deb
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-sealing bench-durability sandbox sandbox-down deb
 
 all: build
 
@@ -66,11 +66,13 @@ demo: build
 
 # The HopsFS backup benchmark (docs/benchmarks.md), as root: generates a few
 # GiB and a million blocks on this disk, removes them; then its S3 part
-# (bench-s3). About 25 + 30 minutes. Variables (BENCH_DIR, UNIQUE_GIB,
-# MEM_BLOCKS, S3_UNIQUE_GIB, ...): see bench/hopsfs.sh and bench/s3.sh.
+# (bench-s3) and encryption and compression (bench-sealing). About 25 + 30 +
+# 10 minutes. Variables (BENCH_DIR, UNIQUE_GIB, MEM_BLOCKS, S3_UNIQUE_GIB,
+# SEAL_UNIQUE_GIB, ...): see bench/hopsfs.sh, bench/s3.sh and bench/sealing.sh.
 bench: bench-build
 	bash bench/hopsfs.sh
 	bash bench/s3.sh
+	bash bench/sealing.sh
 
 bench-build:
 	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
@@ -85,6 +87,16 @@ bench-s3:
 	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
 	$(CARGO) build --release --locked
 	bash bench/s3.sh
+
+# Encryption and compression (as root): full backups and restores of a plain,
+# an encrypted and an encrypted + compressed repository on the same
+# generated data (incompressible and text blocks, 1.5 GiB unique each), CPU
+# per GiB, compression ratios. About 10 minutes; SEAL_UNIQUE_GIB and
+# SEAL_REPEAT scale it (bench/sealing.sh).
+bench-sealing:
+	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
+	$(CARGO) build --release --locked
+	bash bench/sealing.sh
 
 # What the block store's durability costs (full backups before and after
 # issue 11, alternating) and how fast an interrupted backup stops, as root:

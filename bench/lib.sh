@@ -1,8 +1,8 @@
 # Shell functions shared by the benchmarks (bench/hopsfs.sh, bench/s3.sh,
-# bench/durability.sh): messages and results, page-cache drops, the
-# generated data set, a simulated four-node cluster (head1 + node1..3) whose
-# agents run "$hwdr", timed and measured backups, and the report's block in
-# the docs. The sourcing script sets W (work folder), R (results file), top
+# bench/durability.sh, bench/sealing.sh): messages and results, page-cache
+# drops, the generated data set, a simulated four-node cluster (head1 +
+# node1..3) whose agents run "$hwdr", timed and measured backups, the
+# checksums a restore is compared with, and the report's block in the docs. The sourcing script sets W (work folder), R (results file), top
 # (the checkout), hwdr and gen (the binaries) first.
 
 say() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -29,17 +29,19 @@ file_bytes() { find "$@" -type f -printf '%s\n' | awk '{ s += $1 } END { printf 
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# setup_cluster DIR NODES_ROOT [REPOSITORY_TOML]: repository (`hwdr repo
-# init`), simulated RonDB (data nodes 2 on node1, 3 on node2), token, and the
-# config of head1, node1..3. The [repository] section's keys are
-# REPOSITORY_TOML, by default `path = "DIR/repo"`.
+# setup_cluster DIR NODES_ROOT [REPOSITORY_TOML [INIT_ARG...]]: repository
+# (`hwdr repo init INIT_ARG...`), simulated RonDB (data nodes 2 on node1, 3
+# on node2; SIM_ROWS rows, 200 unless set), token, and the config of head1,
+# node1..3. The [repository] section's keys are REPOSITORY_TOML, by default
+# `path = "DIR/repo"`.
 setup_cluster() {
   local dir=$1 nodes=$2 repository=${3:-} port i n
+  shift $(($# < 3 ? $# : 3))
   [ -n "$repository" ] || repository="path = \"$dir/repo\""
   port=$(free_port)
   mkdir -p "$dir/repo"
   chmod 755 "$dir"
-  "$top/tests/sim/simctl" init "$dir/sim" --data-nodes 2:1,3:1 --rows 200 --socket "$dir/sim/mysql.sock" >/dev/null
+  "$top/tests/sim/simctl" init "$dir/sim" --data-nodes 2:1,3:1 --rows "${SIM_ROWS:-200}" --socket "$dir/sim/mysql.sock" >/dev/null
   head -c 24 /dev/urandom | base64 >"$dir/agent.token"
   chmod 600 "$dir/agent.token"
   {
@@ -77,7 +79,7 @@ TOML
     printf '[hopsfs]\ndata_dirs = ["%s"]\n' "$nodes/node$i/dn" >"$dir/etc-node$i/hwdr.d/60-hopsfs.toml"
   done
   # Once, before the first backup: every command requires the marker.
-  "$hwdr" --config "$dir/etc-head1/hwdr.toml" repo init >/dev/null
+  "$hwdr" --config "$dir/etc-head1/hwdr.toml" repo init "$@" >/dev/null
   echo "$port" >"$dir/port"
 }
 
@@ -206,6 +208,30 @@ rm_big() {
   for p in "${pids[@]}"; do wait "$p" || true; done
   rm -rf "$@"
 }
+
+# tree_sums DATA OUT: what a restore must give back (the files hwdr backs up:
+# every VERSION and every file below finalized/) of node1..3 in DATA:
+# OUT.md5 (MD5 and path) and OUT.attr (path, owner, mode), sorted.
+tree_sums() {
+  local data=$1 out=$2 n pids=()
+  for n in 1 2 3; do
+    (
+      cd "$data/node$n/dn"
+      find . -type f \( -path ./current/VERSION -o -path '*/current/VERSION' -o -path '*/current/finalized/*' \) \
+        -printf '%P\t%u:%g %m\n' | LC_ALL=C sort >"$out.attr$n"
+      cut -f1 "$out.attr$n" | xargs -r -d '\n' md5sum | sed "s|  |  node$n/|" >"$out.md5$n"
+      sed -i "s|^|node$n/|" "$out.attr$n"
+    ) &
+    pids+=($!)
+  done
+  for n in "${pids[@]}"; do wait "$n"; done
+  cat "$out".md5[123] >"$out.md5"
+  cat "$out".attr[123] >"$out.attr"
+  rm -f "$out".md5[123] "$out".attr[123]
+}
+
+# wipe_nodes DATA: every data node's folder removed, as after a disk loss.
+wipe_nodes() { rm_big "$1"/node*; }
 
 # timed KEY CMD...: cold cache, wall time of CMD, then of a sync (so written
 # data is on disk, as hwdr's upload syncs its file system before it reports).

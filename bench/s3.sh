@@ -252,27 +252,6 @@ rclone_down_nodes() {
   return $st
 }
 
-# tree_sums DATA OUT: what a restore must give back (the files hwdr backs up:
-# every VERSION and every file below finalized/) of node1..3 in DATA:
-# OUT.md5 (MD5 and path) and OUT.attr (path, owner, mode), sorted.
-tree_sums() {
-  local data=$1 out=$2 n pids=()
-  for n in 1 2 3; do
-    (
-      cd "$data/node$n/dn"
-      find . -type f \( -path ./current/VERSION -o -path '*/current/VERSION' -o -path '*/current/finalized/*' \) \
-        -printf '%P\t%u:%g %m\n' | LC_ALL=C sort >"$out.attr$n"
-      cut -f1 "$out.attr$n" | xargs -r -d '\n' md5sum | sed "s|  |  node$n/|" >"$out.md5$n"
-      sed -i "s|^|node$n/|" "$out.attr$n"
-    ) &
-    pids+=($!)
-  done
-  for n in "${pids[@]}"; do wait "$n"; done
-  cat "$out".md5[123] >"$out.md5"
-  cat "$out".attr[123] >"$out.attr"
-  rm -f "$out".md5[123] "$out".attr[123]
-}
-
 # check_restored KEY: the restored trees against the originals.
 check_restored() {
   local key=$1 got=$W/results/$1.sums
@@ -284,9 +263,6 @@ check_restored() {
   say "$key: $(wc -l <"$got.md5") files, $(LC_ALL=C comm -23 "$ref.md5" "$got.md5" | wc -l) files differ or are missing"
   rm -f "$got.md5" "$got.attr"
 }
-
-# wipe_nodes DATA: every data node's folder removed, as after a disk loss.
-wipe_nodes() { rm_big "$1"/node*; }
 
 # Fresh agents (their VmHWM is the run's).
 fresh_agents() {

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use testkit::gen::{self, GenSpec};
+use testkit::gen::{self, BlockContent, GenSpec};
 
 /// Generate HopsFS data node trees (`<out>/node<i>/dn/`).
 #[derive(Debug, Parser)]
@@ -49,6 +49,17 @@ struct Args {
     /// Add this many blocks to a tree generated before with the same arguments.
     #[arg(long)]
     add: Option<usize>,
+    /// What the blocks hold: `random` bytes (incompressible) or CSV `text`.
+    #[arg(long, default_value = "random", value_parser = parse_content)]
+    content: BlockContent,
+}
+
+fn parse_content(text: &str) -> Result<BlockContent> {
+    match text {
+        "random" => Ok(BlockContent::Random),
+        "text" => Ok(BlockContent::Text),
+        _ => bail!("{text}: expected random or text"),
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64> {
@@ -86,6 +97,7 @@ fn run(args: &Args) -> Result<()> {
         seed: args.seed,
         owner: args.owner,
         rbw_blocks_per_node: args.rbw,
+        content: args.content,
     };
     let start = Instant::now();
     let generated = match args.add {

@@ -23,7 +23,7 @@ mod write;
 mod tests;
 
 pub use scan::scan;
-pub use spec::GenSpec;
+pub use spec::{BlockContent, GenSpec};
 pub use tree::{block_subdirs, finalized_rel_dir, GenBlock, GenNode, Generated};
 
 use std::fs;
@@ -98,7 +98,7 @@ pub fn generate(root: &Path, spec: &GenSpec) -> Result<Generated> {
 
     let mut alloc = IdAllocator::fresh(spec.block_pools, &mut rng);
     let plan = plan_blocks(spec, spec.nodes, spec.blocks, &mut alloc, &mut rng);
-    write_planned(&generated, &plan, spec.seed, spec.owner)?;
+    write_planned(&generated, &plan, spec.seed, spec.content, spec.owner)?;
     for node in 0..spec.nodes {
         for _ in 0..spec.rbw_blocks_per_node {
             let block = next_block(spec, &mut alloc, &mut rng);
@@ -109,6 +109,7 @@ pub fn generate(root: &Path, spec: &GenSpec) -> Result<Generated> {
                 &block,
                 pool,
                 spec.seed,
+                spec.content,
                 &[(dir.join(block_rel), dir.join(meta_rel))],
                 spec.owner,
                 &mut Scratch::new(),
@@ -147,7 +148,7 @@ pub fn add_blocks(root: &Path, spec: &GenSpec, generated: &mut Generated, count:
     let mut rng = Rng::new(seed);
     let mut alloc = IdAllocator::after(generated, &mut rng);
     let plan = plan_blocks(spec, generated.nodes.len(), count, &mut alloc, &mut rng);
-    write_planned(generated, &plan, seed, spec.owner)?;
+    write_planned(generated, &plan, seed, spec.content, spec.owner)?;
     record_plan(generated, &plan);
     write_dfs_used(generated, spec.owner)?;
     debug!(root = %root.display(), added = count, blocks = generated.blocks.len(), "added blocks");

@@ -1,6 +1,10 @@
 //! The generator's seeded streams: SplitMix64 for sizes, ids and choices,
 //! and an xorshift64* stream per block for its content.
 
+use std::fmt::Write;
+
+use super::spec::BlockContent;
+
 /// SplitMix64: seeds, sizes, ids and replica choices (also the fault
 /// proxy's random faults, `faultproxy`).
 #[derive(Debug)]
@@ -45,28 +49,65 @@ pub(super) fn uuid(rng: &mut Rng) -> String {
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
-/// Block content: an xorshift64* stream seeded from (seed, pool, id).
-pub(super) struct Content(u64);
+/// Block content: an xorshift64* stream seeded from (seed, pool, id), as
+/// random bytes or as lines of CSV text drawn from it.
+pub(super) struct Content {
+    state: u64,
+    kind: BlockContent,
+    /// Text made and not handed out yet: `line[pos..]`.
+    line: String,
+    pos: usize,
+    row: u64,
+}
+
+/// The text rows' categories.
+const CATEGORIES: [&str; 12] = [
+    "grocery",
+    "fuel",
+    "travel",
+    "dining",
+    "health",
+    "utilities",
+    "entertainment",
+    "clothing",
+    "electronics",
+    "insurance",
+    "education",
+    "transfer",
+];
 
 impl Content {
-    pub(super) fn new(seed: u64, pool: &str, id: u64) -> Self {
+    pub(super) fn new(seed: u64, pool: &str, id: u64, kind: BlockContent) -> Self {
         // FNV-1a of the pool name.
         let pool_hash = pool.bytes().fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
         });
-        Self(mix(seed ^ mix(pool_hash ^ mix(id))) | 1)
+        Self {
+            state: mix(seed ^ mix(pool_hash ^ mix(id))) | 1,
+            kind,
+            line: String::new(),
+            pos: 0,
+            row: id.wrapping_mul(1_000_000),
+        }
     }
 
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     /// Fills `buf` with the next bytes; only the last call for a block may
     /// have a length that is not a multiple of 8.
     pub(super) fn fill(&mut self, buf: &mut [u8]) {
+        match self.kind {
+            BlockContent::Random => self.fill_random(buf),
+            BlockContent::Text => self.fill_text(buf),
+        }
+    }
+
+    fn fill_random(&mut self, buf: &mut [u8]) {
         let mut words = buf.chunks_exact_mut(8);
         for word in &mut words {
             word.copy_from_slice(&self.next().to_le_bytes());
@@ -76,5 +117,39 @@ impl Content {
             let last = self.next().to_le_bytes();
             rest.copy_from_slice(&last[..rest.len()]);
         }
+    }
+
+    fn fill_text(&mut self, buf: &mut [u8]) {
+        let mut at = 0;
+        while at < buf.len() {
+            if self.pos == self.line.len() {
+                self.next_line();
+            }
+            let n = (self.line.len() - self.pos).min(buf.len() - at);
+            buf[at..at + n].copy_from_slice(&self.line.as_bytes()[self.pos..self.pos + n]);
+            self.pos += n;
+            at += n;
+        }
+    }
+
+    /// One row: id, event time, customer, amount, category, card present.
+    fn next_line(&mut self) {
+        let (a, b) = (self.next(), self.next());
+        self.row += 1;
+        self.line.clear();
+        self.pos = 0;
+        let (day, secs, customer) = (1 + a % 31, (a >> 8) % 86_400, (a >> 32) % 100_000);
+        let (cents, category, present) = (b % 1_000_000, CATEGORIES[((b >> 24) % 12) as usize], b >> 63 == 1);
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            self.line,
+            "{},2024-01-{day:02}T{:02}:{:02}:{:02}Z,c{customer:05},{}.{:02},{category},{present}",
+            self.row,
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            cents / 100,
+            cents % 100,
+        );
     }
 }

@@ -23,6 +23,20 @@ pub struct GenSpec {
     pub owner: Option<(u32, u32)>,
     /// Blocks in `rbw/` on each node, not finalized and not replicated.
     pub rbw_blocks_per_node: usize,
+    /// What the blocks hold.
+    pub content: BlockContent,
+}
+
+/// What the generated blocks hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlockContent {
+    /// Random bytes: incompressible, as Parquet and ORC files (already
+    /// compressed) or encrypted data are.
+    #[default]
+    Random,
+    /// Lines of CSV text (ids, times, amounts, categories): what zstd
+    /// shrinks a few times, as uncompressed tables and logs.
+    Text,
 }
 
 impl Default for GenSpec {
@@ -37,6 +51,7 @@ impl Default for GenSpec {
             seed: 1,
             owner: None,
             rbw_blocks_per_node: 1,
+            content: BlockContent::Random,
         }
     }
 }

@@ -17,13 +17,19 @@ use hwdr::hopsfs::meta::{self, MetaHeader, META_VERSION};
 use super::plan::Plan;
 use super::random::{uuid, Content, Rng};
 use super::tree::{block_subdirs, pool_current};
-use super::{GenBlock, Generated};
+use super::{BlockContent, GenBlock, Generated};
 use super::{
     BUF_LEN, BYTES_PER_CHECKSUM, CHECKSUM, DIR_MODE, EPOCH_MS, FILE_MODE, LAYOUT_VERSION, LEAVES, MAX_THREADS,
 };
 
 /// Creates the `subdir` folders the plan needs, then writes its blocks.
-pub(super) fn write_planned(generated: &Generated, plan: &Plan, seed: u64, owner: Option<(u32, u32)>) -> Result<()> {
+pub(super) fn write_planned(
+    generated: &Generated,
+    plan: &Plan,
+    seed: u64,
+    kind: BlockContent,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
     let pools = generated.pools.len();
     // One bit per leaf folder, per node and pool.
     let mut leaves = vec![vec![0u64; LEAVES / 64]; generated.nodes.len() * pools];
@@ -71,7 +77,7 @@ pub(super) fn write_planned(generated: &Generated, plan: &Plan, seed: u64, owner
             let dir = &generated.nodes[n as usize].data_dir;
             paths.push((dir.join(&block_rel), dir.join(&meta_rel)));
         }
-        let written = write_block(block, generated.pool_name(block), seed, &paths, owner, scratch);
+        let written = write_block(block, generated.pool_name(block), seed, kind, &paths, owner, scratch);
         scratch.paths = paths;
         written
     })
@@ -102,6 +108,7 @@ pub(super) fn write_block(
     block: &GenBlock,
     pool: &str,
     seed: u64,
+    kind: BlockContent,
     paths: &[(PathBuf, PathBuf)],
     owner: Option<(u32, u32)>,
     scratch: &mut Scratch,
@@ -118,7 +125,7 @@ pub(super) fn write_block(
         bytes_per_checksum: BYTES_PER_CHECKSUM,
     }
     .encode();
-    let mut content = Content::new(seed, pool, block.id);
+    let mut content = Content::new(seed, pool, block.id, kind);
     let mut left = block.len;
     let mut first = true;
     loop {
