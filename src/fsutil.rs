@@ -125,6 +125,39 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
     }
 }
 
+/// Reads a secret file (a token, a TLS key): it must be a regular file owned
+/// by root that only its owner may read. `key` names the config key in the
+/// errors, which say how to fix the file. The checks are on the opened file,
+/// so a file swapped between check and read cannot slip through.
+pub fn read_private(path: &Path, key: &str) -> Result<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut file = File::open(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{key}: {} is not a regular file", path.display());
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{key}: {} has mode {mode:04o}; it must be readable by its owner only (chmod 600)",
+            path.display()
+        );
+    }
+    if meta.uid() != 0 {
+        anyhow::bail!(
+            "{key}: {} is owned by uid {}; it must be owned by root (chown root:root)",
+            path.display(),
+            meta.uid()
+        );
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

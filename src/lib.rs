@@ -29,4 +29,5 @@ pub(crate) mod restore;
 pub(crate) mod rondb;
 pub(crate) mod runner;
 pub(crate) mod systemd;
+pub(crate) mod tls;
 pub(crate) mod verify;

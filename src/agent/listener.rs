@@ -35,7 +35,7 @@ use tokio::task::{self, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use super::transport::{Acceptor, Stream};
+use super::transport::{Acceptor, Peer, Stream};
 
 /// The most connections the agent serves at once (fewer under a lower file
 /// limit, see [`connection_limit`]).
@@ -98,7 +98,7 @@ pub async fn serve(acceptor: Acceptor, router: Router, limits: Limits, mut stop:
     loop {
         tokio::select! {
             accepted = acceptor.accept() => match accepted {
-                Ok(tcp) => server.admit(acceptor.secure(tcp)),
+                Ok((tcp, addr)) => server.admit(acceptor.secure(tcp, addr)),
                 Err(e) => server.accept_failed(e).await,
             },
             Some(ended) = server.tasks.join_next_with_id() => {
@@ -137,7 +137,7 @@ impl Server {
     /// oldest idle one if the table is full.
     fn admit<F>(&mut self, secured: F)
     where
-        F: Future<Output = io::Result<Stream>> + Send + 'static,
+        F: Future<Output = io::Result<(Stream, Peer)>> + Send + 'static,
     {
         if self.table.len() >= self.limits.max_connections && !self.evict() {
             // Every connection has a request in flight: this one waits for none.
@@ -156,7 +156,7 @@ impl Server {
                 _ = task_close.notified() => return,
             };
             match stream {
-                Ok(stream) => serve_stream(stream, router, task_tracker, task_close).await,
+                Ok((stream, peer)) => serve_stream(stream, peer, router, task_tracker, task_close).await,
                 Err(e) => debug!("connection not secured: {e}"),
             }
         };
@@ -220,8 +220,8 @@ impl Server {
 }
 
 /// Serves HTTP/1.1 on one accepted stream until the client goes or `close`
-/// is notified. Generic over the stream, so a TLS stream can come in here.
-async fn serve_stream<S>(stream: S, router: Router, tracker: Tracker, close: Arc<Notify>)
+/// is notified; every request carries the [`Peer`] as an extension.
+async fn serve_stream<S>(stream: S, peer: Peer, router: Router, tracker: Tracker, close: Arc<Notify>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -232,6 +232,7 @@ where
     let service = Counted {
         inner: TowerToHyperService::new(router),
         tracker: tracker.clone(),
+        peer,
     };
     // hyper's own header timer would also cut the wait between requests short;
     // the table's check applies both timeouts instead.
@@ -374,10 +375,12 @@ impl Drop for InFlight {
     }
 }
 
-/// The router as a hyper service that counts the requests in flight.
+/// The router as a hyper service that counts the requests in flight and
+/// tells each who sent it.
 struct Counted {
     inner: TowerToHyperService<Router>,
     tracker: Tracker,
+    peer: Peer,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Counted {
@@ -385,7 +388,8 @@ impl hyper::service::Service<Request<Incoming>> for Counted {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer.clone());
         let in_flight = self.tracker.begin_request();
         let answer = self.inner.call(request);
         Box::pin(async move {

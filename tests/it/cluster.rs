@@ -191,11 +191,13 @@ fn wrong_or_missing_token_is_refused_and_changes_nothing() {
     let (status, jobs) = c.api("ndb1", "GET", "/v1/jobs", None);
     assert_eq!((status, jobs), (200, json!([])));
     assert!(common::tree(&c.repo.join("backups").join(ID)).is_empty());
-    // Health needs no token.
+    // Health needs no token, and tells a caller without one only the name.
     let (status, health) = http(&address, "GET", "/v1/health", None, None).unwrap();
     assert_eq!(status, 200);
-    assert_eq!(health["node"], "ndb1");
-    assert_eq!(health["busy"], false);
+    assert_eq!(health, json!({"node": "ndb1", "auth": "token"}));
+    let (status, health) = c.api("ndb1", "GET", "/v1/health", None);
+    assert_eq!(status, 200);
+    assert_eq!(health["detail"]["busy"], false);
 }
 
 #[test]
