@@ -100,13 +100,11 @@ async fn serve(
         });
     }
 
-    match tls {
-        Some(tls) => {
-            let interval = crate::tls::files::settings(&config).map_or(Duration::from_secs(30), |t| t.reload_interval);
-            tokio::spawn(reload_on_change(tls, interval, hangup, stop_tx.subscribe()));
-        }
-        None => drop(hangup),
-    }
+    let interval = config
+        .tls
+        .as_ref()
+        .map_or(Duration::from_secs(30), |t| t.reload_interval);
+    tokio::spawn(reload_on_change(tls, interval, hangup, stop_tx.subscribe()));
     wait_for_signal().await?;
     info!("stopping: no new jobs");
     systemd::stopping("stopping");
@@ -157,9 +155,10 @@ fn announce_auth(config: &Config, tls: Option<&ServerTls>) {
 /// Re-reads the certificate, key and CA on SIGHUP (`systemctl reload
 /// hwdr-agent`) and whenever they change (looked at every `interval`). New
 /// connections use the new files; open ones and a running job go on. A bad
-/// new set is logged and the current one kept.
+/// new set is logged and the current one kept. Without TLS there is nothing
+/// to reload, and SIGHUP says so.
 async fn reload_on_change(
-    tls: Arc<ServerTls>,
+    tls: Option<Arc<ServerTls>>,
     interval: Duration,
     mut hangup: tokio::signal::unix::Signal,
     mut stop: watch::Receiver<bool>,
@@ -169,9 +168,18 @@ async fn reload_on_change(
     loop {
         let force = tokio::select! {
             _ = tick.tick() => false,
-            _ = hangup.recv() => { info!("got SIGHUP: reloading the TLS files"); true }
+            _ = hangup.recv() => true,
             _ = stop.changed() => return,
         };
+        let Some(tls) = &tls else {
+            if force {
+                info!("got SIGHUP: nothing to reload ([agent] auth = token)");
+            }
+            continue;
+        };
+        if force {
+            info!("got SIGHUP: reloading the TLS files");
+        }
         match tls.reload_if_changed(force) {
             Ok(Some(leaf)) => info!(
                 "TLS files reloaded: certificate '{}' ({}), valid until {}",
