@@ -16,6 +16,7 @@ mod prune;
 mod restore;
 mod s3;
 mod store_conformance;
+mod tls_pki;
 mod verify;
 
 // Fault injection needs the binary built with `failpoints` (src/fault.rs).

@@ -1,0 +1,3 @@
+//! Mutual TLS between the leader and the agents, and the small PKI for clusters without Hopsworks' own.
+
+pub mod pki;
