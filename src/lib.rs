@@ -12,6 +12,7 @@ pub mod fault;
 pub mod hopsfs;
 pub mod logging;
 pub mod repo;
+pub mod tls;
 
 pub(crate) mod agent;
 pub(crate) mod backup;
@@ -29,5 +30,4 @@ pub(crate) mod restore;
 pub(crate) mod rondb;
 pub(crate) mod runner;
 pub(crate) mod systemd;
-pub(crate) mod tls;
 pub(crate) mod verify;

@@ -9,9 +9,8 @@
 //! its answer, e.g. a long-poll status request) is never cut. When the table
 //! is full, a new connection closes the one idle the longest.
 //!
-//! The transport ([`super::transport`]) accepts each connection and secures
-//! it (in the connection's task, so a slow handshake holds up nobody); this
-//! module serves HTTP on the stream it gives ([`serve_stream`]).
+//! The transport secures each connection in the connection's own task (a
+//! slow handshake holds up nobody); HTTP is served on its stream.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -375,8 +374,7 @@ impl Drop for InFlight {
     }
 }
 
-/// The router as a hyper service that counts the requests in flight and
-/// tells each who sent it.
+/// The router as a hyper service: counts requests in flight, tells each its caller.
 struct Counted {
     inner: TowerToHyperService<Router>,
     tracker: Tracker,

@@ -17,6 +17,7 @@ mod restore;
 mod s3;
 mod store_conformance;
 mod tls;
+mod tls_pki;
 mod verify;
 
 // Fault injection needs the binary built with `failpoints` (src/fault.rs).
