@@ -147,8 +147,7 @@ impl Server {
         let close = Arc::new(Notify::new());
         let router = self.router.clone();
         let (task_tracker, task_close) = (tracker.clone(), close.clone());
-        // Until its stream is ready, the connection counts as one that owes its
-        // header: the table's check closes it after `header_timeout`.
+        // Until its stream is ready it owes its header: closed after `header_timeout`.
         let task = async move {
             let stream = tokio::select! {
                 stream = secured => stream,
@@ -233,8 +232,7 @@ where
         tracker: tracker.clone(),
         peer,
     };
-    // hyper's own header timer would also cut the wait between requests short;
-    // the table's check applies both timeouts instead.
+    // hyper's header timer would cut the wait between requests short: the table applies both.
     let connection = http1::Builder::new()
         .header_read_timeout(None)
         .serve_connection(io, service);

@@ -606,7 +606,7 @@ fn agent_closes_connections_without_a_header_in_time_but_never_a_request_in_flig
         .unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&answer).contains("\"busy\"") {
+    while !String::from_utf8_lossy(&answer).contains("\"auth\"") {
         let n = kept.read(&mut buf).unwrap();
         assert!(n > 0, "no answer: {}", String::from_utf8_lossy(&answer));
         answer.extend_from_slice(&buf[..n]);
