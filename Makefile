@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-sealing bench-durability sandbox sandbox-down deb
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-sealing bench-durability bench-tls sandbox sandbox-down deb
 
 all: build
 
@@ -105,6 +105,11 @@ bench-durability:
 	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
 	$(CARGO) build --release --locked
 	bash bench/durability.sh
+
+# What mutual TLS costs a full backup: token vs mtls, alternating, on the
+# same data (docs/benchmarks.md, "Mutual TLS"). About 5 minutes.
+bench-tls: bench-build
+	bash bench/tls.sh
 
 # The Debian package (debian/): target/debian/hwdr_<version>_<arch>.deb with
 # its .buildinfo and .changes, checked by lintian (errors fail). dpkg-buildpackage

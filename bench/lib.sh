@@ -93,7 +93,8 @@ start_agents() {
   for i in 2 3 4; do
     ok=no
     for _ in $(seq 200); do
-      curl -fsS "http://127.0.0.$i:$port/v1/health" >/dev/null 2>&1 && { ok=yes; break; }
+      # Any HTTP answer: an agent on mutual TLS answers plain HTTP with 400.
+      [ "$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.$i:$port/v1/health" 2>/dev/null)" != 000 ] && { ok=yes; break; }
       sleep 0.1
     done
     [ $ok = yes ] || die "the agent on 127.0.0.$i did not come up: $(cat "$dir"/agent-node*.log)"

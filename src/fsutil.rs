@@ -125,11 +125,15 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
     }
 }
 
-/// Checks that `path` is a file holding a secret: a regular file, readable
-/// and writable by its owner only, and (with `root_only`) owned by root.
-/// `key` names the config key in the errors, which never show the content.
-pub fn check_private_file(path: &Path, key: &str, root_only: bool) -> Result<()> {
-    let meta = fs::metadata(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+/// Reads a secret file (a token, a TLS key): it must be a regular file owned
+/// by root that only its owner may read. `key` names the config key in the
+/// errors, which say how to fix the file. The checks are on the opened file,
+/// so a file swapped between check and read cannot slip through.
+pub fn read_private(path: &Path, key: &str) -> Result<Vec<u8>> {
+    let mut file = File::open(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
     if !meta.is_file() {
         bail!("{key}: {} is not a regular file", path.display());
     }
@@ -140,14 +144,17 @@ pub fn check_private_file(path: &Path, key: &str, root_only: bool) -> Result<()>
             path.display()
         );
     }
-    if root_only && meta.uid() != 0 {
+    if meta.uid() != 0 {
         bail!(
             "{key}: {} is owned by uid {}; it must be owned by root (chown root:root)",
             path.display(),
             meta.uid()
         );
     }
-    Ok(())
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -184,9 +191,9 @@ mod tests {
         let path = dir.path().join("secret");
         fs::write(&path, b"x").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
-        check_private_file(&path, "k", false).unwrap();
+        assert_eq!(read_private(&path, "k").unwrap(), b"x");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let err = check_private_file(&path, "k", false).unwrap_err().to_string();
+        let err = read_private(&path, "k").unwrap_err().to_string();
         assert_eq!(
             err,
             format!(
@@ -194,9 +201,9 @@ mod tests {
                 path.display()
             )
         );
-        let err = check_private_file(dir.path(), "k", false).unwrap_err().to_string();
+        let err = read_private(dir.path(), "k").unwrap_err().to_string();
         assert!(err.ends_with("is not a regular file"), "{err}");
-        let err = check_private_file(&dir.path().join("none"), "k", false).unwrap_err();
+        let err = read_private(&dir.path().join("none"), "k").unwrap_err();
         assert!(err.to_string().starts_with("k: cannot read"), "{err}");
     }
 }

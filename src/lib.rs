@@ -12,6 +12,7 @@ pub mod fault;
 pub mod hopsfs;
 pub mod logging;
 pub mod repo;
+pub mod tls;
 
 pub(crate) mod agent;
 pub(crate) mod backup;

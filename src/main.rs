@@ -45,6 +45,10 @@ enum Command {
     /// Manage the keys of an encrypted repository.
     #[command(subcommand)]
     Key(cli::key::Command),
+    /// A cluster CA and node certificates for mutual TLS, for clusters
+    /// without Hopsworks' own PKI.
+    #[command(subcommand)]
+    Tls(cli::tls::Command),
     /// Remove a stale repository lock left by a process that died.
     Unlock(cli::unlock::Args),
     /// Run the node agent (the hwdr-agent service).
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => cli::config::run(&cli.config, cmd),
         Command::Repo(cmd) => cli::repo::run(&cli.config, cmd),
         Command::Key(cmd) => cli::key::run(&cli.config, cmd),
+        Command::Tls(cmd) => cli::tls::run(&cli.config, cmd),
         Command::Unlock(args) => cli::unlock::run(&cli.config, args),
         Command::Agent => cli::agent::run(&cli.config),
         Command::OnFailure { unit } => cli::on_failure::run(&unit),

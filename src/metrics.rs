@@ -85,7 +85,45 @@ pub fn render(config: &Config) -> Result<String> {
         backup_metrics(&mut metric, &cluster, entries);
     }
     verify_and_prune_metrics(&mut metric, &cluster, &state);
+    tls_metrics(&mut metric, &cluster, config);
     Ok(out)
+}
+
+/// `hwdr_tls_cert_expiry_timestamp_seconds` of this node's certificate and
+/// of each CA certificate it trusts (none without `[tls]`, or when the files
+/// cannot be read: `hwdr config check` says why).
+fn tls_metrics(metric: &mut Metric<'_>, cluster: &str, config: &Config) {
+    let Some(tls) = &config.tls else {
+        return;
+    };
+    let node = config.this_node.as_str();
+    let read = |path: &std::path::Path, file: &str| -> Vec<(String, f64)> {
+        let certs = crate::tls::files::certificates(path, file).unwrap_or_default();
+        certs
+            .iter()
+            .filter_map(|c| crate::tls::identity::CertInfo::parse(c).ok())
+            .take(if file == "certificate" { 1 } else { usize::MAX })
+            .map(|info| {
+                let labels = format!(
+                    "{{{cluster},node=\"{node}\",file=\"{file}\",subject=\"{}\"}}",
+                    label_value(&info.subject)
+                );
+                (labels, info.not_after.timestamp() as f64)
+            })
+            .collect()
+    };
+    let mut samples = read(&tls.certificate, "certificate");
+    samples.extend(read(&tls.ca, "ca"));
+    metric(
+        "hwdr_tls_cert_expiry_timestamp_seconds",
+        "When this node's TLS certificate (file=\"certificate\") and each CA certificate it trusts (file=\"ca\") expire, in Unix seconds.",
+        samples,
+    );
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// A metric writer: name, help, and (labels, value) samples.

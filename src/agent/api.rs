@@ -6,18 +6,25 @@
 //! leader's client converts the answers back. A change here is a change of
 //! the wire.
 //!
-//! | method and path      | auth   | body / answer                          |
-//! |----------------------|--------|----------------------------------------|
-//! | `GET /v1/health`     | none   | [`Health`]                             |
-//! | `POST /v1/jobs`      | bearer | [`JobRequest`] → 202 [`JobCreated`]    |
-//! | `GET /v1/jobs`       | bearer | `[JobStatus]`                          |
-//! | `GET /v1/jobs/{id}`  | bearer | [`JobStatus`]; renews the job's lease  |
-//! | `POST /v1/jobs/{id}/cancel` | bearer | [`JobStatus`] once it ended   |
+//! | method and path      | caller                 | body / answer                   |
+//! |----------------------|------------------------|---------------------------------|
+//! | `GET /v1/health`     | anyone                 | [`Health`] (details only to an authenticated caller) |
+//! | `GET /metrics`       | a cluster certificate (or anyone, see `[agent] metrics_without_certificate`; anyone with `auth = token`) | Prometheus text |
+//! | `POST /v1/jobs`      | head node              | [`JobRequest`] → 202 [`JobCreated`] |
+//! | `GET /v1/jobs`       | head node              | `[JobStatus]`                   |
+//! | `GET /v1/jobs/{id}`  | head node              | [`JobStatus`]; renews the job's lease |
+//! | `POST /v1/jobs/{id}/cancel` | head node       | [`JobStatus`] once it ended     |
+//! | `POST /v1/plan`      | head node              | [`JobRequest`] → [`JobPlan`]    |
 //!
-//! Errors are `{"error": "..."}` with 400 (bad request), 401 (token), 404
-//! (unknown job), 409 (busy; the backup is not being taken; the repository
-//! lock does not name the backup or restore the job belongs to), 503 (the
-//! agent is stopping).
+//! "Head node" is what `[agent] auth` asks for (agent/access.rs): with
+//! `mtls`, a client certificate of the cluster's CA naming a node with the
+//! head role; with `token`, the bearer token; with `mtls+token`, both.
+//!
+//! Errors are `{"error": "..."}` with 400 (bad request; plain HTTP to a TLS
+//! agent), 401 (no certificate or token), 403 (a certificate that is not a
+//! head node's), 404 (unknown job), 409 (busy; the backup is not being
+//! taken; the repository lock does not name the backup or restore the job
+//! belongs to), 503 (the agent is stopping).
 //!
 //! A job is bound to its leader by a lease: every status request renews it
 //! (while it waits, and after its answer), and a job whose status nobody asked
@@ -29,10 +36,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Answer of `GET /v1/health`.
+/// Answer of `GET /v1/health`. A caller that did not authenticate (no
+/// certificate, or no token) learns only the node's name and `[agent]
+/// auth`; the rest is for the cluster's own nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
     pub node: String,
+    /// The agent's `[agent] auth` (absent from agents older than mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<HealthDetail>,
+}
+
+/// What [`Health`] tells an authenticated caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthDetail {
     pub cluster: String,
     pub roles: BTreeSet<Role>,
     pub version: String,

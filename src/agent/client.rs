@@ -1,5 +1,6 @@
 //! The leader's side of the agent API.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -10,9 +11,10 @@ use tracing::{info, warn};
 use super::api::{self, ApiError, Health, JobCreated, JobState};
 use super::token::Token;
 use super::transport;
-use crate::config::{Config, NodeSpec};
+use crate::config::{Auth, Config, NodeName, NodeSpec};
 use crate::job::{JobRequest, JobResult, PlanLine};
 use crate::repo::lock::LockInfo;
+use crate::tls::files::Material;
 
 /// How long one status request asks the agent to wait for the job's end
 /// (`wait_ms`), at most; never more than half of `[agent] request_timeout`.
@@ -72,27 +74,57 @@ impl std::error::Error for JobFailed {}
 /// A client for every agent of the cluster.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
-    http: reqwest::Client,
-    token: Token,
+    /// One per node: with mutual TLS, each accepts only its node's certificate.
+    http: BTreeMap<NodeName, reqwest::Client>,
+    auth: Auth,
+    token: Option<Token>,
     node_timeout: Duration,
     long_poll: Duration,
 }
 
 impl AgentClient {
-    /// A client with the cluster token and timeouts of `config`.
+    /// A client with the credentials (`[agent] auth`) and timeouts of `config`.
     pub fn new(config: &Config) -> Result<AgentClient> {
-        let token = Token::load(&config.agent.token_file, &config.origins.key("agent", "token_file"))?;
-        let http = transport::client(config)?;
+        let token = super::load_token(config)?;
+        let material = match config.agent.auth.tls() {
+            true => Some(Material::load(config)?),
+            false => None,
+        };
+        let mut http = BTreeMap::new();
+        for node in &config.nodes {
+            http.insert(node.name.clone(), transport::client(config, material.as_ref(), node)?);
+        }
         Ok(AgentClient {
             http,
+            auth: config.agent.auth,
             token,
             node_timeout: config.backup.node_timeout,
             long_poll: LONG_POLL.min(config.agent.request_timeout / 2),
         })
     }
 
-    fn url(node: &NodeSpec, path: &str) -> String {
-        transport::url(&node.address, path)
+    /// A request to `node`'s agent, with the token if `[agent] auth` sends one.
+    fn request(&self, method: reqwest::Method, node: &NodeSpec, path: &str) -> Result<reqwest::RequestBuilder> {
+        let http = self
+            .http
+            .get(&node.name)
+            .with_context(|| format!("node {} is not in [[nodes]]", node.name))?;
+        let request = http.request(method, transport::url(&node.address, path, self.auth.tls()));
+        Ok(match &self.token {
+            Some(token) => request.header(reqwest::header::AUTHORIZATION, token.bearer()),
+            None => request,
+        })
+    }
+
+    /// Sends `request`; a failure to connect says what it likely means.
+    async fn send(&self, node: &NodeSpec, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        request.send().await.map_err(|e| {
+            let hint = unreachable_hint(self.auth, &e);
+            anyhow::Error::new(e).context(format!(
+                "agent of {} ({}) does not answer{hint}",
+                node.name, node.address
+            ))
+        })
     }
 
     /// A job status answer, converted to hwdr's types.
@@ -117,11 +149,8 @@ impl AgentClient {
     /// `GET /v1/health`; the answer must come from the node we asked for.
     pub async fn health(&self, node: &NodeSpec) -> Result<Health> {
         let response = self
-            .http
-            .get(Self::url(node, "/v1/health"))
-            .send()
-            .await
-            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+            .send(node, self.request(reqwest::Method::GET, node, "/v1/health")?)
+            .await?;
         let health: Health = Self::decode(node, response).await?;
         if health.node != node.name.as_str() {
             bail!(
@@ -131,19 +160,22 @@ impl AgentClient {
                 node.name
             );
         }
+        if let Some(auth) = health.auth.as_deref().filter(|a| *a != self.auth.as_str()) {
+            bail!(
+                "node {} has [agent] auth = {auth}, this node {}: set the same [agent] auth on every node",
+                node.name,
+                self.auth
+            );
+        }
         Ok(health)
     }
 
     /// `POST /v1/jobs`: returns the job id.
     pub async fn start(&self, node: &NodeSpec, request: &JobRequest) -> Result<String> {
-        let response = self
-            .http
-            .post(Self::url(node, "/v1/jobs"))
-            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
-            .json(&api::JobRequest::from(request))
-            .send()
-            .await
-            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let request = self
+            .request(reqwest::Method::POST, node, "/v1/jobs")?
+            .json(&api::JobRequest::from(request));
+        let response = self.send(node, request).await?;
         let created: JobCreated = Self::decode(node, response).await?;
         Ok(created.job_id)
     }
@@ -151,14 +183,10 @@ impl AgentClient {
     /// `POST /v1/plan`: what `request` would run on `node`, rendered there
     /// from its own config.
     pub async fn plan(&self, node: &NodeSpec, request: &JobRequest) -> Result<Vec<PlanLine>> {
-        let response = self
-            .http
-            .post(Self::url(node, "/v1/plan"))
-            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
-            .json(&api::JobRequest::from(request))
-            .send()
-            .await
-            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let request = self
+            .request(reqwest::Method::POST, node, "/v1/plan")?
+            .json(&api::JobRequest::from(request));
+        let response = self.send(node, request).await?;
         let plan: api::JobPlan = Self::decode(node, response).await?;
         Ok(plan.lines.into_iter().map(Into::into).collect())
     }
@@ -166,25 +194,19 @@ impl AgentClient {
     /// `GET /v1/jobs/{id}?wait_ms=…`: the agent answers when the job ends or
     /// after `wait`, whichever comes first.
     pub async fn status_wait(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobReport> {
-        let response = self
-            .http
-            .get(Self::url(node, &format!("/v1/jobs/{id}?wait_ms={}", wait.as_millis())))
-            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
-            .send()
-            .await
-            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let request = self.request(
+            reqwest::Method::GET,
+            node,
+            &format!("/v1/jobs/{id}?wait_ms={}", wait.as_millis()),
+        )?;
+        let response = self.send(node, request).await?;
         Self::report(node, Self::decode(node, response).await?)
     }
 
     /// `GET /v1/jobs`: the agent's last jobs, newest last.
     pub async fn jobs(&self, node: &NodeSpec) -> Result<Vec<JobReport>> {
-        let response = self
-            .http
-            .get(Self::url(node, "/v1/jobs"))
-            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
-            .send()
-            .await
-            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let request = self.request(reqwest::Method::GET, node, "/v1/jobs")?;
+        let response = self.send(node, request).await?;
         let statuses: Vec<api::JobStatus> = Self::decode(node, response).await?;
         statuses.into_iter().map(|s| Self::report(node, s)).collect()
     }
@@ -192,16 +214,12 @@ impl AgentClient {
     /// `POST /v1/jobs/{id}/cancel?wait_ms=…`: asks the job to stop; the
     /// answer comes once it ended (or after `wait`).
     pub async fn cancel(&self, node: &NodeSpec, id: &str, wait: Duration) -> Result<JobReport> {
-        let response = self
-            .http
-            .post(Self::url(
-                node,
-                &format!("/v1/jobs/{id}/cancel?wait_ms={}", wait.as_millis()),
-            ))
-            .header(reqwest::header::AUTHORIZATION, self.token.bearer())
-            .send()
-            .await
-            .with_context(|| format!("agent of {} ({}) does not answer", node.name, node.address))?;
+        let request = self.request(
+            reqwest::Method::POST,
+            node,
+            &format!("/v1/jobs/{id}/cancel?wait_ms={}", wait.as_millis()),
+        )?;
+        let response = self.send(node, request).await?;
         Self::report(node, Self::decode(node, response).await?)
     }
 
@@ -333,4 +351,29 @@ fn is_transport(err: &anyhow::Error) -> bool {
 fn is_status(err: &anyhow::Error, status: StatusCode) -> bool {
     err.chain()
         .any(|c| c.downcast_ref::<AgentRefused>().is_some_and(|r| r.status == status))
+}
+
+/// What a failed connection likely means under `[agent] auth`: a TLS agent
+/// answering a plain leader is answered in clear (see transport), so here
+/// are the other mismatches and refusals.
+fn unreachable_hint(auth: Auth, error: &reqwest::Error) -> String {
+    let text = {
+        let mut all = String::new();
+        let mut source: Option<&dyn std::error::Error> = Some(error);
+        while let Some(e) = source {
+            all.push_str(&format!(" {e}"));
+            source = e.source();
+        }
+        all
+    };
+    if !auth.tls() {
+        return String::new();
+    }
+    if text.contains("InvalidContentType") || text.contains("corrupt message") || text.contains("CorruptMessage") {
+        format!(" (it does not speak TLS: its [agent] auth is probably 'token', this node's is '{auth}'; set the same [agent] auth on every node)")
+    } else if text.contains("certificate") || text.contains("alert") {
+        format!(" (the TLS handshake failed:{text}; run `hwdr config check` on both nodes)")
+    } else {
+        String::new()
+    }
 }

@@ -9,9 +9,8 @@
 //! its answer, e.g. a long-poll status request) is never cut. When the table
 //! is full, a new connection closes the one idle the longest.
 //!
-//! The transport ([`super::transport`]) accepts each connection and secures
-//! it (in the connection's task, so a slow handshake holds up nobody); this
-//! module serves HTTP on the stream it gives ([`serve_stream`]).
+//! The transport secures each connection in the connection's own task (a
+//! slow handshake holds up nobody); HTTP is served on its stream.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -35,7 +34,7 @@ use tokio::task::{self, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use super::transport::{Acceptor, Stream};
+use super::transport::{Acceptor, Peer, Stream};
 
 /// The most connections the agent serves at once (fewer under a lower file
 /// limit, see [`connection_limit`]).
@@ -98,7 +97,7 @@ pub async fn serve(acceptor: Acceptor, router: Router, limits: Limits, mut stop:
     loop {
         tokio::select! {
             accepted = acceptor.accept() => match accepted {
-                Ok(tcp) => server.admit(acceptor.secure(tcp)),
+                Ok((tcp, addr)) => server.admit(acceptor.secure(tcp, addr)),
                 Err(e) => server.accept_failed(e).await,
             },
             Some(ended) = server.tasks.join_next_with_id() => {
@@ -137,7 +136,7 @@ impl Server {
     /// oldest idle one if the table is full.
     fn admit<F>(&mut self, secured: F)
     where
-        F: Future<Output = io::Result<Stream>> + Send + 'static,
+        F: Future<Output = io::Result<(Stream, Peer)>> + Send + 'static,
     {
         if self.table.len() >= self.limits.max_connections && !self.evict() {
             // Every connection has a request in flight: this one waits for none.
@@ -148,15 +147,14 @@ impl Server {
         let close = Arc::new(Notify::new());
         let router = self.router.clone();
         let (task_tracker, task_close) = (tracker.clone(), close.clone());
-        // Until its stream is ready, the connection counts as one that owes its
-        // header: the table's check closes it after `header_timeout`.
+        // Until its stream is ready it owes its header: closed after `header_timeout`.
         let task = async move {
             let stream = tokio::select! {
                 stream = secured => stream,
                 _ = task_close.notified() => return,
             };
             match stream {
-                Ok(stream) => serve_stream(stream, router, task_tracker, task_close).await,
+                Ok((stream, peer)) => serve_stream(stream, peer, router, task_tracker, task_close).await,
                 Err(e) => debug!("connection not secured: {e}"),
             }
         };
@@ -220,8 +218,8 @@ impl Server {
 }
 
 /// Serves HTTP/1.1 on one accepted stream until the client goes or `close`
-/// is notified. Generic over the stream, so a TLS stream can come in here.
-async fn serve_stream<S>(stream: S, router: Router, tracker: Tracker, close: Arc<Notify>)
+/// is notified; every request carries the [`Peer`] as an extension.
+async fn serve_stream<S>(stream: S, peer: Peer, router: Router, tracker: Tracker, close: Arc<Notify>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -232,9 +230,9 @@ where
     let service = Counted {
         inner: TowerToHyperService::new(router),
         tracker: tracker.clone(),
+        peer,
     };
-    // hyper's own header timer would also cut the wait between requests short;
-    // the table's check applies both timeouts instead.
+    // hyper's header timer would cut the wait between requests short: the table applies both.
     let connection = http1::Builder::new()
         .header_read_timeout(None)
         .serve_connection(io, service);
@@ -374,10 +372,11 @@ impl Drop for InFlight {
     }
 }
 
-/// The router as a hyper service that counts the requests in flight.
+/// The router as a hyper service: counts requests in flight, tells each its caller.
 struct Counted {
     inner: TowerToHyperService<Router>,
     tracker: Tracker,
+    peer: Peer,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Counted {
@@ -385,7 +384,8 @@ impl hyper::service::Service<Request<Incoming>> for Counted {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer.clone());
         let in_flight = self.tracker.begin_request();
         let answer = self.inner.call(request);
         Box::pin(async move {

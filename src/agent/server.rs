@@ -1,4 +1,5 @@
-//! The agent's HTTP server: routes, bearer-token check, and the job table.
+//! The agent's HTTP server: routes, the access gate (agent/access.rs), and
+//! the job table.
 //! One job runs at a time; jobs run on the blocking pool and report progress
 //! through a [`JobControl`]. A job is bound to the repository lock of the
 //! leader that started it and to a lease its status requests renew; it is
@@ -12,7 +13,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,8 +22,10 @@ use axum::{Json, Router};
 use chrono::Utc;
 use tracing::{error, info, info_span, warn, Instrument};
 
-use super::api::{self, ApiError, Health, JobCreated, JobState, JobStatus, Progress};
+use super::access::{Policy, Route};
+use super::api::{self, ApiError, Health, HealthDetail, JobCreated, JobState, JobStatus, Progress};
 use super::token::Token;
+use super::transport::Peer;
 use crate::config::Config;
 use crate::job::{JobControl, JobRequest, JobResult};
 use crate::repo::lock::LockInfo;
@@ -42,7 +45,7 @@ const LEASE_CHECK: Duration = Duration::from_millis(500);
 /// State shared by every request.
 pub struct Shared {
     config: Arc<Config>,
-    token: Token,
+    policy: Policy,
     /// A running job whose status nobody asks for this long is cancelled
     /// (`[backup] node_timeout`, the leader's own patience with an agent).
     lease: Duration,
@@ -77,12 +80,12 @@ impl Entry {
 }
 
 impl Shared {
-    /// State for an agent of `config` accepting `token`.
-    pub fn new(config: Config, token: Token) -> Arc<Shared> {
+    /// State for an agent of `config`; `token` is loaded when `[agent] auth` needs it.
+    pub fn new(config: Arc<Config>, token: Option<Token>) -> Arc<Shared> {
         Arc::new(Shared {
             lease: config.backup.node_timeout,
-            config: Arc::new(config),
-            token,
+            policy: Policy::new(&config, token),
+            config,
             jobs: Mutex::new(Jobs::default()),
             accepting: AtomicBool::new(true),
             ended: tokio::sync::watch::Sender::new(0),
@@ -113,48 +116,69 @@ impl IntoResponse for ApiErr {
     }
 }
 
-/// The routes of API version 1.
+/// The routes of API version 1, every one behind the access gate.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let authed = Router::new()
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/v1/jobs", get(list_jobs).post(start_job))
         .route("/v1/jobs/{id}", get(job_status))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/plan", post(plan_job))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), auth));
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/metrics", get(metrics))
-        .merge(authed)
+        .route_layer(middleware::from_fn_with_state(shared.clone(), gate))
         .fallback(|| async { ApiErr(StatusCode::NOT_FOUND, "no such API path".into()) })
         .with_state(shared)
 }
 
-async fn auth(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let header = request
+/// Whether the caller authenticated, for the handlers that answer anyone.
+#[derive(Debug, Clone, Copy)]
+struct Authenticated(bool);
+
+/// Lets a request through if `[agent] auth` allows its caller on its route;
+/// a refusal is logged with who tried and why, and nothing runs.
+async fn gate(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<Peer>().cloned().unwrap_or(Peer {
+        addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        cert: None,
+    });
+    let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if shared.token.accepts(header) {
-        return next.run(request).await;
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let path = request.uri().path().to_owned();
+    if let Err(refused) = shared.policy.check(Route::of(&path), &peer, authorization.as_deref()) {
+        let subject = peer.cert.as_ref().map_or("none", |c| c.subject.as_str());
+        warn!(peer = %peer.addr, certificate = subject, path = %path, "refused {path} from {}: {}", peer.addr, refused.message);
+        let mut response = ApiErr(refused.status, refused.message).into_response();
+        if refused.status == StatusCode::UNAUTHORIZED && shared.policy.auth().token() {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        return response;
     }
-    warn!(path = %request.uri().path(), "refused a request without the right token");
-    let mut response = ApiErr(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-    response
+    let authenticated = shared.policy.authenticated(&peer, authorization.as_deref());
+    request.extensions_mut().insert(Authenticated(authenticated));
+    next.run(request).await
 }
 
-async fn health(State(shared): State<Arc<Shared>>) -> Json<Health> {
+async fn health(State(shared): State<Arc<Shared>>, Extension(who): Extension<Authenticated>) -> Json<Health> {
     let this = shared.config.this();
-    let running = shared.running();
+    let detail = who.0.then(|| {
+        let running = shared.running();
+        HealthDetail {
+            cluster: shared.config.cluster.clone(),
+            roles: this.roles.iter().copied().map(Into::into).collect(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            busy: running.is_some(),
+            job: running,
+        }
+    });
     Json(Health {
         node: this.name.to_string(),
-        cluster: shared.config.cluster.clone(),
-        roles: this.roles.iter().copied().map(Into::into).collect(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        busy: running.is_some(),
-        job: running,
+        auth: Some(shared.policy.auth().to_string()),
+        detail,
     })
 }
 

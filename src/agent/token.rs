@@ -3,7 +3,6 @@
 //! at least [`MIN_LEN`] characters. Every problem is a configuration error
 //! (exit code 3: systemd does not restart the agent for it).
 
-use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -33,12 +32,12 @@ impl Token {
     /// Reads and checks the token file; `key` names the config key in errors,
     /// which are [`HwdrError::Config`].
     pub fn load(path: &Path, key: &str) -> Result<Token> {
-        Self::read_checked(path, key, true).map_err(|e| HwdrError::Config(format!("{e:#}")).into())
+        Self::read_checked(path, key).map_err(|e| HwdrError::Config(format!("{e:#}")).into())
     }
 
-    fn read_checked(path: &Path, key: &str, root_only: bool) -> Result<Token> {
-        crate::fsutil::check_private_file(path, key, root_only)?;
-        let text = fs::read_to_string(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+    fn read_checked(path: &Path, key: &str) -> Result<Token> {
+        let bytes = crate::fsutil::read_private(path, key)?;
+        let text = String::from_utf8(bytes).with_context(|| format!("{key}: {} is not text", path.display()))?;
         let value = text.trim().to_owned();
         if value.is_empty() {
             bail!("{key}: {} is empty", path.display());
@@ -81,6 +80,7 @@ impl Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     fn file(mode: u32, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -125,7 +125,6 @@ mod tests {
         );
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::InvalidConfig);
         let (_d, path) = file(0o400, GOOD);
-        assert!(Token::read_checked(&path, "k", false).is_ok());
         if nix::unistd::Uid::effective().is_root() {
             assert!(Token::load(&path, "k").is_ok());
             nix::unistd::chown(&path, Some(nix::unistd::Uid::from_raw(1)), None).unwrap();

@@ -386,11 +386,17 @@ mod tests {
         r#"{"id":"20261123T200157-3","request":{"kind":"collect_rondb_parts","node":"ndb2","backup_id":"2611231819"},"lock":null,"state":"running","started_at":"2026-11-23T20:01:57Z","finished_at":null,"progress":{"files":0,"bytes":0},"result":null,"error":null}"#,
     ];
 
-    /// Health answers, the roles in the order hwdr always sent them.
-    const HEALTH: [&str; 2] = [
-        r#"{"node":"head1","cluster":"c1","roles":["head","rondb","hopsfs"],"version":"0.1.0","busy":true,"job":"j"}"#,
-        r#"{"node":"head1","cluster":"c1","roles":["hopsfs"],"version":"0.1.0","busy":false,"job":null}"#,
+    /// Health answers, the roles in the order hwdr always sent them: to an
+    /// authenticated caller, and to one that did not authenticate.
+    const HEALTH: [&str; 3] = [
+        r#"{"node":"head1","auth":"mtls","detail":{"cluster":"c1","roles":["head","rondb","hopsfs"],"version":"0.1.0","busy":true,"job":"j"}}"#,
+        r#"{"node":"head1","auth":"token","detail":{"cluster":"c1","roles":["hopsfs"],"version":"0.1.0","busy":false,"job":null}}"#,
+        r#"{"node":"head1","auth":"mtls"}"#,
     ];
+
+    /// The health answer of an agent from before mutual TLS.
+    const OLD_HEALTH: &str =
+        r#"{"node":"head1","cluster":"c1","roles":["hopsfs"],"version":"0.1.0","busy":false,"job":null}"#;
 
     /// `sample` read as `T` and written again, unchanged.
     fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(sample: &str) -> T {
@@ -470,6 +476,11 @@ mod tests {
         for sample in HEALTH {
             round_trip::<api::Health>(sample);
         }
+        let old: api::Health = serde_json::from_str(OLD_HEALTH).unwrap();
+        assert_eq!(
+            (old.node.as_str(), old.auth, old.detail.is_none()),
+            ("head1", None, true)
+        );
         round_trip::<api::JobCreated>(r#"{"job_id":"20261123T200157-1"}"#);
         round_trip::<api::ApiError>(r#"{"error":"busy with job 20261123T200157-1"}"#);
     }

@@ -8,12 +8,13 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::config::{Config, RepositoryLocation, Role};
+use crate::config::{Auth, Config, RepositoryLocation, Role};
 use crate::exit::{Code, HwdrError};
 use crate::outln;
 use crate::repo::lock::this_host;
 use crate::repo::store::{ObjectKey, PutOptions, StoreError};
 use crate::repo::Repository;
+use crate::tls::identity::CertInfo;
 
 /// `hwdr config ...`
 #[derive(Debug, clap::Subcommand)]
@@ -86,9 +87,9 @@ fn check_host(config: &Config, report: &mut Report) {
     if this.has(Role::Hopsfs) {
         check_hopsfs(config, report);
     }
-    // The agents need the token; a one-node cluster without one has no agents to talk to.
-    if crate::fleet::needs_agents(config) || config.agent.token_file.exists() {
-        check_token(config, report);
+    // The agents need their credentials; a one-node cluster without them has no agents to talk to.
+    if crate::fleet::needs_agents(config) || config.agent.token_file.exists() || config.tls.is_some() {
+        check_auth(config, report);
     }
     if this.has(Role::Rondb) {
         check_backup_dir(config, report);
@@ -169,6 +170,81 @@ fn check_head(config: &Config, report: &mut Report) {
             Ok(_) => report.ok(format!("{key}: {} exists", path.display())),
             Err(e) => report.fail(format!("{key}: {}: {e}", path.display())),
         }
+    }
+}
+
+/// `[agent] auth` and the credentials it needs: the token, the certificates.
+fn check_auth(config: &Config, report: &mut Report) {
+    let key = config.origins.key("agent", "auth");
+    match config.agent.auth {
+        Auth::Token => report.warn(format!(
+            "{key} = token: the bearer token crosses the network in clear; set up mutual TLS (README: Security)"
+        )),
+        auth => report.ok(format!("{key} = {auth}: mutual TLS between the leader and the agents")),
+    }
+    if config.agent.auth.token() {
+        check_token(config, report);
+    }
+    if config.agent.auth.tls() {
+        check_tls(config, report);
+    }
+}
+
+/// This node's certificate and the CA: what they say, and whether a leader
+/// would accept the certificate as this node's.
+fn check_tls(config: &Config, report: &mut Report) {
+    let material = match crate::tls::files::Material::load(config) {
+        Ok(m) => m,
+        Err(e) => return report.fail(format!("{e:#}")),
+    };
+    let now = chrono::Utc::now();
+    let key = config.origins.key("tls", "certificate");
+    for (what, cert) in
+        std::iter::once(("certificate", &material.chain[0])).chain(material.ca.iter().map(|c| ("CA", c)))
+    {
+        match CertInfo::parse(cert) {
+            Ok(info) => report_certificate(report, what, &info, now),
+            Err(e) => report.fail(format!("{key}: a {what} certificate: {e:#}")),
+        }
+    }
+    let this = config.this();
+    report.check(
+        crate::tls::client::check_node_certificate(config, &material, this)
+            .map(|()| {
+                format!(
+                    "{key}: chains to the CA and names this node '{}' ({})",
+                    this.name, this.address
+                )
+            })
+            .map_err(|e| format!("{e:#}")),
+    );
+    report.check(
+        crate::tls::server::ServerTls::load(config)
+            .map(|_| format!("{}: fits the certificate", config.origins.key("tls", "key")))
+            .map_err(|e| format!("{e:#}")),
+    );
+}
+
+/// Certificates this close to their end are reported (as the README's alert rule does).
+const EXPIRY_WARNING: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+fn report_certificate(report: &mut Report, what: &str, info: &CertInfo, now: chrono::DateTime<chrono::Utc>) {
+    let line = format!(
+        "{what} '{}': SANs {}, issued by '{}', valid {} to {}",
+        info.subject,
+        info.sans(),
+        info.issuer,
+        info.not_before.format("%Y-%m-%d"),
+        info.not_after.format("%Y-%m-%d %H:%M UTC")
+    );
+    if info.not_after <= now {
+        report.fail(format!("{line}: EXPIRED"));
+    } else if info.not_before > now {
+        report.fail(format!("{line}: not valid yet"));
+    } else if info.not_after - now < EXPIRY_WARNING {
+        report.warn(format!("{line}: expires in {} days", (info.not_after - now).num_days()));
+    } else {
+        report.ok(line);
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod out;
 pub mod prune;
 pub mod repo;
 pub mod restore;
+pub mod tls;
 pub mod unlock;
 pub mod verify;
 

@@ -21,13 +21,14 @@ mod retention;
 mod rondb;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod users;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use agent::AgentSettings;
+pub use agent::{AgentSettings, Auth};
 pub use backup::BackupSettings;
 pub use command_step::CommandStep;
 pub use drill::DrillSettings;
@@ -39,6 +40,7 @@ pub use repository::{KeySource, ObjectScheme, ObjectSettings, RepositoryLocation
 pub use restore::RestoreSettings;
 pub use retention::Retention;
 pub use rondb::RondbSettings;
+pub use tls::TlsSettings;
 
 use crate::exit::HwdrError;
 use load::Loaded;
@@ -61,6 +63,8 @@ pub struct Config {
     pub config_paths: Vec<PathBuf>,
     pub backup: BackupSettings,
     pub agent: AgentSettings,
+    /// `[tls]`: this node's certificate, key and the cluster's CA, if set.
+    pub tls: Option<TlsSettings>,
     pub hopsfs: HopsfsSettings,
     pub restore: RestoreSettings,
     pub opensearch: CommandStep,
@@ -100,7 +104,8 @@ impl Config {
         let rondb = RondbSettings::from_raw(raw.rondb.unwrap_or_default(), &nodes, &mut errors);
         let config_paths = config_backup::paths(raw.config_backup.unwrap_or_default(), &mut errors);
         let backup = BackupSettings::from_raw(raw.backup.unwrap_or_default(), &mut errors);
-        let agent = AgentSettings::from_raw(raw.agent.unwrap_or_default(), this_address, &mut errors);
+        let tls = raw.tls.map(|t| TlsSettings::from_raw(t, &mut errors));
+        let agent = AgentSettings::from_raw(raw.agent.unwrap_or_default(), this_address, tls.is_some(), &mut errors);
         let hopsfs = HopsfsSettings::from_raw(raw.hopsfs.unwrap_or_default(), &mut errors);
         let restore = RestoreSettings::from_raw(raw.restore.unwrap_or_default(), &mut errors);
         let opensearch = CommandStep::from_raw(
@@ -127,6 +132,7 @@ impl Config {
             config_paths,
             backup,
             agent,
+            tls,
             hopsfs,
             restore,
             opensearch,

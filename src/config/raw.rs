@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub config_backup: Option<RawConfigBackup>,
     pub backup: Option<RawBackup>,
     pub agent: Option<RawAgent>,
+    pub tls: Option<RawTls>,
     pub hopsfs: Option<RawHopsfs>,
     pub restore: Option<RawRestore>,
     pub opensearch: Option<RawCommandStep>,
@@ -165,9 +166,20 @@ pub struct RawBackup {
 #[serde(deny_unknown_fields)]
 pub struct RawAgent {
     pub listen: Option<String>,
+    pub auth: Option<String>,
     pub token_file: Option<String>,
+    pub metrics_without_certificate: Option<bool>,
     pub request_timeout: Option<String>,
     pub header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub certificate: Option<String>,
+    pub key: Option<String>,
+    pub ca: Option<String>,
+    pub reload_interval: Option<String>,
 }

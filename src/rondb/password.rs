@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::config::Config;
 use crate::exit::HwdrError;
@@ -25,8 +25,7 @@ impl BackupPassword {
     /// Reads and checks the password file; `key` names the config key
     /// (`hwdr.toml: [rondb] backup_password_file`) in the errors.
     pub fn read(path: &Path, key: &str) -> Result<BackupPassword> {
-        crate::fsutil::check_private_file(path, key, true)?;
-        let mut bytes = std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
+        let mut bytes = crate::fsutil::read_private(path, key)?;
         let secret = {
             while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 bytes.pop();

@@ -67,6 +67,7 @@ import json
 import os
 import pwd
 import secrets
+import ssl
 import stat
 import subprocess
 import sys
@@ -101,6 +102,8 @@ REPOSITORY = "/mnt/hwdr"                              # ClusterTest's repository
 S3_CREDENTIALS = "/etc/hwdr/s3.credentials"           # ClusterTestS3's key
 S3_PREFIX = "prod"                                    # ClusterTestS3's folder in the bucket
 TOKEN_FILE = "/etc/hwdr/agent.token"                  # hwdr's default
+TLS_CA_DIR = "/etc/hwdr/tls-ca"                       # `hwdr tls init`'s default
+TLS_DIR = "/etc/hwdr/tls"                             # where a node's issued folder goes
 DATA_DIR = "/srv/hopsworks-data/hops/hopsdata/hdfs/dn"   # [hopsfs] data_dirs default
 NDB_BACKUP_DIR = "/srv/hops/mysql-cluster/ndb/backups"   # [rondb] backup_dir default
 STAGING_DIR = f"{NDB_BACKUP_DIR}/hwdr-restore"          # [restore] staging_dir default
@@ -362,7 +365,10 @@ credentials_file = "{S3_CREDENTIALS}"
 
 class ClusterTest(unittest.TestCase):
     """One five-node cluster; the test methods are its steps, in order. The
-    repository is a folder every node mounts (`ClusterTestS3`: a bucket)."""
+    repository is a folder every node mounts (`ClusterTestS3`: a bucket), and
+    the agents take the token (`ClusterTestS3`: mutual TLS)."""
+
+    auth = "token"
 
     # -------------------------------------------------------------- setup
 
@@ -394,6 +400,8 @@ class ClusterTest(unittest.TestCase):
             t = time.monotonic()
             cls._simulated_rondb()
             cls._in_parallel(cls._install)
+            if cls.auth == "mtls":
+                cls._certificates()
             # Once, on one node, as an operator does after mounting the
             # repository: every hwdr command requires its marker.
             cls.node("head1").run(["hwdr", "repo", "init"])
@@ -524,11 +532,13 @@ class ClusterTest(unittest.TestCase):
         if name in HEADS and BUG_STAGING_PARENTS:
             node.run(["install", "-d", "-o", "mysql", "-g", "mysql", "-m", "0750", NDB_BACKUP_DIR])
 
-        # The configuration: one file, a drop-in naming the node, one token.
+        # The configuration: one file, a drop-in naming the node, one token
+        # (or, with mutual TLS, the node's certificate: _certificates).
         node.write("/etc/hwdr/hwdr.toml", config_toml(cls.repo.toml))
         cls.repo.install(node)
         node.write("/etc/hwdr/hwdr.d/50-node.toml", f'[node]\nname = "{name}"\n')
-        node.write(TOKEN_FILE, cls.token + "\n", mode=0o600)
+        if cls.auth == "token":
+            node.write(TOKEN_FILE, cls.token + "\n", mode=0o600)
 
         # hwdr's units see the file system read-only but for hwdr's own paths
         # (ProtectSystem=strict); the simulators keep the state of the
@@ -543,6 +553,24 @@ class ClusterTest(unittest.TestCase):
         node.run(["systemctl", "daemon-reload"])
         if name in HOPSFS:
             node.run(["systemctl", "enable", "--now", "datanode.service"])
+
+    @classmethod
+    def _certificates(cls):
+        """The README's two commands on head1 (`hwdr tls init`, `hwdr tls
+        issue --all`), then each node's folder copied to its /etc/hwdr/tls/
+        and the [tls] drop-in: `[agent] auth` becomes mtls, no token."""
+        head1 = cls.node("head1")
+        head1.run(["hwdr", "tls", "init"])
+        head1.run(["hwdr", "tls", "issue", "--all"])
+        for name in NAMES:
+            node = cls.node(name)
+            issued = head1.host_path(f"{TLS_CA_DIR}/issued/{name}")
+            node.run(["install", "-d", "-m", "0700", TLS_DIR])
+            for file, mode in (("node.pem", 0o644), ("node.key", 0o600), ("ca.pem", 0o644)):
+                node.copy_in(f"{issued}/{file}", f"{TLS_DIR}/{file}", mode)
+            node.write("/etc/hwdr/hwdr.d/30-tls.toml",
+                       f'[tls]\ncertificate = "{TLS_DIR}/node.pem"\nkey = "{TLS_DIR}/node.key"\n'
+                       f'ca = "{TLS_DIR}/ca.pem"\n')
 
     @classmethod
     def _hopsfs_metadata(cls):
@@ -654,10 +682,23 @@ class ClusterTest(unittest.TestCase):
                 for i, n in enumerate(HOPSFS, 1)}
 
     def health(self, addr):
-        """GET /v1/health of the agent at `addr` (no token needed), from the host."""
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://{addr}:{PORT}/v1/health", timeout=10) as answer:
-            return json.loads(answer.read())
+        """GET /v1/health of the agent at `addr`, from the host, as head1
+        (the token, or head1's certificate): its answer with the details
+        (`detail`) merged in."""
+        handlers = [urllib.request.ProxyHandler({})]
+        if self.auth == "token":
+            url, headers = f"http://{addr}:{PORT}/v1/health", {"Authorization": f"Bearer {self.token}"}
+        else:
+            issued = self.node("head1").host_path(f"{TLS_CA_DIR}/issued/head1")
+            context = ssl.create_default_context(cafile=f"{issued}/ca.pem")
+            context.load_cert_chain(f"{issued}/node.pem", f"{issued}/node.key")
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+            url, headers = f"https://{addr}:{PORT}/v1/health", {}
+        opener = urllib.request.build_opener(*handlers)
+        request = urllib.request.Request(url, headers=headers)
+        with opener.open(request, timeout=10) as answer:
+            health = json.loads(answer.read())
+        return {**health, **health.pop("detail", {})}
 
     def assert_backup_steps_logged(self, name, backup_id, manifest):
         """`journalctl -u hwdr-backup HWDR_BACKUP_ID=<id>` on the leader has
@@ -784,6 +825,20 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual((health["node"], health["cluster"], sorted(health["roles"])),
                              (name, "e2e", sorted(roles)), health)
             self.assertFalse(health["busy"], health)
+
+    def test_02b_reload_rereads_the_certificates(self):
+        """`systemctl reload hwdr-agent` (ExecReload=, SIGHUP) keeps the agent
+        running; with mutual TLS it re-reads the certificate and says so."""
+        before = self.unit("node1", "hwdr-agent", "MainPID")["MainPID"]
+        self.node("node1").run(["systemctl", "reload", "hwdr-agent"], timeout=60)
+        said = ("TLS files reloaded: certificate 'CN=node1'" if self.auth == "mtls"
+                else "got SIGHUP: nothing to reload")
+        deadline = time.monotonic() + 20
+        while said not in self.plain_journal("node1", "-u", "hwdr-agent") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.assertIn(said, self.plain_journal("node1", "-u", "hwdr-agent"))
+        agent = self.unit("node1", "hwdr-agent", "MainPID", "ActiveState")
+        self.assertEqual((agent["MainPID"], agent["ActiveState"]), (before, "active"), agent)
 
     def test_03_backup_on_head1(self):
         """`systemctl start hwdr-backup` on head1 takes a complete backup;
@@ -1071,7 +1126,10 @@ class ClusterTest(unittest.TestCase):
 class ClusterTestS3(ClusterTest):
     """The same story with the repository in a bucket of a real S3 server
     (Garage on the host's loopback): every node stores and fetches its own
-    share there directly."""
+    share there directly; and the leader and the agents speak mutual TLS,
+    with certificates made by `hwdr tls init` and `hwdr tls issue --all`."""
+
+    auth = "mtls"
 
     @classmethod
     def _repository(cls):

@@ -191,11 +191,13 @@ fn wrong_or_missing_token_is_refused_and_changes_nothing() {
     let (status, jobs) = c.api("ndb1", "GET", "/v1/jobs", None);
     assert_eq!((status, jobs), (200, json!([])));
     assert!(common::tree(&c.repo.join("backups").join(ID)).is_empty());
-    // Health needs no token.
+    // Health needs no token, and tells a caller without one only the name.
     let (status, health) = http(&address, "GET", "/v1/health", None, None).unwrap();
     assert_eq!(status, 200);
-    assert_eq!(health["node"], "ndb1");
-    assert_eq!(health["busy"], false);
+    assert_eq!(health, json!({"node": "ndb1", "auth": "token"}));
+    let (status, health) = c.api("ndb1", "GET", "/v1/health", None);
+    assert_eq!(status, 200);
+    assert_eq!(health["detail"]["busy"], false);
 }
 
 #[test]
@@ -604,7 +606,7 @@ fn agent_closes_connections_without_a_header_in_time_but_never_a_request_in_flig
         .unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&answer).contains("\"busy\"") {
+    while !String::from_utf8_lossy(&answer).contains("\"auth\"") {
         let n = kept.read(&mut buf).unwrap();
         assert!(n > 0, "no answer: {}", String::from_utf8_lossy(&answer));
         answer.extend_from_slice(&buf[..n]);

@@ -19,6 +19,8 @@ mod s3;
 mod sizes;
 mod store_conformance;
 mod tampered;
+mod tls;
+mod tls_pki;
 mod verify;
 
 // Fault injection needs the binary built with `failpoints` (src/fault.rs).

@@ -362,8 +362,20 @@ pub fn http(
     auth: Option<&str>,
     body: Option<&str>,
 ) -> std::io::Result<(u16, Value)> {
-    let mut stream = TcpStream::connect(address)?;
+    let stream = TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    http_over(stream, address, method, path, auth, body)
+}
+
+/// [`http`] over a connected stream (plain or TLS).
+pub fn http_over(
+    mut stream: impl Read + Write,
+    address: &str,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<(u16, Value)> {
     let body = body.unwrap_or("");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     if let Some(auth) = auth {
@@ -378,8 +390,14 @@ pub fn http(
     request.push_str("\r\n");
     request.push_str(body);
     stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    let mut raw = Vec::new();
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // rustls reports a peer that closed without close_notify; the answer is complete.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    let response = String::from_utf8_lossy(&raw).into_owned();
     let status: u16 = response
         .split_whitespace()
         .nth(1)

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod cluster;
+pub mod pki;
 pub mod scenario;
 
 /// The built `hwdr` binary.

@@ -40,15 +40,20 @@ pub fn simctl(c: &Cluster, args: &[&str]) -> String {
 /// The four nodes with agents on node1..node3, `blocks` generated blocks
 /// (replication 3, so every node holds every block), not yet backed up.
 pub fn cluster(blocks: usize) -> Setup {
-    let mut c = Cluster::new(
-        &[
-            ("head1", &["head"], &[]),
-            ("node1", &["rondb", "hopsfs"], &[2]),
-            ("node2", &["rondb", "hopsfs"], &[3]),
-            ("node3", &["hopsfs"], &[]),
-        ],
-        2,
-    );
+    cluster_with(&[], blocks, |_| {})
+}
+
+/// [`cluster`] with extra head nodes `heads` (agents started too), and
+/// `setup` run on the cluster before any agent starts (drop-ins, files).
+pub fn cluster_with(heads: &[&str], blocks: usize, setup: impl FnOnce(&Cluster)) -> Setup {
+    let mut nodes: Vec<(&str, &[&str], &[u32])> = vec![("head1", &["head"], &[])];
+    nodes.extend(heads.iter().map(|h| (*h, &["head"][..], &[][..])));
+    nodes.extend([
+        ("node1", &["rondb", "hopsfs"][..], &[2][..]),
+        ("node2", &["rondb", "hopsfs"][..], &[3][..]),
+        ("node3", &["hopsfs"][..], &[][..]),
+    ]);
+    let mut c = Cluster::new(&nodes, 2);
     let hdfs = uzers::get_user_by_name("hdfs").unwrap();
     let hadoop = uzers::get_group_by_name("hadoop").unwrap();
     let spec = GenSpec {
@@ -67,7 +72,8 @@ pub fn cluster(blocks: usize) -> Setup {
         .map(|n| n.data_dir.display().to_string())
         .collect();
     simctl(&c, &["blocks", "--data-dirs", &dirs.join(",")]);
-    for n in ["node1", "node2", "node3"] {
+    setup(&c);
+    for n in heads.iter().chain(&["node1", "node2", "node3"]) {
         c.start_agent(n);
     }
     let root = c.dir.path().join("hopsfs");
