@@ -73,6 +73,7 @@ bench: bench-build
 	bash bench/hopsfs.sh
 	bash bench/s3.sh
 	bash bench/sealing.sh
+	bash bench/tls.sh
 
 bench-build:
 	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
