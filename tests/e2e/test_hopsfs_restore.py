@@ -315,9 +315,10 @@ class HopsfsRestoreTest(unittest.TestCase):
         self.assertEqual(agent["StatusText"], "idle", agent)
         code, health = self.api("GET", "/v1/health")
         self.assertEqual(code, 200, health)
-        self.assertEqual(health["node"], "head1")
-        self.assertIn("hopsfs", health["roles"])
-        self.assertFalse(health["busy"], health)
+        self.assertEqual((health["node"], health["auth"]), ("head1", "token"))
+        # With the token, the details (a caller without one gets only the name).
+        self.assertIn("hopsfs", health["detail"]["roles"])
+        self.assertFalse(health["detail"]["busy"], health)
 
     def test_backup_holds_every_block(self):
         manifest = json.loads(self.node.read(MANIFEST))
