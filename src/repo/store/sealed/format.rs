@@ -17,8 +17,7 @@
 use std::fmt;
 use std::io::{self, Read};
 
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use super::aead::Cipher;
 
 use crate::repo::store::ObjectKey;
 
@@ -26,7 +25,7 @@ pub(super) const HEADER_LEN: usize = 16;
 /// Nonce, last flag, sealed length.
 pub(super) const FRAME_LEN: usize = 24 + 1 + 4;
 pub(super) const FOOTER_LEN: usize = 8;
-const TAG_LEN: usize = 16;
+use super::aead::TAG_LEN;
 const MAGIC: &[u8; 8] = b"HWDRSEAL";
 const VERSION: u8 = 1;
 const MAY_COMPRESS: u8 = 1;
@@ -57,8 +56,8 @@ impl DataKey {
         &self.0
     }
 
-    pub(super) fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&self.0))
+    pub(super) fn cipher(&self) -> Cipher {
+        Cipher::new(&self.0)
     }
 }
 
@@ -165,7 +164,7 @@ fn associated_data(name: &ObjectKey, header: &Header, index: u64, total: Option<
 /// last one (`total` given), the footer. `level`: compress at this zstd
 /// level if that makes it smaller.
 pub(super) fn seal_segment(
-    cipher: &XChaCha20Poly1305,
+    cipher: &Cipher,
     name: &ObjectKey,
     header: &Header,
     index: u64,
@@ -173,33 +172,28 @@ pub(super) fn seal_segment(
     total: Option<u64>,
     level: Option<i32>,
 ) -> io::Result<Vec<u8>> {
-    let mut body = Vec::with_capacity(plain.len() + 1);
     let compressed = match level {
         Some(level) => Some(zstd::bulk::compress(plain, level)?).filter(|c| c.len() < plain.len()),
         None => None,
     };
-    match compressed {
-        Some(c) => {
-            body.push(ZSTD);
-            body.extend_from_slice(&c);
-        }
-        None => {
-            body.push(RAW);
-            body.extend_from_slice(plain);
-        }
-    }
+    let (kind, payload) = match &compressed {
+        Some(c) => (ZSTD, c.as_slice()),
+        None => (RAW, plain),
+    };
+    // One buffer: the frame, then kind and payload sealed in place, the tag, the footer.
+    let mut out = Vec::with_capacity(FRAME_LEN + 1 + payload.len() + TAG_LEN + FOOTER_LEN);
     let mut nonce = [0u8; 24];
     random(&mut nonce)?;
-    let ad = associated_data(name, header, index, total);
-    let sealed = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &body, aad: &ad })
-        .map_err(|_| io::Error::other(format!("sealing segment {index} of {name}")))?;
-    let sealed_len = u32::try_from(sealed.len()).map_err(io::Error::other)?;
-    let mut out = Vec::with_capacity(FRAME_LEN + sealed.len() + FOOTER_LEN);
+    let sealed_len = u32::try_from(1 + payload.len() + TAG_LEN).map_err(io::Error::other)?;
     out.extend_from_slice(&nonce);
     out.push(u8::from(total.is_some()));
     out.extend_from_slice(&sealed_len.to_le_bytes());
-    out.extend_from_slice(&sealed);
+    out.push(kind);
+    out.extend_from_slice(payload);
+    let ad = associated_data(name, header, index, total);
+    cipher
+        .seal(&nonce, &ad, &mut out, FRAME_LEN)
+        .map_err(|_| io::Error::other(format!("sealing segment {index} of {name}")))?;
     if let Some(total) = total {
         out.extend_from_slice(&total.to_le_bytes());
     }
@@ -211,7 +205,7 @@ pub(super) type Damage = &'static str;
 
 /// Opens segment `index` of `name`: its plaintext.
 pub(super) fn open_segment(
-    cipher: &XChaCha20Poly1305,
+    cipher: &Cipher,
     name: &ObjectKey,
     header: &Header,
     index: u64,
@@ -220,11 +214,12 @@ pub(super) fn open_segment(
     total: Option<u64>,
 ) -> Result<Vec<u8>, Damage> {
     let ad = associated_data(name, header, index, total);
-    let body = cipher
-        .decrypt(XNonce::from_slice(&frame.nonce), Payload { msg: sealed, aad: &ad })
-        .map_err(|_| "its tag does not match")?;
+    let mut body = cipher.open(&frame.nonce, &ad, sealed).ok_or("its tag does not match")?;
     let plain = match body.split_first() {
-        Some((&RAW, payload)) => payload.to_vec(),
+        Some((&RAW, _)) => {
+            body.remove(0);
+            body
+        }
         Some((&ZSTD, payload)) if header.compressed => {
             zstd::bulk::decompress(payload, header.segment_size() as usize).map_err(|_| "it does not decompress")?
         }

@@ -20,6 +20,7 @@
 //!   SHA-256 (put also the bytes stored: [`Written::stored`]);
 //!   [`Backend::list`] reports the bytes in the store.
 
+mod aead;
 pub mod format;
 mod stream;
 #[cfg(test)]
@@ -30,7 +31,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use chacha20poly1305::XChaCha20Poly1305;
+use aead::Cipher;
 
 pub use format::DataKey;
 use format::{read_full, Frame, Header, FOOTER_LEN, FRAME_LEN, HEADER_LEN};
@@ -44,7 +45,7 @@ use crate::repo::lock::PROBE_PREFIX;
 #[derive(Clone)]
 pub struct Sealed {
     inner: Arc<dyn Backend>,
-    cipher: Arc<XChaCha20Poly1305>,
+    cipher: Arc<Cipher>,
     settings: Settings,
 }
 

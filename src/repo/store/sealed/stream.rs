@@ -5,7 +5,7 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use chacha20poly1305::XChaCha20Poly1305;
+use super::aead::Cipher;
 
 use super::format::{open_segment, read_full, seal_segment, Frame, Header, FOOTER_LEN, FRAME_LEN, HEADER_LEN};
 use crate::repo::store::{Hashing, ObjectKey, Written};
@@ -45,7 +45,7 @@ fn worth_compressing(first: &[u8]) -> bool {
 /// Reads a source and yields its sealed form, hashing the plaintext.
 pub(super) struct Sealer<'a> {
     source: Hashing<&'a mut dyn Read>,
-    cipher: Arc<XChaCha20Poly1305>,
+    cipher: Arc<Cipher>,
     name: ObjectKey,
     settings: Settings,
     /// `None` until the first segment is read.
@@ -59,7 +59,7 @@ pub(super) struct Sealer<'a> {
 }
 
 impl<'a> Sealer<'a> {
-    pub fn new(cipher: Arc<XChaCha20Poly1305>, name: &ObjectKey, settings: Settings, source: &'a mut dyn Read) -> Self {
+    pub fn new(cipher: Arc<Cipher>, name: &ObjectKey, settings: Settings, source: &'a mut dyn Read) -> Self {
         Sealer {
             source: Hashing::new(source),
             cipher,
@@ -176,7 +176,7 @@ impl Tampered {
 /// checking every tag; `skip` bytes dropped first, at most `take` yielded.
 pub(super) struct Opener {
     stored: Box<dyn Read + Send>,
-    cipher: Arc<XChaCha20Poly1305>,
+    cipher: Arc<Cipher>,
     name: ObjectKey,
     location: String,
     header: Header,
@@ -192,7 +192,7 @@ impl Opener {
     /// A whole object: reads its header first.
     pub fn whole(
         mut stored: Box<dyn Read + Send>,
-        cipher: Arc<XChaCha20Poly1305>,
+        cipher: Arc<Cipher>,
         name: &ObjectKey,
         location: String,
     ) -> io::Result<Opener> {
@@ -204,7 +204,7 @@ impl Opener {
     #[allow(clippy::too_many_arguments)]
     pub fn at(
         stored: Box<dyn Read + Send>,
-        cipher: Arc<XChaCha20Poly1305>,
+        cipher: Arc<Cipher>,
         name: &ObjectKey,
         location: String,
         header: Header,
