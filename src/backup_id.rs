@@ -43,6 +43,16 @@ impl BackupId {
         Some(BackupId(minute))
     }
 
+    /// The id of the minute after this one (`None` after 2099).
+    pub fn next(&self) -> Option<Self> {
+        Self::from_datetime(self.0 + chrono::Duration::minutes(1))
+    }
+
+    /// The minute this id names, local time.
+    pub fn minute(&self) -> NaiveDateTime {
+        self.0
+    }
+
     /// The id handed to `START BACKUP` and `ndb_restore -b`: `yyDDDHHMM`.
     pub fn ndb_id(&self) -> u32 {
         let t = self.0;
@@ -112,6 +122,14 @@ mod tests {
         let id: BackupId = "2611231819".parse().unwrap();
         assert_eq!(id.to_string(), "2611231819");
         assert_eq!(id.ndb_id(), 263_271_819);
+    }
+
+    #[test]
+    fn the_next_id_is_the_next_minute_across_days_and_ends_in_2099() {
+        let id = |s: &str| s.parse::<BackupId>().unwrap();
+        assert_eq!(id("2611231819").next(), Some(id("2611231820")));
+        assert_eq!(id("2612312359").next(), Some(id("2701010000")));
+        assert_eq!(id("9912312359").next(), None);
     }
 
     #[test]

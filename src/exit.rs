@@ -84,10 +84,56 @@ impl HwdrError {
     }
 }
 
+/// What every error hwdr prints starts with, argument errors included.
+pub const ERROR_PREFIX: &str = "hwdr: error:";
+
+/// Prints `err`'s chain once on stderr, after [`ERROR_PREFIX`], and returns
+/// the exit code it selects.
+pub fn report(err: &anyhow::Error) -> Code {
+    eprintln!("{ERROR_PREFIX} {err:#}");
+    code_for(err)
+}
+
+/// Prints what clap says about the command line: help and `--version` on
+/// stdout (success), an error on stderr with [`ERROR_PREFIX`] in place of
+/// clap's own `error:`, keeping its usage and tip lines ([`Code::Usage`]).
+pub fn report_usage(err: &clap::Error) -> Code {
+    if !err.use_stderr() {
+        let _ = err.print();
+        return Code::Success;
+    }
+    eprint!("{}", usage_text(&err.render().to_string()));
+    Code::Usage
+}
+
+/// clap's rendered error with hwdr's prefix; other text (the help `hwdr`
+/// alone prints) unchanged.
+fn usage_text(rendered: &str) -> String {
+    match rendered.strip_prefix("error:") {
+        Some(rest) => format!("{ERROR_PREFIX}{rest}"),
+        None => rendered.to_owned(),
+    }
+}
+
 /// The exit code for an error chain: the first [`HwdrError`] in it decides.
 pub fn code_for(err: &anyhow::Error) -> Code {
     // downcast_ref on the error itself also sees `.context(HwdrError)` layers.
     err.downcast_ref::<HwdrError>()
         .or_else(|| err.chain().find_map(|cause| cause.downcast_ref::<HwdrError>()))
         .map_or(Code::Failure, HwdrError::code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_get_hwdrs_prefix_and_keep_their_usage_lines() {
+        let clap = "error: unexpected argument '--bogus' found\n\nUsage: hwdr list [OPTIONS]\n";
+        assert_eq!(
+            usage_text(clap),
+            "hwdr: error: unexpected argument '--bogus' found\n\nUsage: hwdr list [OPTIONS]\n"
+        );
+        assert_eq!(usage_text("Disaster recovery\n"), "Disaster recovery\n");
+    }
 }

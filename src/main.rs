@@ -66,12 +66,8 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                Code::Usage.into()
-            } else {
-                Code::Success.into()
-            };
+            let code: Code = exit::report_usage(&e);
+            return code.into();
         }
     };
     logging::init();
@@ -94,9 +90,6 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code.into(),
-        Err(e) => {
-            eprintln!("hwdr: error: {e:#}");
-            exit::code_for(&e).into()
-        }
+        Err(e) => exit::report(&e).into(),
     }
 }

@@ -61,13 +61,7 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool, threads: usize) -> Re
             report.damage.push(format!("manifest.json: {why}"));
             return Ok(report);
         }
-        ManifestState::Missing => {
-            return Err(HwdrError::Refused(format!(
-                "backup {id} has no manifest: it is not a complete backup (unfinished, or being taken); see \
-                 `hwdr list`"
-            ))
-            .into())
-        }
+        ManifestState::Missing => return Err(crate::repo::no_manifest(id).into()),
     };
     if manifest.status != BackupStatus::Complete {
         return Err(HwdrError::Refused(format!(

@@ -9,14 +9,28 @@ use tracing::info;
 
 use super::BackupOptions;
 use crate::backup_id::BackupId;
-use crate::repo::{ManifestState, Repository};
+use crate::repo::Repository;
 
-/// The backup id for a run at local time `now`, unless one was given.
-pub fn choose_id(opts: &BackupOptions, now: DateTime<Local>) -> Result<BackupId> {
-    match opts.id {
-        Some(id) => Ok(id),
-        None => BackupId::from_datetime(now.naive_local())
-            .ok_or_else(|| anyhow!("the local time {now} is outside 2000-2099, so it cannot name a backup")),
+/// For `--dry-run`: the id a backup started at local time `now` would take,
+/// and a note when the current minute is taken (the backup would wait for
+/// the next). A given id that is taken fails as the backup would
+/// ([`HwdrError::IdTaken`](crate::exit::HwdrError::IdTaken)).
+pub fn dry_run_id(repo: &Repository, opts: &BackupOptions, now: DateTime<Local>) -> Result<(BackupId, Option<String>)> {
+    if let Some(id) = opts.id {
+        repo.check_id_free(id)?;
+        return Ok((id, None));
+    }
+    let taken = repo.backup_ids()?;
+    match minute_for(now, |id| taken.contains(&id))? {
+        Minute::Free(id) => Ok((id, None)),
+        Minute::Taken { id, next, wait } => {
+            let note = format!(
+                "backup id {id} is taken ({}): the backup would wait {} s for {next}",
+                repo.describe_backup(id),
+                wait.as_secs_f64().ceil()
+            );
+            Ok((next, Some(note)))
+        }
     }
 }
 
@@ -31,7 +45,7 @@ pub fn free_minute(repo: &Repository) -> Result<(BackupId, DateTime<Local>)> {
             Minute::Taken { id, next, wait } => {
                 info!(
                     "backup id {id} is taken ({}); waiting {} s for {next}",
-                    holder(repo, id),
+                    repo.describe_backup(id),
                     wait.as_secs_f64().ceil()
                 );
                 sleep_unless_stopped(wait)?;
@@ -67,20 +81,6 @@ fn minute_for(now: DateTime<Local>, taken: impl Fn(BackupId) -> bool) -> Result<
     let next = BackupId::from_datetime(naive + chrono::Duration::seconds(60))
         .ok_or_else(|| anyhow!("the next minute after {now} cannot name a backup"))?;
     Ok(Minute::Taken { id, next, wait })
-}
-
-/// What holds a taken id, for the message: "failed backup of 18:19".
-fn holder(repo: &Repository, id: BackupId) -> String {
-    match repo.read_manifest(id) {
-        Ok(ManifestState::Ok(m)) => format!(
-            "{} backup of {}",
-            m.status,
-            m.started_at.with_timezone(&Local).format("%H:%M")
-        ),
-        Ok(ManifestState::Missing) => "unfinished backup".into(),
-        Ok(ManifestState::Damaged(_)) => "backup with a damaged manifest".into(),
-        Err(_) => "its folder exists".into(),
-    }
 }
 
 /// Sleeps `wait`, failing at once on SIGTERM or SIGINT.

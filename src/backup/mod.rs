@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Local, Utc};
 use tracing::{error, info, info_span};
 
-pub use id::{choose_id, free_minute};
+pub use id::{dry_run_id, free_minute};
 pub use plan::render_plan;
 pub use steps::{Step, STEPS};
 

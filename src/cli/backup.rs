@@ -40,10 +40,13 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         check_store: args.check_store,
     };
     if args.dry_run {
-        super::open_repository(&config)?;
-        let id = backup::choose_id(&opts, Local::now())?;
+        let repo = super::open_repository(&config)?;
+        let (id, note) = backup::dry_run_id(&repo, &opts, Local::now())?;
         let fleet = Fleet::new(config)?;
         let plan = backup::render_plan(fleet.config(), id, &|jobs| fleet.plan(jobs));
+        if let Some(note) = note {
+            outln!("{note}");
+        }
         out!("{}", plan.text);
         outln!("dry run: nothing was changed");
         return super::plan_complete(&plan);

@@ -151,16 +151,7 @@ fn check_head(config: &Config, report: &mut Report) {
                 .map_err(|e| format!("{}: {e}", o.key("rondb", key))),
         );
     }
-    let socket = &config.rondb.socket;
-    if socket.exists() {
-        report.ok(format!("{}: {} exists", o.key("rondb", "socket"), socket.display()));
-    } else {
-        report.warn(format!(
-            "{}: {} does not exist (is mysqld running on this node?)",
-            o.key("rondb", "socket"),
-            socket.display()
-        ));
-    }
+    check_mysqld(config, report);
     let key = o.key("config_backup", "paths");
     if config.config_paths.is_empty() {
         report.warn(format!("{key}: empty: the cluster definition is not backed up"));
@@ -172,6 +163,41 @@ fn check_head(config: &Config, report: &mut Report) {
         }
     }
 }
+
+/// mysqld answers on `[rondb] socket` as the backup asks it: the schemas
+/// step's `SHOW DATABASES`, as `[rondb] user`, through `[rondb] mysql`. Not
+/// a look for the socket file as root: the user, the folders' permissions
+/// and the server all count, and a simulated mysqld has no file. A warning:
+/// mysqld may be down for a while.
+fn check_mysqld(config: &Config, report: &mut Report) {
+    let key = config.origins.key("rondb", "socket");
+    let socket = config.rondb.socket.display();
+    let Ok(user) = config.rondb_user() else {
+        return; // check_rondb_user failed already, naming the user.
+    };
+    let mut backup = config.backup.clone();
+    backup.dump_timeout = backup.dump_timeout.min(MYSQLD_CHECK_TIMEOUT);
+    let name = user.name.clone();
+    match crate::rondb::dump::databases_to_dump(&config.rondb, &backup, user) {
+        Ok(databases) => report.ok(format!(
+            "{key}: mysqld answers on {socket} as {name} ({} databases to dump)",
+            databases.len()
+        )),
+        Err(e) => {
+            let hint = if config.rondb.socket.exists() {
+                ""
+            } else {
+                " (the socket does not exist: is mysqld running on this node?)"
+            };
+            report.warn(format!(
+                "{key}: mysqld does not answer on {socket} as {name}{hint}: {e:#}"
+            ))
+        }
+    }
+}
+
+/// How long `hwdr config check` waits for mysqld's answer.
+const MYSQLD_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `[agent] auth` and the credentials it needs: the token, the certificates.
 fn check_auth(config: &Config, report: &mut Report) {

@@ -26,15 +26,23 @@ use crate::repo::Repository;
 /// (`hwdr verify`, `hwdr drill`: their timers fire on every node).
 #[derive(Debug, clap::Args)]
 pub struct Target {
+    #[command(flatten)]
+    which: Which,
+    /// Exit with 7 ("not the leader") unless this node leads.
+    #[arg(long)]
+    leader_only: bool,
+}
+
+/// The backup asked for: an id or `--latest`, exactly one (so the usage
+/// line of a command missing both names both: `<ID|--latest>`).
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct Which {
     /// The backup (yymmddHHMM).
-    #[arg(required_unless_present = "latest", conflicts_with = "latest")]
     id: Option<BackupId>,
     /// The newest complete backup.
     #[arg(long)]
     latest: bool,
-    /// Exit with 7 ("not the leader") unless this node leads.
-    #[arg(long)]
-    leader_only: bool,
 }
 
 impl Target {
@@ -53,7 +61,7 @@ impl Target {
             }
         }
         let repo = open(config)?;
-        let id = match self.id {
+        let id = match self.which.id {
             Some(id) => id,
             None => crate::verify::latest_complete(&repo)?,
         };

@@ -4,13 +4,14 @@
 use std::path::Path;
 
 use anyhow::Result;
+use clap::builder::PossibleValuesParser;
 use tracing::info_span;
 
 use crate::backup_id::BackupId;
 use crate::exit::Code;
 use crate::fleet::Fleet;
 use crate::restore::state::RestoreState;
-use crate::restore::{Options, Restore};
+use crate::restore::{Options, Restore, STEP_NAMES};
 use crate::{out, outln};
 
 /// Options of `hwdr restore`.
@@ -18,8 +19,9 @@ use crate::{out, outln};
 pub struct Args {
     /// The backup to restore (yymmddHHMM).
     id: BackupId,
-    /// Print every step: its node(s), user, exact argv and what it waits for.
-    #[arg(long, conflicts_with_all = ["status", "resume", "from", "only"])]
+    /// Print every step (or those --from/--only pick): its node(s), user,
+    /// exact argv and what it waits for.
+    #[arg(long, conflicts_with_all = ["status", "resume"])]
     plan: bool,
     /// Show the state of this backup's restore, step by step.
     #[arg(long, conflicts_with_all = ["resume", "from", "only"])]
@@ -28,14 +30,20 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["from", "only"])]
     resume: bool,
     /// Run from STEP on (for an operator who knows better).
-    #[arg(long, value_name = "STEP", conflicts_with = "only")]
+    #[arg(long, value_name = "STEP", conflicts_with = "only", value_parser = steps())]
     from: Option<String>,
     /// Run only STEP.
-    #[arg(long, value_name = "STEP")]
+    #[arg(long, value_name = "STEP", value_parser = steps())]
     only: Option<String>,
     /// Let the HopsFS step remove block files the backup does not name.
     #[arg(long)]
     clean_hopsfs: bool,
+}
+
+/// The restore's step names, for `--from`/`--only`: clap lists them in
+/// `--help` and names them when a step is mistyped.
+fn steps() -> PossibleValuesParser {
+    PossibleValuesParser::new(STEP_NAMES)
 }
 
 /// Runs `hwdr restore`.
@@ -57,20 +65,20 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let fleet = Fleet::new(config)?;
     let config = fleet.config();
     let restore = Restore::new(&fleet, args.id)?;
-    if args.plan {
-        let plan = restore.render_plan()?;
-        out!("{}", plan.text);
-        return super::plan_complete(&plan);
-    }
-    crate::cancel::install()?;
-    let _span = info_span!("restore", hwdr_backup_id = %args.id, hwdr_node = %config.this_node).entered();
-    restore.preflight()?;
     let opts = Options {
         resume: args.resume,
         from: args.from,
         only: args.only,
         clean_hopsfs: args.clean_hopsfs,
     };
+    if args.plan {
+        let plan = restore.render_plan(&opts)?;
+        out!("{}", plan.text);
+        return super::plan_complete(&plan);
+    }
+    crate::cancel::install()?;
+    let _span = info_span!("restore", hwdr_backup_id = %args.id, hwdr_node = %config.this_node).entered();
+    restore.preflight()?;
     let state = restore.run(&opts)?;
     out!("{}", state.render());
     outln!("restore of backup {} finished", args.id);

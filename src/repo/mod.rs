@@ -85,6 +85,15 @@ pub enum ManifestState {
     Ok(Box<Manifest>),
 }
 
+/// Why backup `id`, whose manifest is [`ManifestState::Missing`], cannot be
+/// used (restored, verified, drilled): [`HwdrError::Refused`].
+pub fn no_manifest(id: BackupId) -> HwdrError {
+    HwdrError::Refused(format!(
+        "backup {id} has no manifest: it is not a complete backup (unfinished, or being taken); `hwdr list` \
+         shows its state"
+    ))
+}
+
 /// A backup as found in the repository.
 #[derive(Debug)]
 pub struct Entry {
@@ -318,7 +327,7 @@ impl Repository {
     }
 
     /// The ids of every backup (by folder name), sorted.
-    fn backup_ids(&self) -> Result<Vec<BackupId>> {
+    pub(crate) fn backup_ids(&self) -> Result<Vec<BackupId>> {
         Ok(self
             .backend
             .list_children("backups/")
@@ -399,15 +408,45 @@ impl Repository {
         if lock.info().backup_id.as_deref() != Some(id.to_string().as_str()) {
             bail!("starting backup {id} under a lock for {}", lock.info().describe());
         }
-        if self.has_backup(id)? {
-            return Err(HwdrError::IdTaken(format!(
-                "backup id {id} is already taken: {}/backups/{id} exists; omit --id to use the next free minute, or \
-                 pick another id",
-                self.location()
-            ))
-            .into());
-        }
+        self.check_id_free(id)?;
         Ok(self.writer(id))
+    }
+
+    /// Fails with [`HwdrError::IdTaken`] if a backup has `id`, saying what
+    /// holds it, the next free id and how to pick one.
+    pub fn check_id_free(&self, id: BackupId) -> Result<()> {
+        let taken = self.backup_ids()?;
+        if !taken.contains(&id) {
+            return Ok(());
+        }
+        let next = std::iter::successors(id.next(), BackupId::next).find(|n| !taken.contains(n));
+        let advice = match next {
+            Some(next) => format!(
+                "the next free id is {next} ({}): pick it with `--id {next}`, or omit --id to use the current minute",
+                next.minute().format("%Y-%m-%d %H:%M")
+            ),
+            None => "omit --id to use the current minute".into(),
+        };
+        Err(HwdrError::IdTaken(format!(
+            "backup id {id} is already taken: {}/backups/{id} holds the {}; {advice}",
+            self.location(),
+            self.describe_backup(id)
+        ))
+        .into())
+    }
+
+    /// What backup `id` is, for a message: "failed backup of 18:19".
+    pub fn describe_backup(&self, id: BackupId) -> String {
+        match self.read_manifest(id) {
+            Ok(ManifestState::Ok(m)) => format!(
+                "{} backup of {}",
+                m.status,
+                m.started_at.with_timezone(&chrono::Local).format("%H:%M")
+            ),
+            Ok(ManifestState::Missing) => "unfinished backup".into(),
+            Ok(ManifestState::Damaged(_)) => "backup with a damaged manifest".into(),
+            Err(_) => "backup whose manifest cannot be read".into(),
+        }
     }
 
     /// Whether backup `id` exists (in whatever state): the repository shows
@@ -450,7 +489,11 @@ impl Repository {
     /// [`HwdrError::NotFound`].
     pub fn read_manifest(&self, id: BackupId) -> Result<ManifestState> {
         if !self.has_backup(id)? {
-            return Err(HwdrError::NotFound(format!("no backup {id} in {}; see `hwdr list`", self.location())).into());
+            return Err(HwdrError::NotFound(format!(
+                "no backup {id} in {}; `hwdr list` shows what there is",
+                self.location()
+            ))
+            .into());
         }
         Ok(self.judge(id))
     }
@@ -461,9 +504,7 @@ impl Repository {
     pub fn complete_manifest(&self, id: BackupId) -> Result<Manifest> {
         let refused = |why: String| anyhow::Error::from(HwdrError::Refused(why));
         match self.read_manifest(id)? {
-            ManifestState::Missing => Err(refused(format!(
-                "backup {id} has no manifest: it is not a complete backup (unfinished, or being taken)"
-            ))),
+            ManifestState::Missing => Err(no_manifest(id).into()),
             ManifestState::Damaged(why) => Err(refused(format!(
                 "backup {id} is damaged: manifest.json: {why}; it cannot be used"
             ))),

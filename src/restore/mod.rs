@@ -28,6 +28,26 @@ use crate::repo::manifest::Manifest;
 use crate::repo::{ManifestState, Repository};
 use crate::rondb::restore::NdbAction;
 
+/// The names of the restore's steps, in the order they run (see the
+/// module's text). `--from` and `--only` take these, and `hwdr restore
+/// --help` lists them; a restore has all of them but `rondb-epoch`, which
+/// runs only with `[restore] restore_epoch`.
+pub const STEP_NAMES: [&str; 10] = [
+    "stage",
+    "rondb-meta",
+    "rondb-data",
+    "rondb-indexes",
+    EPOCH_STEP,
+    "users",
+    "hopsfs",
+    "safemode",
+    "opensearch",
+    "kafka",
+];
+
+/// The one step a restore may lack (see [`STEP_NAMES`]).
+const EPOCH_STEP: &str = "rondb-epoch";
+
 /// What to run.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -39,6 +59,42 @@ pub struct Options {
     pub only: Option<String>,
     /// Let the HopsFS restore remove block files the backup does not name.
     pub clean_hopsfs: bool,
+}
+
+impl Options {
+    /// Fails unless every step `--from`/`--only` names is one of `names`,
+    /// this restore's steps.
+    fn check_picked(&self, names: &[&str]) -> Result<()> {
+        for wanted in self.from.iter().chain(self.only.iter()) {
+            if !names.contains(&wanted.as_str()) {
+                let why = if wanted == EPOCH_STEP {
+                    " (it runs only with `[restore] restore_epoch = true`)"
+                } else {
+                    ""
+                };
+                anyhow::bail!(
+                    "no step '{wanted}' in this restore{why}; the steps are: {}",
+                    names.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `--from`/`--only` pick or leave out some steps.
+    fn picks(&self) -> bool {
+        self.from.is_some() || self.only.is_some()
+    }
+
+    /// Whether the `i`th of `names` is among the steps asked for: every
+    /// step without `--from`/`--only`.
+    fn selects(&self, names: &[&str], i: usize) -> bool {
+        match (&self.from, &self.only) {
+            (_, Some(only)) => names[i] == only,
+            (Some(from), None) => i >= names.iter().position(|n| n == from).unwrap_or(0),
+            (None, None) => true,
+        }
+    }
 }
 
 /// What a part of a step does.
@@ -62,6 +118,15 @@ struct Part {
     name: String,
     node: NodeSpec,
     action: Action,
+}
+
+/// A part named `name` that runs `action` on `node`.
+fn part(name: String, node: &NodeSpec, action: Action) -> Part {
+    Part {
+        name,
+        node: node.clone(),
+        action,
+    }
 }
 
 /// One step of the plan.
@@ -89,12 +154,7 @@ impl<'a> Restore<'a> {
         let config = fleet.config();
         let manifest = match Repository::of(config).read_manifest(id)? {
             ManifestState::Ok(m) => *m,
-            ManifestState::Missing => {
-                return Err(HwdrError::Refused(format!(
-                    "backup {id} has no manifest: it is not a complete backup (unfinished, or being taken)"
-                ))
-                .into())
-            }
+            ManifestState::Missing => return Err(crate::repo::no_manifest(id).into()),
             ManifestState::Damaged(why) => {
                 return Err(HwdrError::Refused(format!(
                     "backup {id} is damaged: manifest.json: {why}; it cannot be restored"
@@ -163,99 +223,118 @@ impl<'a> Restore<'a> {
 
     /// The steps of this restore with their parts.
     fn steps(&self) -> Result<Vec<Step>> {
-        let id = self.manifest.backup_id;
-        let leader = self.leader().clone();
-        let part = |name: String, node: &NodeSpec, action| Part {
-            name,
-            node: node.clone(),
-            action,
-        };
-        let mut steps = Vec::new();
-
-        let mut stage = vec![part(leader.name.to_string(), &leader, Action::StageLeader)];
-        for node in self.staging_nodes().values() {
-            let job = JobRequest::RestoreStage {
-                node: node.name.clone(),
-                backup_id: id,
-            };
-            stage.push(part(format!("{}/stage", node.name), node, Action::Job(job)));
-        }
-        steps.push(Step {
-            name: "stage",
-            parts: stage,
-            parallelism: self.config.backup.parallelism,
-        });
+        let leader = self.leader();
         let meta = self.meta_node_id();
         let once = |name: &'static str, action| Step {
             name,
-            parts: vec![part(format!("node {meta}"), &leader, action)],
+            parts: vec![part(format!("node {meta}"), leader, action)],
             parallelism: 1,
         };
-        steps.push(once("rondb-meta", Action::Ndb(NdbAction::Meta)));
-        let data = self
+        let mut steps = vec![
+            self.stage_step(),
+            once("rondb-meta", Action::Ndb(NdbAction::Meta)),
+            self.rondb_data_step(),
+            once("rondb-indexes", Action::Ndb(NdbAction::Indexes)),
+        ];
+        if self.config.restore.restore_epoch {
+            steps.push(once(EPOCH_STEP, Action::Ndb(NdbAction::Epoch)));
+        }
+        steps.push(Step {
+            name: "users",
+            parts: vec![part("users.sql, schemas.sql".into(), leader, Action::Sql)],
+            parallelism: 1,
+        });
+        steps.push(self.hopsfs_step());
+        steps.push(Step {
+            name: "safemode",
+            parts: vec![part("namenode".into(), leader, Action::Safemode)],
+            parallelism: 1,
+        });
+        for kind in [CommandKind::Opensearch, CommandKind::Kafka] {
+            steps.push(self.command_step(kind)?);
+        }
+        // `--help` lists STEP_NAMES: a step named otherwise could not be picked.
+        debug_assert!(steps.iter().all(|s| STEP_NAMES.contains(&s.name)));
+        Ok(steps)
+    }
+
+    /// `stage`: the leader stages the metadata node's parts and the SQL
+    /// files; every node that restores something stages its own.
+    fn stage_step(&self) -> Step {
+        let leader = self.leader();
+        let mut parts = vec![part(leader.name.to_string(), leader, Action::StageLeader)];
+        for node in self.staging_nodes().values() {
+            let job = JobRequest::RestoreStage {
+                node: node.name.clone(),
+                backup_id: self.manifest.backup_id,
+            };
+            parts.push(part(format!("{}/stage", node.name), node, Action::Job(job)));
+        }
+        Step {
+            name: "stage",
+            parts,
+            parallelism: self.config.backup.parallelism,
+        }
+    }
+
+    /// `rondb-data`: every data node id of the backup, on the node hosting it.
+    fn rondb_data_step(&self) -> Step {
+        let parts = self
             .hosts()
             .into_iter()
             .map(|(data_node, node)| {
                 let job = JobRequest::RestoreRondbData {
                     node: node.name.clone(),
-                    backup_id: id,
+                    backup_id: self.manifest.backup_id,
                     data_node,
                 };
                 part(format!("node {data_node}"), node, Action::Job(job))
             })
             .collect();
-        steps.push(Step {
+        Step {
             name: "rondb-data",
-            parts: data,
+            parts,
             parallelism: self.config.restore.ndb_restore_parallelism,
-        });
-        steps.push(once("rondb-indexes", Action::Ndb(NdbAction::Indexes)));
-        if self.config.restore.restore_epoch {
-            steps.push(once("rondb-epoch", Action::Ndb(NdbAction::Epoch)));
         }
-        steps.push(Step {
-            name: "users",
-            parts: vec![part("users.sql, schemas.sql".into(), &leader, Action::Sql)],
-            parallelism: 1,
-        });
-        let hopsfs = self
+    }
+
+    /// `hopsfs`: every HopsFS node's restore job (none without local blocks).
+    fn hopsfs_step(&self) -> Step {
+        let parts = self
             .hopsfs_nodes()
             .into_iter()
             .map(|node| {
                 let job = JobRequest::HopsfsRestore {
                     node: node.name.clone(),
-                    backup_id: id,
+                    backup_id: self.manifest.backup_id,
                     clean: self.clean_hopsfs,
                 };
                 part(node.name.to_string(), node, Action::Job(job))
             })
             .collect();
-        steps.push(Step {
+        Step {
             name: "hopsfs",
-            parts: hopsfs,
+            parts,
             parallelism: self.config.backup.parallelism,
-        });
-        steps.push(Step {
-            name: "safemode",
-            parts: vec![part("namenode".into(), &leader, Action::Safemode)],
-            parallelism: 1,
-        });
-        for (kind, command) in [
-            (CommandKind::Opensearch, &self.config.opensearch),
-            (CommandKind::Kafka, &self.config.kafka),
-        ] {
-            let node = self.node_named(&command.node)?;
-            let job = JobRequest::RestoreCommand {
-                node: node.name.clone(),
-                backup_id: id,
-                step: kind,
-            };
-            steps.push(Step {
-                name: kind.step(),
-                parts: vec![part(node.name.to_string(), node, Action::Job(job))],
-                parallelism: 1,
-            });
         }
-        Ok(steps)
+    }
+
+    /// `opensearch` or `kafka`: the configured command, on its node.
+    fn command_step(&self, kind: CommandKind) -> Result<Step> {
+        let command = match kind {
+            CommandKind::Opensearch => &self.config.opensearch,
+            CommandKind::Kafka => &self.config.kafka,
+        };
+        let node = self.node_named(&command.node)?;
+        let job = JobRequest::RestoreCommand {
+            node: node.name.clone(),
+            backup_id: self.manifest.backup_id,
+            step: kind,
+        };
+        Ok(Step {
+            name: kind.step(),
+            parts: vec![part(node.name.to_string(), node, Action::Job(job))],
+            parallelism: 1,
+        })
     }
 }

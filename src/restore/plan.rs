@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use anyhow::{anyhow, Result};
 
-use super::{Action, Part, Restore, Step};
+use super::{Action, Options, Part, Restore, Step};
 use crate::config::NodeSpec;
 use crate::job::{JobRequest, PlanLine, RenderedPlan};
 use crate::repo::Repository;
@@ -18,12 +18,20 @@ use crate::rondb::restore as rr;
 use crate::runner::{self, RunAs};
 
 impl Restore<'_> {
-    /// `--plan`: the plan of this restore (see the module's text).
-    pub fn render_plan(&self) -> Result<RenderedPlan> {
-        let steps = self.steps()?;
+    /// `--plan`: the plan of this restore (see the module's text), of the
+    /// steps `opts` picks (`--from`, `--only`; numbered as in the whole plan).
+    pub fn render_plan(&self, opts: &Options) -> Result<RenderedPlan> {
+        let all = self.steps()?;
+        let names: Vec<&str> = all.iter().map(|s| s.name).collect();
+        opts.check_picked(&names)?;
+        let steps: Vec<(usize, &Step)> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| opts.selects(&names, *i))
+            .collect();
         let jobs: Vec<(NodeSpec, JobRequest)> = steps
             .iter()
-            .flat_map(|s| &s.parts)
+            .flat_map(|(_, s)| &s.parts)
             .filter_map(|p| match &p.action {
                 Action::Job(request) => Some((p.node.clone(), request.clone())),
                 _ => None,
@@ -32,16 +40,17 @@ impl Restore<'_> {
         let mut by_nodes = self.fleet.plan(&jobs).into_iter();
         let mut plan = RenderedPlan {
             text: format!(
-                "restore of backup {} (RonDB backup id {}) of cluster {} from {}\n",
+                "restore of backup {} (RonDB backup id {}) of cluster {} from {}{}\n",
                 self.manifest.backup_id,
                 self.ndb(),
                 self.manifest.cluster,
-                Repository::of(self.config).location()
+                Repository::of(self.config).location(),
+                picked(opts)
             ),
             missing: Vec::new(),
         };
         let mut previous: Option<&str> = None;
-        for (i, step) in steps.iter().enumerate() {
+        for (i, step) in steps {
             heading(&mut plan.text, i, step, previous);
             for part in &step.parts {
                 let lines = match &part.action {
@@ -120,6 +129,15 @@ impl Restore<'_> {
             ),
             Action::Job(request) => line("root", request.describe()),
         }
+    }
+}
+
+/// What the plan's first line adds when `--from`/`--only` pick steps.
+fn picked(opts: &Options) -> String {
+    match (&opts.from, &opts.only) {
+        (_, Some(only)) => format!(", only step {only}"),
+        (Some(from), None) => format!(", from step {from} on"),
+        (None, None) => String::new(),
     }
 }
 

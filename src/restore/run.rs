@@ -47,17 +47,10 @@ impl Restore<'_> {
     fn prepare(&self, steps: &[Step], opts: &Options, path: &Path) -> Result<(RestoreState, bool)> {
         let id = self.manifest.backup_id;
         let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
-        for wanted in opts.from.iter().chain(opts.only.iter()) {
-            if !names.contains(&wanted.as_str()) {
-                bail!(
-                    "no step '{wanted}' in this restore; the steps are: {}",
-                    names.join(", ")
-                );
-            }
-        }
+        opts.check_picked(&names)?;
         let previous = RestoreState::load(path)?;
         let fresh = previous.is_none();
-        let picked = opts.from.is_some() || opts.only.is_some();
+        let picked = opts.picks();
         let mut state = match previous {
             None if opts.resume => {
                 bail!("there is no restore of backup {id} to resume ({} does not exist)", path.display())
@@ -70,11 +63,7 @@ impl Restore<'_> {
             None => fresh_state(id, steps),
         };
         for (i, step) in steps.iter().enumerate() {
-            let selected = match (&opts.from, &opts.only) {
-                (_, Some(only)) => step.name == only,
-                (Some(from), None) => i >= names.iter().position(|n| n == from).unwrap_or(0),
-                (None, None) => true,
-            };
+            let selected = opts.selects(&names, i);
             let st = step_state(&mut state, step.name)?;
             if picked && selected {
                 *st = fresh_step(step);

@@ -76,7 +76,8 @@ pub fn judge_start_backup(outcome: &Outcome, ndb_id: u32) -> Result<NdbBackupRes
     let all = format!("{}\n{text}", outcome.stdout);
     if all.contains("file already exists") {
         return Err(HwdrError::IdTaken(format!(
-            "RonDB backup id {ndb_id} already exists on a data node (NDB error 1350): {}",
+            "RonDB backup id {ndb_id} already exists on a data node (NDB error 1350): {}; pick another id with \
+             `--id yymmddHHMM`, or omit --id to use the current minute",
             first_line_with(&all, "Backup failed").unwrap_or("Backup failed")
         ))
         .into());

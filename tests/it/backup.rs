@@ -166,21 +166,38 @@ fn dry_run_prints_every_step_and_changes_nothing() {
     );
 }
 
+/// Issue 16: a taken id gave exit 4 with no advice, and `--dry-run` of it
+/// passed. Both name what holds it and the next free id (the next minute no
+/// backup uses, past the taken ones) and how to pick it; the dry run fails
+/// as the backup would, printing no plan.
 #[test]
-fn taken_id_in_the_repository_is_refused_and_kept() {
+fn taken_id_in_the_repository_is_refused_and_kept_naming_the_next_free_id() {
     let c = Single::new(&[(2, 1)]);
     assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+    assert!(c.hwdr(&["backup", "--id", "2611231820"]).status.success());
     let before = fs::read(c.backup_path(ID).join("manifest.json")).unwrap();
-    let out = c.hwdr(&["backup", "--id", ID]);
-    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(&format!("backup id {ID} is already taken")));
-    assert!(
-        text(&out.stderr).contains("omit --id to use the next free minute"),
-        "{}",
-        text(&out.stderr)
+    let expected = format!(
+        "hwdr: error: backup id {ID} is already taken: {}/backups/{ID} holds the complete backup of ",
+        c.repo.display()
     );
+    let advice = "; the next free id is 2611231821 (2026-11-23 18:21): pick it with `--id 2611231821`, or omit \
+                  --id to use the current minute\n";
+    for args in [&["backup", "--id", ID][..], &["backup", "--id", ID, "--dry-run"]] {
+        let out = c.hwdr(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {err}");
+        assert!(err.starts_with(&expected) && err.ends_with(advice), "{args:?}: {err}");
+        assert!(
+            !text(&out.stdout).contains("dry run"),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
     assert_eq!(fs::read(c.backup_path(ID).join("manifest.json")).unwrap(), before);
     assert!(!c.repo.join("lock").exists());
+    // A free id still passes the dry run.
+    let out = c.hwdr(&["backup", "--id", "2611231821", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
 #[test]
@@ -195,23 +212,51 @@ fn taken_id_on_a_data_node_is_refused() {
         err.contains(&format!("RonDB backup id {NDB_ID} already exists on a data node")),
         "{err}"
     );
+    assert!(
+        err.ends_with("; pick another id with `--id yymmddHHMM`, or omit --id to use the current minute\n"),
+        "{err}"
+    );
     let m = c.manifest(ID).unwrap();
     assert_eq!(m["status"], "failed");
     assert_eq!(m["failed_step"], "head1/ndb-backup");
 }
 
+/// Issue 16: errors of the command line start `hwdr: error:` as every other
+/// error does (clap's own was `error:`), keeping clap's usage and tip lines
+/// and its exit code 2.
 #[test]
-fn invalid_ids_are_refused() {
+fn invalid_ids_and_arguments_are_refused_with_hwdrs_error_prefix() {
     let c = Single::new(&[(2, 1)]);
     for bad in ["2613231819", "26112318", "abcdefghij", "2602301200"] {
         let out = c.hwdr(&["backup", "--id", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = text(&out.stderr);
         assert!(
-            text(&out.stderr).contains(&format!("backup id '{bad}'")),
-            "{}",
-            text(&out.stderr)
+            err.starts_with(&format!(
+                "hwdr: error: invalid value '{bad}' for '--id <ID>': backup id '{bad}'"
+            )),
+            "{err}"
         );
     }
+    let out = c.hwdr(&["restore", "--bogus", ID]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("hwdr: error: unexpected argument '--bogus' found\n"),
+        "{err}"
+    );
+    assert!(err.contains("tip: to pass '--bogus' as a value"), "{err}");
+    assert!(err.contains("\nUsage: hwdr restore [OPTIONS] <ID>"), "{err}");
+    assert!(!err.contains("\nerror:"), "{err}");
+    // Help is no error: on stdout, exit 0, unchanged.
+    let out = c.hwdr(&["list", "--help"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("List the backups"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stderr).is_empty());
 }
 
 #[test]
@@ -336,6 +381,37 @@ fn config_check_reports_what_it_checked() {
     let out = c.hwdr(&["config", "check"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stdout).contains("FAIL  hwdr.toml: [repository] path: "));
+}
+
+/// Issue 16: right after a backup used mysqld, `config check` warned that
+/// its socket did not exist: it looked for a file (the simulated mysqld has
+/// none), not at what the backup does. It asks mysqld as the backup does
+/// (`SHOW DATABASES`, as `[rondb] user`); one that does not answer is a
+/// warning naming the socket, the user and the client's error.
+#[test]
+fn config_check_asks_mysqld_as_the_backup_does() {
+    let c = Single::new(&[(2, 1)]);
+    assert!(c.hwdr(&["backup", "--id", ID]).status.success());
+    let socket = c.sim.join("mysql.sock");
+    let out = c.hwdr(&["config", "check"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let expected = format!(
+        "ok    hwdr.toml: [rondb] socket: mysqld answers on {} as mysql (",
+        socket.display()
+    );
+    assert!(stdout.contains(&expected), "{stdout}");
+    assert!(!stdout.contains("warn  hwdr.toml: [rondb] socket"), "{stdout}");
+
+    c.dropin("30-socket.toml", "[rondb]\nsocket = \"/nonexistent/mysql.sock\"\n");
+    let out = c.hwdr(&["config", "check"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "a warning: {stdout}");
+    let expected = "warn  hwdr.d/30-socket.toml: [rondb] socket: mysqld does not answer on /nonexistent/mysql.sock as \
+                    mysql (the socket does not exist: is mysqld running on this node?): mysql (SHOW DATABASES) \
+                    exited with status 1";
+    assert!(stdout.contains(expected), "{stdout}");
+    assert!(stdout.contains("Can't connect to local MySQL server"), "{stdout}");
 }
 
 #[test]
@@ -602,6 +678,19 @@ fn a_retry_in_a_taken_minute_waits_for_the_next_one_and_overwrites_nothing() {
     let files_before = tree(&failed);
     let manifest_before = fs::read(failed.join("manifest.json")).unwrap();
 
+    // A dry run says the backup would wait, and plans the next minute's id (issue 16).
+    let dry = at_18_19_57(&["backup", "--dry-run"]);
+    let stdout = text(&dry.stdout);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert!(
+        stdout.starts_with(&format!(
+            "backup id {ID} is taken (failed backup of 18:19): the backup would wait 3 s for 2611231820\n"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("START BACKUP 263271820 "), "{stdout}");
+    assert!(stdout.ends_with("dry run: nothing was changed\n"), "{stdout}");
+
     let start = Instant::now();
     let retry = at_18_19_57(&["backup"]);
     let err = text(&retry.stderr);
@@ -618,10 +707,18 @@ fn a_retry_in_a_taken_minute_waits_for_the_next_one_and_overwrites_nothing() {
     assert_eq!(tree(&failed), files_before);
     assert_eq!(fs::read(failed.join("manifest.json")).unwrap(), manifest_before);
 
-    // An explicit --id that is taken stays an error, and says what to do.
+    // An explicit --id that is taken stays an error, and says what to do:
+    // the next minute no backup uses (issue 16).
     let explicit = c.hwdr(&["backup", "--id", ID]);
     assert_eq!(explicit.status.code(), Some(4));
-    assert!(text(&explicit.stderr).contains("omit --id to use the next free minute"));
+    let err = text(&explicit.stderr);
+    assert!(
+        err.contains(&format!(
+            "/backups/{ID} holds the failed backup of 18:19; the next free id is 2611231821 (2026-11-23 18:21): \
+             pick it with `--id 2611231821`, or omit --id to use the current minute"
+        )),
+        "{err}"
+    );
 }
 
 /// Issue 14: `hwdr list | head -1` panicked on the broken pipe (exit 101). A

@@ -232,6 +232,59 @@ fn plan_prints_every_step_with_node_user_argv_and_what_it_waits_for() {
     }
     let _ = staging2;
     assert!(runs_of(&s.c, "ndb_restore").is_empty(), "--plan must run nothing");
+    plan_of_picked_steps_and_step_names_in_help(&s, &plan);
+}
+
+/// Issue 16: `--only … --plan` was refused, and `--help` named no step.
+/// The plan shows just the steps picked, numbered as in the whole plan;
+/// `--help` lists every step the whole plan has, in its order.
+fn plan_of_picked_steps_and_step_names_in_help(s: &Setup, whole: &str) {
+    // " 3. rondb-data (after rondb-meta; …)" names step rondb-data.
+    let headings: Vec<&str> = whole
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(". "))
+        .filter(|(number, _)| number.parse::<u32>().is_ok())
+        .filter_map(|(_, rest)| rest.split(' ').next())
+        .collect();
+    assert_eq!(headings.len(), 9, "{whole}");
+    let help = text(&s.c.hwdr("head1", &["restore", "--help"]).stdout);
+    for option in ["--from <STEP>", "--only <STEP>"] {
+        let line = help.lines().find(|l| l.contains(option)).unwrap_or_default();
+        let listed = line.split("[possible values: ").nth(1).unwrap_or_default();
+        let listed: Vec<&str> = listed.trim_end_matches(']').split(", ").collect();
+        let in_plan: Vec<&str> = listed.iter().copied().filter(|n| headings.contains(n)).collect();
+        assert_eq!(in_plan, headings, "{option} in --help: {line}");
+        assert_eq!(listed.len(), headings.len() + 1, "and rondb-epoch: {line}");
+    }
+
+    let out = s.c.hwdr("head1", &["restore", ID, "--only", "safemode", "--plan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with(", only step safemode"),
+        "{plan}"
+    );
+    assert!(plan.contains(" 7. safemode (checks passed)"), "{plan}");
+    assert!(plan.contains("hdfs dfsadmin -safemode get"), "{plan}");
+    let steps = plan.lines().filter(|l| {
+        l.trim_start()
+            .split_once(". ")
+            .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+    });
+    assert_eq!(steps.count(), 1, "{plan}");
+
+    let out = s.c.hwdr("head1", &["restore", ID, "--from", "opensearch", "--plan"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.contains(" 8. opensearch (checks passed)") && plan.contains(" 9. kafka (after opensearch)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("rondb-meta") && !plan.contains("safemode ("), "{plan}");
+    assert!(runs_of(&s.c, "hdfs").is_empty(), "--plan must run nothing");
 }
 
 /// Issue 12, move 7: each node renders its own part of `--plan` from its own
@@ -484,14 +537,14 @@ fn restore_is_refused_for_a_failed_backup_and_for_a_corrupted_file_naming_it() {
         "{}",
         text(&out.stderr)
     );
-    // No backup at all: not found (10), not "refused".
+    // No backup at all: not found (10), not "refused", and where to look.
     let out = s.c.hwdr("head1", &["restore", "2611231821"]);
     assert_eq!(out.status.code(), Some(10));
-    assert!(
-        text(&out.stderr).contains("no backup 2611231821 in "),
-        "{}",
-        text(&out.stderr)
+    let expected = format!(
+        "hwdr: error: no backup 2611231821 in {}; `hwdr list` shows what there is\n",
+        s.c.repo.display()
     );
+    assert_eq!(text(&out.stderr), expected);
 }
 
 #[test]
@@ -514,10 +567,24 @@ fn only_and_from_run_just_the_steps_asked_for_and_a_silent_agent_is_refused() {
     assert_eq!(runs_of(&s.c, "kafka-restore.sh").len(), 2);
     assert!(runs_of(&s.c, "ndb_restore").is_empty() && runs_of(&s.c, "hdfs").is_empty());
 
-    // An unknown step is named.
+    // An unknown step is a usage error listing the steps (issue 16).
     let out = s.c.hwdr("head1", &["restore", ID, "--only", "rondb"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(
+            "hwdr: error: invalid value 'rondb' for '--only <STEP>'\n  [possible values: stage, rondb-meta, "
+        ),
+        "{err}"
+    );
+    // A step this restore does not have says why.
+    let out = s.c.hwdr("head1", &["restore", ID, "--only", "rondb-epoch"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("no step 'rondb'"), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "hwdr: error: no step 'rondb-epoch' in this restore (it runs only with `[restore] restore_epoch = true`); \
+         the steps are: stage, rondb-meta, rondb-data, rondb-indexes, users, hopsfs, safemode, opensearch, kafka\n"
+    );
 
     // A node whose agent does not answer: refused before anything runs.
     s.c.kill_agent("node3");

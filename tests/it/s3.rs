@@ -167,7 +167,6 @@ fn wrong_credentials_are_named_by_config_check_and_stop_a_backup_before_anything
         .unwrap()
         .replace(garage.secret_key(), &"0".repeat(64));
     std::fs::write(&file, wrong).unwrap();
-    let before = runs(&c);
     let check = c.hwdr("head1", &["config", "check"]);
     let stdout = text(&check.stdout);
     assert_eq!(check.status.code(), Some(3), "{stdout}");
@@ -179,6 +178,8 @@ fn wrong_credentials_are_named_by_config_check_and_stop_a_backup_before_anything
         "{stdout}"
     );
     assert!(stdout.contains("access denied"), "{stdout}");
+    // (The check asked mysqld as the backup does; the backup must run nothing.)
+    let before = runs(&c);
     let out = c.hwdr("head1", &["backup", "--id", ID]);
     assert_ne!(out.status.code(), Some(0));
     let stderr = text(&out.stderr);

@@ -176,7 +176,8 @@ fn a_failed_backup_hand_edited_to_complete_is_damaged_and_never_restored() {
 /// Issue 8: `verify` of an id that does not exist said "DAMAGED" (exit 9) and
 /// set `hwdr_last_verify_ok 0`, firing the damaged-backup alert for a typo.
 /// It is "not found" (10) and leaves the metric alone; a backup that is not
-/// complete is "cannot be used" (8), never "ok".
+/// complete is "cannot be used" (8), never "ok". Issue 16: both say where to
+/// look (`hwdr list`).
 #[test]
 fn verify_of_a_missing_id_is_not_found_and_of_a_failed_backup_is_refused_leaving_the_metric() {
     let c = Single::new(&[(2, 1)]);
@@ -189,7 +190,10 @@ fn verify_of_a_missing_id_is_not_found_and_of_a_failed_backup_is_refused_leaving
     let verified_at = metric(&c, "hwdr_last_verify_timestamp_seconds{cluster=\"prod\"}");
 
     let typo = "2611231918";
-    let expected = format!("no backup {typo} in {}; see `hwdr list`", c.repo.display());
+    let expected = format!(
+        "hwdr: error: no backup {typo} in {}; `hwdr list` shows what there is\n",
+        c.repo.display()
+    );
     for args in [
         &["verify", typo][..],
         &["restore", typo],
@@ -198,7 +202,11 @@ fn verify_of_a_missing_id_is_not_found_and_of_a_failed_backup_is_refused_leaving
     ] {
         let out = c.hwdr(args);
         assert_eq!(out.status.code(), Some(10), "{args:?}: {}", text(&out.stderr));
-        assert!(text(&out.stderr).contains(&expected), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).ends_with(&expected),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert!(!text(&out.stdout).contains("DAMAGED"), "{args:?}");
     }
 
@@ -209,7 +217,8 @@ fn verify_of_a_missing_id_is_not_found_and_of_a_failed_backup_is_refused_leaving
         ("2611231820", "backup 2611231820 is failed, not a complete backup"),
         (
             "2611231821",
-            "backup 2611231821 has no manifest: it is not a complete backup",
+            "backup 2611231821 has no manifest: it is not a complete backup (unfinished, or being taken); `hwdr \
+             list` shows its state",
         ),
     ] {
         let out = c.hwdr(&["verify", id]);
@@ -230,6 +239,28 @@ fn verify_of_a_missing_id_is_not_found_and_of_a_failed_backup_is_refused_leaving
 /// A repository written by hwdr 0.1 (format 1, manifests without checksum)
 /// is not taken for damaged: every command names `hwdr repo upgrade`, which
 /// seals the manifests that parse and leaves a damaged one damaged.
+/// Issue 16: `verify` or `drill` without an id printed a usage line that did
+/// not mention `--latest`, under clap's `error:` where every other error
+/// says `hwdr: error:`.
+#[test]
+fn verify_and_drill_without_an_id_name_latest_in_the_usage_error() {
+    let c = Single::new(&[(2, 1)]);
+    for command in ["verify", "drill"] {
+        let out = c.hwdr(&[command]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(
+            err.starts_with("hwdr: error: the following required arguments were not provided:\n  <ID|--latest>\n"),
+            "{command}: {err}"
+        );
+        assert!(
+            err.contains(&format!("\nUsage: hwdr {command} <ID|--latest>")),
+            "{command}: {err}"
+        );
+        assert!(text(&out.stdout).is_empty(), "{command}");
+    }
+}
+
 #[test]
 fn a_format_1_repository_is_upgraded_not_called_damaged() {
     let c = Single::new(&[(2, 1)]);
