@@ -12,6 +12,7 @@ mod drill;
 mod encryption;
 mod hopsfs;
 mod lock;
+mod monitoring;
 mod prune;
 mod restore;
 mod rondb_encryption;
