@@ -48,7 +48,8 @@ GARAGE_VERSION = 2.5.0
 CARGO_BIN = $${CARGO_HOME:-$$HOME/.cargo}/bin
 
 # Debian packages the tests and `make bench` need (run as root on a fresh
-# Debian 12; rclone only for the benchmark's S3 part), and
+# Debian 12; rclone only for the benchmark's S3 part, man-db for the man
+# pages' test, tests/it/docs.rs), and
 # Garage from crates.io into ~/.cargo/bin (about 8 minutes on two cores with
 # build-essential), unless the garage the tests find (PATH, then
 # ~/.cargo/bin; or $HWDR_GARAGE) is that version already.
@@ -56,7 +57,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps systemd systemd-container dbus rsync \
-		build-essential debhelper dpkg-dev lintian faketime strace rclone time
+		build-essential debhelper dpkg-dev lintian faketime strace rclone time man-db
 	PATH="$$PATH:$(CARGO_BIN)" $${HWDR_GARAGE:-garage} --version 2>/dev/null | grep -q 'cargo:$(GARAGE_VERSION) ' || \
 		$(CARGO) install garage --locked --version $(GARAGE_VERSION)
 
