@@ -49,7 +49,8 @@ CARGO_BIN = $${CARGO_HOME:-$$HOME/.cargo}/bin
 
 # Debian packages the tests and `make bench` need (run as root on a fresh
 # Debian 12; rclone only for the benchmark's S3 part; prometheus for
-# promtool, which checks packaging/prometheus/ in tests/it/monitoring.rs), and
+# promtool, which checks packaging/prometheus/ in tests/it/monitoring.rs;
+# man-db for the man pages' test, tests/it/docs.rs), and
 # Garage from crates.io into ~/.cargo/bin (about 8 minutes on two cores with
 # build-essential), unless the garage the tests find (PATH, then
 # ~/.cargo/bin; or $HWDR_GARAGE) is that version already.
@@ -61,7 +62,7 @@ deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps systemd systemd-container dbus rsync \
 		build-essential debhelper dpkg-dev lintian faketime strace rclone time \
-		prometheus
+		prometheus man-db
 	systemctl disable --now prometheus.service 2>/dev/null || systemctl disable prometheus.service
 	PATH="$$PATH:$(CARGO_BIN)" $${HWDR_GARAGE:-garage} --version 2>/dev/null | grep -q 'cargo:$(GARAGE_VERSION) ' || \
 		$(CARGO) install garage --locked --version $(GARAGE_VERSION)

@@ -1,66 +1,15 @@
 //! `hwdr`: disaster recovery for Hopsworks clusters. This file only parses
-//! the command line and dispatches; each subcommand lives in `cli/`.
+//! the command line (defined in `cli/mod.rs`) and dispatches; each
+//! subcommand lives in `cli/`.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
+use hwdr::cli::{self, Cli, Command};
 use hwdr::exit::{self, Code};
-use hwdr::{cli, config, logging};
-
-/// Disaster recovery for Hopsworks clusters: consistent, verified backups of
-/// RonDB and HopsFS, and restores that follow the runbook.
-#[derive(Debug, Parser)]
-#[command(name = "hwdr", version, about)]
-struct Cli {
-    /// Main configuration file; drop-ins are read from hwdr.d/*.toml beside it.
-    #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
-    config: PathBuf,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Take a backup of the whole cluster into the repository.
-    Backup(cli::backup::Args),
-    /// List the backups in the repository, newest first.
-    List(cli::list::Args),
-    /// Restore the cluster from a backup, step by step (resumable).
-    Restore(cli::restore::Args),
-    /// Check that a backup is whole: files, checksums, blocks.
-    Verify(cli::verify::Args),
-    /// Remove backups no retention rule keeps, and blocks no backup names.
-    Prune(cli::prune::Args),
-    /// Restore drill: a backup's RonDB part into a spare cluster, every block re-read.
-    Drill(cli::drill::Args),
-    /// Inspect the configuration.
-    #[command(subcommand)]
-    Config(cli::config::Command),
-    /// Set up the repository.
-    #[command(subcommand)]
-    Repo(cli::repo::Command),
-    /// Manage the keys of an encrypted repository.
-    #[command(subcommand)]
-    Key(cli::key::Command),
-    /// A cluster CA and node certificates for mutual TLS, for clusters
-    /// without Hopsworks' own PKI.
-    #[command(subcommand)]
-    Tls(cli::tls::Command),
-    /// Remove a stale repository lock left by a process that died.
-    Unlock(cli::unlock::Args),
-    /// Run the node agent (the hwdr-agent service).
-    Agent,
-    /// Log that a unit failed, with its own MESSAGE_ID (the OnFailure= hook
-    /// of hwdr's units: hwdr-failure@.service).
-    #[command(hide = true)]
-    OnFailure {
-        /// The unit that failed.
-        unit: String,
-    },
-}
+use hwdr::logging;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -1,4 +1,4 @@
-//! One module per subcommand.
+//! hwdr's command line ([`Cli`]) and one module per subcommand.
 
 pub mod agent;
 pub mod backup;
@@ -15,12 +15,71 @@ pub mod tls;
 pub mod unlock;
 pub mod verify;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
 
 use crate::backup_id::BackupId;
 use crate::config::Config;
 use crate::fleet::{Fleet, Leadership};
 use crate::repo::Repository;
+
+// The one definition of the command line: `main.rs` parses it, and the
+// dev-only generator docgen/ renders the shell completions and man pages
+// from it, so they cannot drift from `--help`.
+
+/// Disaster recovery for Hopsworks clusters: consistent, verified backups of
+/// RonDB and HopsFS, and restores that follow the runbook.
+#[derive(Debug, Parser)]
+#[command(name = "hwdr", version, about)]
+pub struct Cli {
+    /// Main configuration file; drop-ins are read from hwdr.d/*.toml beside it.
+    #[arg(long, global = true, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands, each run by its module in `cli/`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Take a backup of the whole cluster into the repository.
+    Backup(backup::Args),
+    /// List the backups in the repository, newest first.
+    List(list::Args),
+    /// Restore the cluster from a backup, step by step (resumable).
+    Restore(restore::Args),
+    /// Check that a backup is whole: files, checksums, blocks.
+    Verify(verify::Args),
+    /// Remove backups no retention rule keeps, and blocks no backup names.
+    Prune(prune::Args),
+    /// Restore drill: a backup's RonDB part into a spare cluster, every block re-read.
+    Drill(drill::Args),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(config::Command),
+    /// Set up the repository.
+    #[command(subcommand)]
+    Repo(repo::Command),
+    /// Manage the keys of an encrypted repository.
+    #[command(subcommand)]
+    Key(key::Command),
+    /// A cluster CA and node certificates for mutual TLS, for clusters
+    /// without Hopsworks' own PKI.
+    #[command(subcommand)]
+    Tls(tls::Command),
+    /// Remove a stale repository lock left by a process that died.
+    Unlock(unlock::Args),
+    /// Run the node agent (the hwdr-agent service).
+    Agent,
+    /// Log that a unit failed, with its own MESSAGE_ID (the OnFailure= hook
+    /// of hwdr's units: hwdr-failure@.service).
+    #[command(hide = true)]
+    OnFailure {
+        /// The unit that failed.
+        unit: String,
+    },
+}
 
 /// Which backup a command works on, and whether only the leader works
 /// (`hwdr verify`, `hwdr drill`: their timers fire on every node).

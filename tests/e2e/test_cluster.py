@@ -138,6 +138,10 @@ MSG_FAILED = "7b2501e68c884f468ff45228b1f1201b"
 MSG_UNIT_FAILED = "e2fcd5d96e3640afb842ee01439b2b41"
 EXIT_NOT_LEADER = 7
 UNITS = ("hwdr-agent.service", "hwdr-backup.service", "hwdr-backup.timer", "hwdr-failure@.service")
+# The shell completions and man pages (docgen/, debian/rules).
+DOCS = ("/usr/share/bash-completion/completions/hwdr", "/usr/share/zsh/vendor-completions/_hwdr",
+        "/usr/share/fish/vendor_completions.d/hwdr.fish", "/usr/share/man/man1/hwdr.1.gz",
+        "/usr/share/man/man1/hwdr-backup.1.gz", "/usr/share/man/man1/hwdr-config-check.1.gz")
 RESTORE_STEPS = ("stage", "rondb-meta", "rondb-data", "rondb-indexes", "users", "hopsfs",
                  "safemode", "opensearch", "kafka")
 
@@ -775,15 +779,17 @@ class ClusterTest(unittest.TestCase):
     # -------------------------------------------------------------- steps
 
     def test_01_installed_everywhere(self):
-        """The package is installed on every node with its units; users have
-        the same ids everywhere; `hwdr config check` passes on every node,
-        each proving it can use the repository with a probe it removes."""
+        """The package is installed on every node with its units, completions
+        and man pages; users have the same ids everywhere; `hwdr config check`
+        passes on every node, each proving it can use the repository with a
+        probe it removes."""
         for name in NAMES:
             node = self.node(name)
             status = node.run(["dpkg-query", "-W", "-f", "${Status}", "hwdr"])[1]
             self.assertEqual(status, "install ok installed", name)
             files = node.run(["dpkg-query", "-L", "hwdr"])[1].split()
-            for path in ("/usr/bin/hwdr", *(f"/lib/systemd/system/{u}" for u in UNITS)):
+            for path in ("/usr/bin/hwdr", *(f"/lib/systemd/system/{u}" for u in UNITS),
+                         *DOCS):
                 self.assertIn(path, files, f"{name}: the package lacks {path}")
             node.run(["systemctl", "cat", *UNITS])   # every unit exists
             # The package enabled the agent and the timer and started the timer;

@@ -8,6 +8,7 @@ mod common;
 
 mod backup;
 mod cluster;
+mod docs;
 mod drill;
 mod encryption;
 mod hopsfs;
