@@ -18,6 +18,9 @@ struct Cli {
     /// Main configuration file; drop-ins are read from hwdr.d/*.toml beside it.
     #[arg(long, global = true, value_name = "PATH", default_value = config::DEFAULT_PATH)]
     config: PathBuf,
+    /// Show the log on a terminal too (`-vv`: and debug lines).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,7 +77,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    logging::init();
+    logging::init(cli.verbose);
     // Fault injection for the tests (a no-op unless built with `failpoints`).
     let _faults = hwdr::fault::setup();
     let result = match cli.command {

@@ -91,6 +91,13 @@ pub fn open_repository_for_metrics(config: &Config) -> anyhow::Result<Repository
     })
 }
 
+/// Whether a person watched the steps go by on this terminal (stdout too):
+/// a step list printed after them would only repeat them.
+pub fn steps_shown_live() -> bool {
+    use std::io::IsTerminal;
+    crate::progress::live() && std::io::stdout().is_terminal()
+}
+
 /// Loads the configuration; errors select the "invalid config" exit code.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)

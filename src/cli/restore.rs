@@ -72,7 +72,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         clean_hopsfs: args.clean_hopsfs,
     };
     let state = restore.run(&opts)?;
-    out!("{}", state.render());
+    if !super::steps_shown_live() {
+        out!("{}", state.render());
+    }
     outln!("restore of backup {} finished", args.id);
     Ok(Code::Success)
 }

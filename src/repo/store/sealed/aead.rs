@@ -81,7 +81,13 @@ mod tests {
             let nonce: [u8; 24] = std::array::from_fn(|i| (i as u8).wrapping_mul(13).wrapping_add(len as u8));
             let aad = format!("segment {len}");
             let expected = reference
-                .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: aad.as_bytes() })
+                .encrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: &plain,
+                        aad: aad.as_bytes(),
+                    },
+                )
                 .unwrap();
             let mut buf = b"frame".to_vec();
             buf.extend_from_slice(&plain);
