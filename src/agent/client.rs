@@ -263,8 +263,11 @@ impl AgentClient {
         };
         info!("node {} runs job {id}: {}", node.name, request.describe());
         let mut last_answer = Instant::now();
-        let mut last_progress = (0, 0);
-        let mut logged = Instant::now();
+        let mut seen = Seen {
+            progress: (0, 0),
+            logged: Instant::now(),
+            quiet: self.long_poll - wait,
+        };
         let mut pause = FIRST_POLL;
         loop {
             // The agent holds the request until the job ends (or `long_poll`
@@ -283,24 +286,10 @@ impl AgentClient {
             match answer {
                 Ok(status) => {
                     last_answer = Instant::now();
-                    let progress = status.progress;
                     if let Some(slot) = slot {
-                        slot.set(progress, status.total);
+                        slot.set(status.progress, status.total);
                     }
-                    // As often in the log as without a meter, and the last numbers.
-                    let due = logged.elapsed() >= self.long_poll - wait || status.state != JobState::Running;
-                    if progress != last_progress && due {
-                        logged = Instant::now();
-                        info!(
-                            files = progress.0,
-                            bytes = progress.1,
-                            "node {} job {id}: {} files, {} bytes",
-                            node.name,
-                            progress.0,
-                            progress.1
-                        );
-                        last_progress = progress;
-                    }
+                    seen.log(node, &id, &status);
                     match status.state {
                         JobState::Running => {}
                         JobState::Succeeded => return Ok(status),
@@ -341,6 +330,36 @@ impl AgentClient {
                 }
             }
         }
+    }
+}
+
+/// The progress of a job last logged, and when.
+struct Seen {
+    progress: (u64, u64),
+    logged: Instant,
+    /// The least time between two lines: polled more often for a meter,
+    /// the log has no more lines than without one.
+    quiet: Duration,
+}
+
+impl Seen {
+    /// Logs the progress `status` reports if it changed (and `quiet`
+    /// passed, unless the job ended).
+    fn log(&mut self, node: &NodeSpec, id: &str, status: &JobReport) {
+        let progress = status.progress;
+        let due = self.logged.elapsed() >= self.quiet || status.state != JobState::Running;
+        if progress == self.progress || !due {
+            return;
+        }
+        (self.progress, self.logged) = (progress, Instant::now());
+        info!(
+            files = progress.0,
+            bytes = progress.1,
+            "node {} job {id}: {} files, {} bytes",
+            node.name,
+            progress.0,
+            progress.1
+        );
     }
 }
 

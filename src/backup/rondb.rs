@@ -96,7 +96,9 @@ impl Run<'_> {
             }
             self.steps.of(node).record(step, s.started, s.finished, files);
         }
-        shown.map(OnNodes::end);
+        if let Some(shown) = shown {
+            shown.end();
+        }
     }
 }
 
