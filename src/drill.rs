@@ -86,13 +86,16 @@ impl Steps {
             return;
         }
         let _span = info_span!("step", hwdr_step = name).entered();
+        let line = crate::progress::step(name);
         match f() {
             Ok(what) => {
                 info!("drill step {name}: {what}");
+                line.done(&what);
                 self.0.steps.push((name.to_owned(), what));
             }
             Err(e) => {
                 error!("drill step {name} failed: {e:#}");
+                line.failed(&format!("{e:#}"));
                 self.0.failure = Some((name.to_owned(), format!("{e:#}")));
             }
         }

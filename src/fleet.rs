@@ -19,9 +19,13 @@ use crate::agent::client::{AgentClient, JobReport};
 use crate::agent::jobs::execute_async;
 use crate::config::{Config, NodeSpec, Role};
 use crate::job::{JobControl, JobRequest, JobResult, PlanLine};
+use crate::progress::{Meter, Slot};
 
 /// How long [`Fleet::cancel_and_wait`] waits for a cancelled job to stop.
 const STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// How often this node's own job's counters are read for a meter.
+const PROGRESS_TICK: Duration = Duration::from_millis(250);
 
 /// Who runs the backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,16 +158,29 @@ impl Fleet {
     /// through their agents; at most `parallelism` at once. The results come
     /// back in the order of `jobs`.
     pub fn run(&self, jobs: Vec<(NodeSpec, JobRequest)>, parallelism: usize) -> Vec<Shipped> {
+        self.run_metered(jobs, parallelism, None)
+    }
+
+    /// [`Fleet::run`], adding what the jobs report as they run to `meter`:
+    /// this node's job from its counters, the others' from the status their
+    /// agents answer.
+    pub fn run_metered(
+        &self,
+        jobs: Vec<(NodeSpec, JobRequest)>,
+        parallelism: usize,
+        meter: Option<&Meter>,
+    ) -> Vec<Shipped> {
         let permits = Arc::new(Semaphore::new(parallelism.max(1)));
         self.rt.block_on(async {
             let mut set = JoinSet::new();
             for (index, (node, request)) in jobs.into_iter().enumerate() {
                 let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = request.step());
                 let (config, permits, client) = (self.config.clone(), permits.clone(), self.client.clone());
+                let slot = meter.map(Meter::slot);
                 set.spawn(
                     async move {
                         let _permit = permits.acquire_owned().await;
-                        ship(config, client, index, node, request).await
+                        ship(config, client, (index, node, request), slot).await
                     }
                     .instrument(span),
                 );
@@ -255,19 +272,18 @@ impl Fleet {
 async fn ship(
     config: Arc<Config>,
     client: Option<AgentClient>,
-    index: usize,
-    node: NodeSpec,
-    request: JobRequest,
+    (index, node, request): (usize, NodeSpec, JobRequest),
+    slot: Option<Slot>,
 ) -> Shipped {
     let started = Utc::now();
     let what = request.describe();
     let result = if crate::cancel::requested() {
         Err(crate::cancel::stopped().context(format!("node {} got no job", node.name)))
     } else if node.name == config.this_node {
-        execute_async(config, request, JobControl::default()).await
+        execute_metered(config, request, slot).await
     } else {
         match client {
-            Some(client) => client.run_job(&node, &request).await.and_then(|status| {
+            Some(client) => client.run_job(&node, &request, slot.as_ref()).await.and_then(|status| {
                 status
                     .result
                     .ok_or_else(|| anyhow!("node {} sent no result", node.name))
@@ -285,4 +301,25 @@ async fn ship(
         finished: Utc::now(),
         result,
     }
+}
+
+/// Runs a job on this node in-process; its counters go to `slot` as it runs.
+async fn execute_metered(config: Arc<Config>, request: JobRequest, slot: Option<Slot>) -> Result<JobResult> {
+    let control = JobControl::default();
+    let Some(slot) = slot.map(Arc::new) else {
+        return execute_async(config, request, control).await;
+    };
+    let watched = {
+        let (slot, control) = (slot.clone(), control.clone());
+        tokio::spawn(async move {
+            loop {
+                slot.set(control.progress(), control.total());
+                tokio::time::sleep(PROGRESS_TICK).await;
+            }
+        })
+    };
+    let result = execute_async(config, request, control.clone()).await;
+    watched.abort();
+    slot.set(control.progress(), control.total());
+    result
 }

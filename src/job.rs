@@ -29,6 +29,8 @@ pub struct JobControl {
 struct Inner {
     files: AtomicU64,
     bytes: AtomicU64,
+    total_files: AtomicU64,
+    total_bytes: AtomicU64,
     cancel: AtomicBool,
     reason: Mutex<Option<String>>,
 }
@@ -45,6 +47,21 @@ impl JobControl {
         (
             self.inner.files.load(Ordering::Relaxed),
             self.inner.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records that the job will do `files` more files (0: not known) of
+    /// `bytes` more bytes (0: not known), as it learns of them.
+    pub fn add_total(&self, files: u64, bytes: u64) {
+        self.inner.total_files.fetch_add(files, Ordering::Relaxed);
+        self.inner.total_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The totals of [`JobControl::add_total`], zeros where not known.
+    pub fn total(&self) -> (u64, u64) {
+        (
+            self.inner.total_files.load(Ordering::Relaxed),
+            self.inner.total_bytes.load(Ordering::Relaxed),
         )
     }
 
@@ -159,6 +176,18 @@ impl JobRequest {
             | JobRequest::RestoreUnstage { node, .. }
             | JobRequest::RestoreRondbData { node, .. }
             | JobRequest::RestoreCommand { node, .. } => node,
+        }
+    }
+
+    /// What a job that moves data counts ("files", "blocks"), for its
+    /// progress; `None` for the others.
+    pub fn progress_unit(&self) -> Option<&'static str> {
+        match self {
+            JobRequest::CollectRondbParts { .. } => Some("files"),
+            JobRequest::HopsfsUpload { .. } | JobRequest::HopsfsRestore { .. } | JobRequest::RestoreStage { .. } => {
+                Some("blocks")
+            }
+            _ => None,
         }
     }
 

@@ -25,6 +25,7 @@ pub(crate) mod fsutil;
 pub(crate) mod job;
 pub(crate) mod metrics;
 pub(crate) mod parallel;
+pub(crate) mod progress;
 pub(crate) mod prune;
 pub(crate) mod restore;
 pub(crate) mod rondb;

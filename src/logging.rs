@@ -1,5 +1,5 @@
 //! Logging: journald with hwdr's fields under systemd, readable text on
-//! stderr elsewhere.
+//! stderr elsewhere (on a terminal only with `-v`: see [`crate::progress`]).
 //!
 //! Spans carry the fields operators filter on: `hwdr_backup_id`, `hwdr_step`,
 //! `hwdr_node` become `HWDR_BACKUP_ID`, `HWDR_STEP`, `HWDR_NODE` in the
@@ -9,9 +9,13 @@
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
+
+use crate::progress::{self, Mode};
 
 /// `MESSAGE_ID` of "backup started".
 pub const MSG_BACKUP_STARTED: &str = "79ee74680f1a43a0bc2d51664419b262";
@@ -37,12 +41,16 @@ fn stderr_is_journal() -> bool {
     }
 }
 
-/// Installs the global subscriber. `HWDR_LOG` (an `EnvFilter` directive)
-/// overrides the level, `info` by default.
-pub fn init() {
-    let filter = || EnvFilter::try_from_env("HWDR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber and decides the [`Mode`] of output.
+/// `HWDR_LOG` (an `EnvFilter` directive) overrides the level, `info` by
+/// default, `debug` with `verbose` ≥ 2. On a terminal the log shows only
+/// with `verbose` ≥ 1 (`-v`); without it only warnings do, briefly.
+pub fn init(verbose: u8) {
+    let level = if verbose >= 2 { "debug" } else { "info" };
+    let filter = || EnvFilter::try_from_env("HWDR_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     if stderr_is_journal() {
         if let Ok(journald) = tracing_journald::layer() {
+            progress::set_mode(Mode::Journal);
             let layer = journald
                 .with_field_prefix(None)
                 .with_syslog_identifier("hwdr".into())
@@ -51,10 +59,75 @@ pub fn init() {
             return;
         }
     }
-    let layer = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let terminal = std::io::stderr().is_terminal();
+    progress::set_mode(if terminal { Mode::Terminal } else { Mode::Plain });
+    let text = fmt::layer()
+        .with_writer(|| AboveBars(Vec::new()))
+        .with_ansi(terminal)
         .with_target(false)
         .with_filter(filter());
-    tracing_subscriber::registry().with(layer).init();
+    if terminal && verbose == 0 {
+        tracing_subscriber::registry().with(Warnings).init();
+    } else {
+        tracing_subscriber::registry().with(text).init();
+    }
+}
+
+/// One log line, printed through the presenter when it is complete (above
+/// a terminal's bars; as is elsewhere).
+struct AboveBars(Vec<u8>);
+
+impl std::io::Write for AboveBars {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AboveBars {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.0);
+        let line = text.trim_end_matches('\n');
+        if !line.is_empty() {
+            progress::println(line);
+        }
+    }
+}
+
+/// On a terminal without `-v`: hwdr's own warnings, one short line each
+/// (`warning: …`), without span prefixes; not the programs' output lines,
+/// which stay in the log.
+struct Warnings;
+
+impl<S: Subscriber> Layer<S> for Warnings {
+    fn on_event(&self, event: &Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if *meta.level() != Level::WARN || meta.fields().field("stream").is_some() {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        progress::println(&format!("warning: {}", message.0));
+    }
+}
+
+/// The `message` of an event.
+struct Message(String);
+
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            value.clone_into(&mut self.0);
+        }
+    }
 }

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
             return code.into();
         }
     };
-    logging::init();
+    logging::init(cli.verbose);
     // Fault injection for the tests (a no-op unless built with `failpoints`).
     let _faults = hwdr::fault::setup();
     let result = match cli.command {

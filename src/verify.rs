@@ -15,6 +15,7 @@ use crate::hopsfs::inventory::{self};
 use crate::hopsfs::node::inventory_rel;
 use crate::hopsfs::store::{BlockKey, BlockStore};
 use crate::job::JobControl;
+use crate::progress::Meter;
 use crate::repo::manifest::{BackupStatus, HopsfsInfo, Manifest};
 use crate::repo::store::ObjectKey;
 use crate::repo::{ManifestState, Repository};
@@ -77,10 +78,13 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool, threads: usize) -> Re
         .flat_map(|h| h.nodes.iter().map(|n| inventory_rel(n)))
         .collect();
     let backup = repo.reader(id);
+    let meter = meter_for(&manifest, full);
     for f in manifest.files().filter(|f| !inventories.contains(&f.path)) {
         crate::cancel::check()?;
         report.files_checked += 1;
-        match backup.check(f) {
+        let checked = backup.check(f);
+        meter.add(1, f.size);
+        match checked {
             Ok(None) => report.bytes_read += f.size,
             Ok(Some(why)) => report.damage.push(format!("{}: {why}", f.path)),
             Err(e) => {
@@ -90,8 +94,9 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool, threads: usize) -> Re
         }
     }
     if let Some(h) = &manifest.hopsfs {
-        check_blocks(repo, &manifest, h, Checks { full, threads }, &mut report)?;
+        check_blocks(repo, &manifest, h, Checks { full, threads }, &mut report, &meter)?;
     }
+    drop(meter);
     crate::cancel::check()?;
     info!(
         files = report.files_checked,
@@ -101,6 +106,19 @@ pub fn verify(repo: &Repository, id: BackupId, full: bool, threads: usize) -> Re
         if report.ok() { "ok" } else { "damaged" }
     );
     Ok(report)
+}
+
+/// The meter of a verify: every file of `manifest` read through, every
+/// block looked at (and with `full` re-read).
+fn meter_for(manifest: &Manifest, full: bool) -> Meter {
+    let (blocks, block_bytes) = manifest
+        .hopsfs
+        .as_ref()
+        .map_or((0, 0), |h| (h.distinct_blocks, h.distinct_bytes));
+    let objects = manifest.files().count() as u64 + blocks;
+    let bytes = manifest.size() + if full { block_bytes } else { 0 };
+    let label = if full { "verifying, blocks re-read" } else { "verifying" };
+    Meter::with_totals(label, "objects", objects, bytes)
 }
 
 /// How blocks are checked: re-read through their CRCs (`full`), and how
@@ -121,6 +139,7 @@ fn check_blocks(
     h: &HopsfsInfo,
     checks: Checks,
     report: &mut Report,
+    meter: &Meter,
 ) -> Result<()> {
     let store = repo.blocks();
     let control = JobControl::default();
@@ -132,9 +151,10 @@ fn check_blocks(
                 store: &store,
                 full: checks.full,
                 found: BlockReport::default(),
+                meter,
             })
         },
-        |feed| feed_blocks(repo, manifest, h, report, feed),
+        |feed| feed_blocks(repo, manifest, h, (report, meter), feed),
     )?;
     let mut damage: Vec<(usize, String)> = Vec::new();
     for found in checked {
@@ -153,7 +173,7 @@ fn feed_blocks(
     repo: &Repository,
     manifest: &Manifest,
     h: &HopsfsInfo,
-    report: &mut Report,
+    (report, meter): (&mut Report, &Meter),
     feed: &crate::parallel::Feed<'_, (usize, BlockKey, u64)>,
 ) -> Result<()> {
     let backup = repo.reader(manifest.backup_id);
@@ -166,6 +186,7 @@ fn feed_blocks(
         };
         report.files_checked += 1;
         report.bytes_read += expected.size;
+        meter.add(1, expected.size);
         let read = inventory::for_each_block(&backup, expected, |key, len| {
             crate::cancel::check()?;
             crate::fault::point("verify-block", None)?;
@@ -198,6 +219,7 @@ struct BlockChecker<'a> {
     store: &'a BlockStore,
     full: bool,
     found: BlockReport,
+    meter: &'a Meter,
 }
 
 impl crate::parallel::Worker<(usize, BlockKey, u64)> for BlockChecker<'_> {
@@ -209,6 +231,7 @@ impl crate::parallel::Worker<(usize, BlockKey, u64)> for BlockChecker<'_> {
             Ok(bytes) => self.found.bytes += bytes,
             Err(why) => self.found.damage.push((at, why)),
         }
+        self.meter.add(1, if self.full { len } else { 0 });
         Ok(())
     }
 

@@ -161,6 +161,16 @@ pub enum JobState {
 pub struct Progress {
     pub files: u64,
     pub bytes: u64,
+    /// What the whole job will do, once the node knows (0: not known); not
+    /// sent by agents that do not report it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub total_files: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub total_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a finished job produced. Externally tagged: an internally tagged

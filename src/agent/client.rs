@@ -13,6 +13,7 @@ use super::token::Token;
 use super::transport;
 use crate::config::{Auth, Config, NodeName, NodeSpec};
 use crate::job::{JobRequest, JobResult, PlanLine};
+use crate::progress::Slot;
 use crate::repo::lock::LockInfo;
 use crate::tls::files::Material;
 
@@ -22,6 +23,10 @@ const LONG_POLL: Duration = Duration::from_secs(5);
 /// For an agent that answers at once although asked to wait (older than the
 /// `wait_ms` parameter): the first pause between polls, doubling up to [`POLL`].
 const FIRST_POLL: Duration = Duration::from_millis(20);
+/// How long a status request waits when the leader shows the job's
+/// progress: the numbers are never older than this.
+const PROGRESS_POLL: Duration = Duration::from_secs(1);
+
 /// The longest pause between polls of such an agent.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -35,6 +40,8 @@ pub struct JobReport {
     pub state: JobState,
     /// Files and bytes done so far.
     pub progress: (u64, u64),
+    /// Files and bytes the whole job will do, zeros where not known.
+    pub total: (u64, u64),
     pub result: Option<JobResult>,
     pub error: Option<String>,
     /// Of a job that failed because a program did: its last output lines.
@@ -246,11 +253,21 @@ impl AgentClient {
     /// agent forgets it (restarted), or when the agent does not answer for
     /// `[backup] node_timeout`. On SIGTERM/SIGINT the job is cancelled. A
     /// failed job is a [`JobFailed`].
-    pub async fn run_job(&self, node: &NodeSpec, request: &JobRequest) -> Result<JobReport> {
+    /// The job's progress goes to `slot` with every answer; with a slot the
+    /// agent is asked at least every [`PROGRESS_POLL`].
+    pub async fn run_job(&self, node: &NodeSpec, request: &JobRequest, slot: Option<&Slot>) -> Result<JobReport> {
         let id = self.start(node, request).await?;
+        let wait = match slot {
+            Some(_) => self.long_poll.min(PROGRESS_POLL),
+            None => self.long_poll,
+        };
         info!("node {} runs job {id}: {}", node.name, request.describe());
         let mut last_answer = Instant::now();
-        let mut last_progress = (0, 0);
+        let mut seen = Seen {
+            progress: (0, 0),
+            logged: Instant::now(),
+            quiet: self.long_poll - wait,
+        };
         let mut pause = FIRST_POLL;
         loop {
             // The agent holds the request until the job ends (or `long_poll`
@@ -258,10 +275,10 @@ impl AgentClient {
             // job's lease.
             let asked = Instant::now();
             let answer = tokio::select! {
-                answer = self.status_wait(node, &id, self.long_poll) => answer,
+                answer = self.status_wait(node, &id, wait) => answer,
                 () = crate::cancel::requested_async() => return Err(self.interrupted(node, &id).await),
             };
-            if matches!(&answer, Ok(s) if s.state == JobState::Running) && asked.elapsed() < self.long_poll / 2 {
+            if matches!(&answer, Ok(s) if s.state == JobState::Running) && asked.elapsed() < wait / 2 {
                 // It did not wait: an agent without `wait_ms`. Poll soon, then less often.
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(POLL);
@@ -269,18 +286,10 @@ impl AgentClient {
             match answer {
                 Ok(status) => {
                     last_answer = Instant::now();
-                    let progress = status.progress;
-                    if progress != last_progress {
-                        info!(
-                            files = progress.0,
-                            bytes = progress.1,
-                            "node {} job {id}: {} files, {} bytes",
-                            node.name,
-                            progress.0,
-                            progress.1
-                        );
-                        last_progress = progress;
+                    if let Some(slot) = slot {
+                        slot.set(status.progress, status.total);
                     }
+                    seen.log(node, &id, &status);
                     match status.state {
                         JobState::Running => {}
                         JobState::Succeeded => return Ok(status),
@@ -321,6 +330,36 @@ impl AgentClient {
                 }
             }
         }
+    }
+}
+
+/// The progress of a job last logged, and when.
+struct Seen {
+    progress: (u64, u64),
+    logged: Instant,
+    /// The least time between two lines: polled more often for a meter,
+    /// the log has no more lines than without one.
+    quiet: Duration,
+}
+
+impl Seen {
+    /// Logs the progress `status` reports if it changed (and `quiet`
+    /// passed, unless the job ended).
+    fn log(&mut self, node: &NodeSpec, id: &str, status: &JobReport) {
+        let progress = status.progress;
+        let due = self.logged.elapsed() >= self.quiet || status.state != JobState::Running;
+        if progress == self.progress || !due {
+            return;
+        }
+        (self.progress, self.logged) = (progress, Instant::now());
+        info!(
+            files = progress.0,
+            bytes = progress.1,
+            "node {} job {id}: {} files, {} bytes",
+            node.name,
+            progress.0,
+            progress.1
+        );
     }
 }
 

@@ -28,6 +28,7 @@ use super::token::Token;
 use super::transport::Peer;
 use crate::config::Config;
 use crate::job::{JobControl, JobRequest, JobResult};
+use crate::progress::Meter;
 use crate::repo::lock::LockInfo;
 use crate::repo::Repository;
 use crate::runner::ProgramFailed;
@@ -74,7 +75,13 @@ impl Entry {
     fn snapshot(&self) -> JobStatus {
         let mut status = self.status.clone();
         let (files, bytes) = self.control.progress();
-        status.progress = Progress { files, bytes };
+        let (total_files, total_bytes) = self.control.total();
+        status.progress = Progress {
+            files,
+            bytes,
+            total_files,
+            total_bytes,
+        };
         status
     }
 }
@@ -479,7 +486,12 @@ async fn start_job(
     tokio::spawn(
         async move {
             let config = task_shared.config.clone();
+            // `systemctl status hwdr-agent` shows how far a job that moves data got.
+            let meter = request
+                .progress_unit()
+                .map(|unit| Meter::follow(&format!("job {task_id}: {what}"), unit, control.clone()));
             let outcome = super::jobs::execute_async(config, request, control.clone()).await;
+            drop(meter);
             finish(&task_shared, &task_id, outcome, control.is_cancelled());
         }
         .instrument(span),

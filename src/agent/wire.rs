@@ -341,6 +341,7 @@ impl TryFrom<api::JobStatus> for JobReport {
             lock: status.lock.map(Into::into),
             state: status.state,
             progress: (status.progress.files, status.progress.bytes),
+            total: (status.progress.total_files, status.progress.total_bytes),
             result: status.result.map(Into::into),
             error: status.error,
             tail: status.tail,

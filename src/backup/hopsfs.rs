@@ -10,11 +10,13 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::{anyhow, bail, Result};
 use tracing::{info, warn};
 
+use super::record::OnNodes;
 use super::{Run, Step};
 use crate::config::{BlockStorage, Config, NodeSpec};
 use crate::hopsfs::node::Uploaded;
 use crate::hopsfs::plan::{self, Key};
 use crate::job::{JobRequest, JobResult};
+use crate::progress::Meter;
 use crate::repo::backup::BackupWriter;
 use crate::repo::manifest::{FileEntry, HopsfsInfo};
 use crate::repo::Repository;
@@ -125,6 +127,7 @@ impl Run<'_> {
             return;
         }
         let id = self.id;
+        let mut shown = OnNodes::start(step, "files");
         let listed = self
             .fleet
             .run_on(&self.hopsfs_nodes, |node| JobRequest::HopsfsInventory {
@@ -140,8 +143,10 @@ impl Run<'_> {
                 files
             });
             all_listed &= files.is_ok();
+            shown.count_files(node.name.as_str(), &files);
             self.steps.of(node).record(step, s.started, s.finished, files);
         }
+        shown.end();
         if all_listed {
             self.hopsfs = Part::Listed(inventories);
         }
@@ -198,18 +203,33 @@ impl Run<'_> {
             .map(|(_, n)| *n)
             .collect();
         let (id, round) = (self.id, uploads.round);
-        let shipped = self.fleet.run_on(&busy, |node| JobRequest::HopsfsUpload {
-            node: node.name.clone(),
-            backup_id: id,
-            round,
-        });
         let step = Step::HopsfsUpload.in_round(round);
+        let mut shown = OnNodes::start(&step, "blocks");
+        let a = &uploads.assignment;
+        let meter = Meter::with_totals("uploading blocks", "blocks", a.blocks() as u64, a.bytes.iter().sum());
+        let jobs = busy
+            .iter()
+            .map(|node| {
+                let request = JobRequest::HopsfsUpload {
+                    node: node.name.clone(),
+                    backup_id: id,
+                    round,
+                };
+                ((*node).clone(), request)
+            })
+            .collect();
+        let shipped = self
+            .fleet
+            .run_metered(jobs, self.config.backup.parallelism, Some(&meter));
+        drop(meter);
         let mut retry = Vec::new();
         let mut failed = false;
         for s in shipped {
             let node = busy[s.index];
+            let (mut blocks, mut bytes) = (0, 0);
             let outcome = match s.result {
                 Ok(JobResult::HopsfsUploaded(u)) => {
+                    (blocks, bytes) = (u.blocks, u.bytes);
                     retry.extend(uploads.count(&self.hopsfs_nodes, node, u));
                     Ok(Vec::new())
                 }
@@ -217,8 +237,10 @@ impl Run<'_> {
                 Err(e) => Err(e),
             };
             failed |= outcome.is_err();
+            shown.count(node.name.as_str(), &outcome, blocks, bytes);
             self.steps.of(node).record(&step, s.started, s.finished, outcome);
         }
+        shown.end();
         if failed {
             Vec::new()
         } else {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use tracing::{error, info, info_span};
 
 use crate::config::NodeSpec;
+use crate::progress;
 use crate::repo::manifest::{FileEntry, NodeRecord, StepRecord, StepStatus};
 
 /// A failed step: `<node>/<step>`, and why.
@@ -40,17 +41,91 @@ pub fn timed_step<T>(name: &str, f: impl FnOnce(&mut Vec<FileEntry>) -> Result<T
     let _entered = span.enter();
     let started = Utc::now();
     info!("step {name} started");
+    let line = progress::step(name);
     let mut files = Vec::new();
     let result = crate::cancel::check().and_then(|_| f(&mut files));
     match &result {
-        Ok(_) => info!(files = files.len(), "step {name} done"),
-        Err(e) => error!("step {name} failed: {e:#}"),
+        Ok(_) => {
+            info!(files = files.len(), "step {name} done");
+            line.done(&summary(&files));
+        }
+        Err(e) => {
+            error!("step {name} failed: {e:#}");
+            line.failed(&format!("{e:#}"));
+        }
     }
     Ran {
         started,
         finished: Utc::now(),
         files,
         result,
+    }
+}
+
+/// What a step stored, for people: `12 files, 48.2 KiB`.
+pub fn summary(files: &[FileEntry]) -> String {
+    progress::text::files(files.len(), files.iter().map(|f| f.size).sum())
+}
+
+/// A step that runs on several nodes at once (through the fleet): its
+/// start and end in the log, and one line for people with what all the
+/// nodes did together.
+pub struct OnNodes {
+    name: String,
+    line: progress::StepLine,
+    unit: &'static str,
+    items: u64,
+    bytes: u64,
+    failures: Vec<String>,
+}
+
+impl OnNodes {
+    /// Starts step `name`, whose nodes count `unit`s ("files", "blocks").
+    pub fn start(name: &str, unit: &'static str) -> OnNodes {
+        info!(hwdr_step = name, "step {name} started");
+        OnNodes {
+            name: name.to_owned(),
+            line: progress::step(name),
+            unit,
+            items: 0,
+            bytes: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Counts what one node did: `items` of `bytes`, or its error.
+    pub fn count<T>(&mut self, node: &str, result: &Result<T>, items: u64, bytes: u64) {
+        match result {
+            Ok(_) => {
+                self.items += items;
+                self.bytes += bytes;
+            }
+            Err(e) => self.failures.push(format!("{node}: {e:#}")),
+        }
+    }
+
+    /// Counts the files one node stored, or its error.
+    pub fn count_files(&mut self, node: &str, result: &Result<Vec<FileEntry>>) {
+        let (items, bytes) = match result {
+            Ok(files) => (files.len() as u64, files.iter().map(|f| f.size).sum()),
+            Err(_) => (0, 0),
+        };
+        self.count(node, result, items, bytes);
+    }
+
+    /// Ends the step: done, or failed on the nodes that failed.
+    pub fn end(self) {
+        let name = &self.name;
+        if self.failures.is_empty() {
+            let (items, unit) = (self.items, self.unit);
+            info!(hwdr_step = name.as_str(), items, bytes = self.bytes, "step {name} done");
+            let what = format!("{items} {unit}, {}", progress::text::size(self.bytes));
+            self.line.done(&what);
+        } else {
+            let why = self.failures.join("; ");
+            error!(hwdr_step = name.as_str(), "step {name} failed: {why}");
+            self.line.failed(&why);
+        }
     }
 }
 

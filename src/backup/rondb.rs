@@ -5,7 +5,7 @@ use anyhow::anyhow;
 use tracing::info;
 
 use super::checks::check_parts;
-use super::record::{timed_step, Ran};
+use super::record::{timed_step, OnNodes, Ran};
 use super::{Run, Step};
 use crate::config::Config;
 use crate::job::{JobRequest, JobResult};
@@ -66,8 +66,9 @@ impl Run<'_> {
     /// [`Step::RondbParts`]: every `rondb` node ships its own part,
     /// concurrently, once the leader's own steps worked.
     pub(super) fn collect_parts(&mut self) {
-        let id = self.id;
-        let shipped = if self.steps.head().failed() {
+        let (id, step) = (self.id, Step::RondbParts.name());
+        let mut shown = (!self.steps.head().failed()).then(|| OnNodes::start(step, "files"));
+        let shipped = if shown.is_none() {
             Vec::new()
         } else {
             self.fleet
@@ -76,7 +77,6 @@ impl Run<'_> {
                     backup_id: id,
                 })
         };
-        let step = Step::RondbParts.name();
         for node in &self.rondb_nodes {
             let Some(s) = shipped.iter().find(|s| s.node == node.name.as_str()) else {
                 self.steps.of(node).skip(step);
@@ -91,7 +91,13 @@ impl Run<'_> {
                 Ok(other) => Err(anyhow!("node {} answered the collection with {other:?}", node.name)),
                 Err(e) => Err(anyhow!("{e:#}")),
             };
+            if let Some(shown) = &mut shown {
+                shown.count_files(node.name.as_str(), &files);
+            }
             self.steps.of(node).record(step, s.started, s.finished, files);
+        }
+        if let Some(shown) = shown {
+            shown.end();
         }
     }
 }

@@ -68,9 +68,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     };
     let manifest = backup::run(&fleet, id, &opts, now)?;
     outln!(
-        "backup {id} complete: {} files, {} bytes, RonDB data nodes {:?}",
+        "backup {id} complete: {} files, {}, RonDB data nodes {:?}",
         manifest.files().count(),
-        manifest.size(),
+        crate::progress::text::size(manifest.size()),
         manifest.rondb.data_node_ids
     );
     Ok(Code::Success)

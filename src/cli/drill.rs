@@ -25,7 +25,8 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     crate::cancel::install()?;
     let _span = info_span!("drill", hwdr_backup_id = %id, hwdr_node = %config.this_node).entered();
     let report = drill::drill(&config, id)?;
-    for (step, what) in &report.steps {
+    let live = super::steps_shown_live();
+    for (step, what) in report.steps.iter().filter(|_| !live) {
         outln!("ok    {step}: {what}");
     }
     match &report.failure {
@@ -34,7 +35,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             Ok(Code::Success)
         }
         Some((step, why)) => {
-            outln!("FAIL  {step}: {why}");
+            if !live {
+                outln!("FAIL  {step}: {why}");
+            }
             anyhow::bail!("drill of backup {id} failed at step {step}: {why}")
         }
     }

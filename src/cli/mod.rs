@@ -36,6 +36,9 @@ pub struct Cli {
     /// Main configuration file; drop-ins are read from hwdr.d/*.toml beside it.
     #[arg(long, global = true, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
+    /// Show the log on a terminal too (`-vv`: and debug lines).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -156,6 +159,13 @@ pub fn open_repository_for_metrics(config: &Config) -> anyhow::Result<Repository
             tracing::warn!("could not write the metrics: {e:#}");
         }
     })
+}
+
+/// Whether a person watched the steps go by on this terminal (stdout too):
+/// a step list printed after them would only repeat them.
+pub fn steps_shown_live() -> bool {
+    use std::io::IsTerminal;
+    crate::progress::live() && std::io::stdout().is_terminal()
 }
 
 /// Loads the configuration; errors select the "invalid config" exit code.

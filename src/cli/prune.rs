@@ -65,12 +65,12 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         );
     }
     outln!(
-        "{} {} backup(s), {} block(s) and {} leftover file(s), {} bytes freed",
+        "{} {} backup(s), {} block(s) and {} leftover file(s), {} freed",
         if args.dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
         report.removed_leftovers,
-        report.freed_bytes
+        crate::progress::text::size(report.freed_bytes)
     );
     Ok(Code::Success)
 }

@@ -80,7 +80,9 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     let _span = info_span!("restore", hwdr_backup_id = %args.id, hwdr_node = %config.this_node).entered();
     restore.preflight()?;
     let state = restore.run(&opts)?;
-    out!("{}", state.render());
+    if !super::steps_shown_live() {
+        out!("{}", state.render());
+    }
     outln!("restore of backup {} finished", args.id);
     Ok(Code::Success)
 }

@@ -43,7 +43,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             outln!("DAMAGED {d}");
         }
         outln!(
-            "backup {id}: {} ({} files, {} blocks{}, {} bytes read)",
+            "backup {id}: {} ({} files, {} blocks{}, {} read)",
             if report.ok() {
                 "ok".to_owned()
             } else {
@@ -56,7 +56,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
             } else {
                 " present"
             },
-            report.bytes_read
+            crate::progress::text::size(report.bytes_read)
         );
         if report.damage.iter().any(|d| d.starts_with("blocks/")) {
             outln!(

@@ -17,6 +17,7 @@ use crate::backup_id::BackupId;
 use crate::config::NodeSpec;
 use crate::exit::HwdrError;
 use crate::job::{JobRequest, JobResult};
+use crate::progress::{self, Meter};
 use crate::repo::Repository;
 use crate::rondb::password;
 use crate::rondb::restore as rr;
@@ -84,6 +85,7 @@ impl Restore<'_> {
         // --resume runs every step not done, also those --from/--only left out.
         if st.status == Status::Done || (st.status == Status::Skipped && !opts.resume) {
             info!("step {} is {}: not run", step.name, st.status);
+            progress::step(step.name).skipped(&st.status.to_string());
             return Ok(());
         }
         let span = info_span!("step", hwdr_step = step.name);
@@ -93,6 +95,7 @@ impl Restore<'_> {
         st.error = None;
         state.save(path)?;
         info!("step {} started", step.name);
+        let line = progress::step(step.name);
         let result = self.run_step(step, state, path);
         let st = step_state(state, step.name)?;
         st.finished_at = Some(Utc::now());
@@ -101,10 +104,12 @@ impl Restore<'_> {
                 st.status = Status::Done;
                 state.save(path)?;
                 info!("step {} done", step.name);
+                line.done("");
                 Ok(())
             }
             Err(e) if fresh && matches!(e.downcast_ref::<HwdrError>(), Some(HwdrError::Refused(_))) => {
                 error!("{e:#}");
+                line.failed("refused");
                 let _ = std::fs::remove_file(path);
                 Err(e)
             }
@@ -119,6 +124,7 @@ impl Restore<'_> {
                     .collect();
                 state.save(path)?;
                 error!("step {} failed: {e:#}", step.name);
+                line.failed(&format!("{e:#}"));
                 for line in &tail {
                     error!("  | {line}");
                 }
@@ -251,7 +257,15 @@ impl Restore<'_> {
         ran: &mut Findings<'_>,
     ) -> Result<()> {
         state.save(path)?;
-        for s in self.fleet.run(jobs, step.parallelism) {
+        // The steps that move a node's data show how far they got.
+        let meter = match step.name {
+            "stage" => Some(Meter::of_jobs("staging", "objects")),
+            "hopsfs" => Some(Meter::of_jobs("restoring HopsFS blocks", "blocks")),
+            _ => None,
+        };
+        let shipped = self.fleet.run_metered(jobs, step.parallelism, meter.as_ref());
+        drop(meter);
+        for s in shipped {
             let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
             let found = damage_found(&s.result, &s.node);
             if !found.is_empty() {

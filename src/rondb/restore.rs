@@ -246,6 +246,7 @@ pub fn stage_parts(
             staged.files.push(rel.to_owned());
             continue;
         }
+        control.add_total(1, f.size);
         match copy_checked(&backup, &dst, f, &user, None, control) {
             Ok(()) => {}
             Err(e) => match e.downcast::<Damaged>() {

@@ -34,3 +34,6 @@ mod faults_s3;
 mod faults_signals;
 #[cfg(feature = "failpoints")]
 mod faults_store;
+// Slowed by fault injection, to see progress on a pseudo-terminal.
+#[cfg(feature = "failpoints")]
+mod terminal;

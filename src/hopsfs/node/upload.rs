@@ -95,6 +95,8 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
     let node = config.this_node.as_str();
     let store = repo.blocks();
     let mut assigned = Assignment::read(&backup, &assignment_rel(node, round))?;
+    // The blocks are known here, their bytes only to the leader.
+    control.add_total(assigned.total as u64, 0);
     let inv_rel = inventory_rel(node);
     let inv = BufReader::new(backup.open(&inv_rel).with_context(|| format!("opening {inv_rel}"))?);
 

@@ -41,6 +41,15 @@ pub fn place_node(config: &Config, id: BackupId, clean: bool, control: &JobContr
         refuse_damage(id, &staged)?;
     }
     let owner = owner(config)?;
+    // Every block is moved (or found) in place: counted first, for the progress.
+    let mut blocks = (0, 0);
+    walk_inventory(&p, config, |_, item| {
+        if let Item::Block(place) = item {
+            blocks = (blocks.0 + 1, blocks.1 + place.len);
+        }
+        Ok(())
+    })?;
+    control.add_total(blocks.0, blocks.1);
     let mut done = Restored::default();
     let mut wanted: HashSet<(u16, String)> = HashSet::new();
     let walk = walk_inventory(&p, config, |walk, item| {

@@ -79,7 +79,8 @@ pub fn stage_node(config: &Config, id: BackupId, control: &JobControl) -> Result
         return Ok(StagedBlocks::default());
     }
     let owner = owner(config)?;
-    check_space(&p, config)?;
+    let (blocks, bytes) = check_space(&p, config)?;
+    control.add_total(blocks, bytes);
     let new_worker = || {
         Ok(Stager {
             store: &p.store,
@@ -244,12 +245,17 @@ fn stage_block(
 }
 
 /// Fails unless every storage folder's file system has room for what is not
-/// yet in place or staged (block and `.meta` lengths).
-fn check_space(p: &Prepared, config: &Config) -> Result<()> {
+/// yet in place or staged (block and `.meta` lengths). Returns the blocks
+/// not in place, and their bytes: what the stage will go through.
+fn check_space(p: &Prepared, config: &Config) -> Result<(u64, u64)> {
     let mut need: HashMap<u16, u64> = HashMap::new();
+    let mut to_stage = (0, 0);
     let walk = walk_inventory(p, config, |walk, item| {
         if let Item::Block(place) = item {
             let has = |block: &Path| fs::metadata(block).is_ok_and(|m| m.len() == place.len);
+            if !has(&place.block()) {
+                to_stage = (to_stage.0 + 1, to_stage.1 + place.len);
+            }
             // Staged by an interrupted stage: that space is taken already.
             let staged = has(&staged_block(&staging_dir(walk.dir(place.dir)?), &place.key));
             if !has(&place.block()) && !staged {
@@ -271,7 +277,7 @@ fn check_space(p: &Prepared, config: &Config) -> Result<()> {
             );
         }
     }
-    Ok(())
+    Ok(to_stage)
 }
 
 fn free_bytes(path: &Path) -> Result<u64> {
