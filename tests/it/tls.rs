@@ -316,3 +316,55 @@ fn a_replaced_certificate_is_served_after_reload_without_cutting_a_job() {
     let out = s.c.hwdr("head1", &["backup", "--id", "2612021201"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+/// `hwdr config check` fails on a certificate that names another node and on
+/// a key others may read, naming the file; the agent does not start on
+/// either (exit 3, a configuration error).
+#[test]
+fn a_certificate_of_another_node_or_an_open_key_fails_the_check_and_the_start() {
+    let c = Cluster::new(&[("head1", &["head"], &[]), ("node1", &["rondb"], &[2])], 1);
+    let pki = Pki::new(&c.dir.path().join("tls"), "hwdr test cluster CA");
+    pki.equip(&c, "mtls");
+    let node1 = &c.nodes["node1"];
+    // node1's files hold head1's certificate.
+    let (cert, key) = pki.install("node1", &pki.node("head1", &c.nodes["head1"].address));
+    let out = c.hwdr("node1", &["config", "check"]);
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert!(
+        report.contains("FAIL  hwdr.d/60-tls.toml: [tls] certificate: not valid for node 'node1'"),
+        "{report}"
+    );
+    assert!(report.contains("does not name this node 'node1'"), "{report}");
+    let start = std::process::Command::new(crate::common::hwdr_bin())
+        .arg("--config")
+        .arg(&node1.config)
+        .arg("agent")
+        .output()
+        .unwrap();
+    assert_eq!(start.status.code(), Some(3), "{}", text(&start.stderr));
+    assert!(
+        text(&start.stderr).contains(&cert.display().to_string()),
+        "{}",
+        text(&start.stderr)
+    );
+    // Its own certificate again, but a key others may read.
+    pki.install("node1", &pki.node("node1", &node1.address));
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = c.hwdr("node1", &["config", "check"]);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{report}");
+    assert!(
+        report.contains("has mode 0644; it must be readable by its owner only"),
+        "{report}"
+    );
+    let start = std::process::Command::new(crate::common::hwdr_bin())
+        .arg("--config")
+        .arg(&node1.config)
+        .arg("agent")
+        .output()
+        .unwrap();
+    assert_eq!(start.status.code(), Some(3), "{}", text(&start.stderr));
+    assert!(text(&start.stderr).contains("[tls] key"), "{}", text(&start.stderr));
+}
