@@ -33,6 +33,7 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,9 @@ INSIDE_ENV = {
 
 BOOT_TIMEOUT = 90
 STOP_TIMEOUT = 30
+# hwdr's agent port: a node address that already answers on it belongs to
+# another cluster on this host (the sandbox, `make sandbox`).
+AGENT_PORT = 7878
 
 
 def log(msg):
@@ -300,6 +304,7 @@ class Cluster:
 
     def __enter__(self):
         cleanup_stale()
+        self._refuse_taken_addresses()
         self._closed = False
         atexit.register(self.close)
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -329,6 +334,20 @@ class Cluster:
             self.close()
             raise
         return self
+
+    def _refuse_taken_addresses(self):
+        """Boots nothing when a node's address already answers on the agent
+        port: the sandbox (or another run) holds it, and the nodes' agents
+        would fail to start with no word of why."""
+        for name, addr in self.spec:
+            try:
+                with socket.create_connection((addr, AGENT_PORT), timeout=0.5):
+                    pass
+            except OSError:
+                continue
+            raise RuntimeError(
+                f"{addr}:{AGENT_PORT} (node {name}) already answers: is the sandbox running? "
+                "Take it down with `make sandbox-down` first")
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:

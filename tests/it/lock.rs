@@ -265,7 +265,9 @@ fn two_backups_started_at_once_on_two_heads_exactly_one_proceeds() {
             repository,
         );
         c.start_agent_with("ndb1", |cmd| {
-            cmd.env("FAILPOINTS", "rondb-copy-part=return(sleep:1500)");
+            // Long enough that the second start, however slow on a busy
+            // machine, meets the first one still holding the lock.
+            cmd.env("FAILPOINTS", "rondb-copy-part=return(sleep:5000)");
         });
         for round in 0..3 {
             let ids = [format!("26112318{round}0"), format!("26112318{round}1")];
