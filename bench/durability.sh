@@ -54,19 +54,10 @@ if [ -z "${BASELINE:-}" ]; then
 fi
 put baseline "$BASELINE_REV"
 put new_commit "$(git -C "$top" rev-parse --short HEAD)"
-put machine "$(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(df -h --output=source,fstype "$W" | tail -1 | tr -s ' ')"
+put_machine
 
-# The data: 90 % of UNIQUE_GIB in 1-128 MiB blocks, the rest in 0-256 KiB ones.
 ensure_users
-n_large=$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 1024 * 0.9 / 64.5 + 0.5) }')
-n_small=$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 1073741824 * 0.1 / 131072 + 0.5) }')
-say "generating $n_large large and $n_small small blocks on 3 nodes, replication 3"
-gen_nodes() { "$gen" --nodes 3 --replication 3 --pools 2 --rbw 0 --owner "$owner" --out "$W/data" "$@"; }
-gen_nodes --blocks "$n_large" --min-size 1M --max-size 128M --seed 1 >"$W/results/gen.txt"
-gen_nodes --blocks "$n_large" --min-size 0 --max-size 256K --seed 1 --add "$n_small" >>"$W/results/gen.txt"
-put unique_bytes "$(tail -1 "$W/results/gen.txt" | tr ' ' '\n' | sed -n 's/^unique_bytes=//p')"
-put blocks "$((n_large + n_small))"
-sync
+gen_mixed_data
 
 c=$W/cluster
 setup_cluster "$c" "$W/data"

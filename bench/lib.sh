@@ -322,3 +322,22 @@ open(doc, "w").write(head + begin + "\n" + rep + end + tail)
 PY
   say "updated the results in $doc"
 }
+
+# The machine, for the report: cores, memory, the disk under $W.
+put_machine() {
+  put machine "$(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(df -h --output=source,fstype "$W" | tail -1 | tr -s ' ')"
+}
+
+# gen_mixed_data: UNIQUE_GIB into $W/data, 90 % in 1-128 MiB blocks, the rest
+# in 0-256 KiB ones (3 nodes, replication 3); unique_bytes and blocks in $R.
+gen_mixed_data() {
+  local n_large n_small
+  n_large=$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 1024 * 0.9 / 64.5 + 0.5) }')
+  n_small=$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 1073741824 * 0.1 / 131072 + 0.5) }')
+  say "generating $n_large large and $n_small small blocks on 3 nodes, replication 3"
+  gen_nodes --out "$W/data" --blocks "$n_large" --min-size 1M --max-size 128M --seed 1 >"$W/results/gen.txt"
+  gen_nodes --out "$W/data" --blocks "$n_large" --min-size 0 --max-size 256K --seed 1 --add "$n_small" >>"$W/results/gen.txt"
+  put unique_bytes "$(tail -1 "$W/results/gen.txt" | tr ' ' '\n' | sed -n 's/^unique_bytes=//p')"
+  put blocks "$((n_large + n_small))"
+  sync
+}

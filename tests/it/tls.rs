@@ -336,12 +336,7 @@ fn a_certificate_of_another_node_or_an_open_key_fails_the_check_and_the_start() 
         "{report}"
     );
     assert!(report.contains("does not name this node 'node1'"), "{report}");
-    let start = std::process::Command::new(crate::common::hwdr_bin())
-        .arg("--config")
-        .arg(&node1.config)
-        .arg("agent")
-        .output()
-        .unwrap();
+    let start = c.hwdr("node1", &["agent"]);
     assert_eq!(start.status.code(), Some(3), "{}", text(&start.stderr));
     assert!(
         text(&start.stderr).contains(&cert.display().to_string()),
@@ -359,12 +354,7 @@ fn a_certificate_of_another_node_or_an_open_key_fails_the_check_and_the_start() 
         report.contains("has mode 0644; it must be readable by its owner only"),
         "{report}"
     );
-    let start = std::process::Command::new(crate::common::hwdr_bin())
-        .arg("--config")
-        .arg(&node1.config)
-        .arg("agent")
-        .output()
-        .unwrap();
+    let start = c.hwdr("node1", &["agent"]);
     assert_eq!(start.status.code(), Some(3), "{}", text(&start.stderr));
     assert!(text(&start.stderr).contains("[tls] key"), "{}", text(&start.stderr));
 }
