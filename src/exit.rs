@@ -1,6 +1,6 @@
 //! Exit codes of `hwdr` and the error kinds that select them.
 //!
-//! Every code is documented in the README; scripts and systemd units match on
+//! Every code is documented in the README ("Exit codes"); scripts and systemd units match on
 //! them (`SuccessExitStatus=` for "not the leader").
 
 use std::process::ExitCode;

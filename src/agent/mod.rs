@@ -147,7 +147,7 @@ fn announce_auth(config: &Config, tls: Option<&ServerTls>) {
         }
         None => warn!(
             "[agent] auth = token: callers are authenticated by a bearer token sent in clear; \
-             anyone who can read this network can take it and run jobs: set up mutual TLS ([tls], README: Security)"
+             anyone who can read this network can take it and run jobs: set up mutual TLS ([tls], /usr/share/doc/hwdr/docs/security.md)"
         ),
     }
 }

@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::exit::HwdrError;
 
-/// The shortest token accepted: 32 characters (the README's command makes 64
+/// The shortest token accepted: 32 characters (docs/security.md's command makes 64
 /// hex digits, 256 bits).
 pub const MIN_LEN: usize = 32;
 

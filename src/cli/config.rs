@@ -204,7 +204,7 @@ fn check_auth(config: &Config, report: &mut Report) {
     let key = config.origins.key("agent", "auth");
     match config.agent.auth {
         Auth::Token => report.warn(format!(
-            "{key} = token: the bearer token crosses the network in clear; set up mutual TLS (README: Security)"
+            "{key} = token: the bearer token crosses the network in clear; set up mutual TLS (/usr/share/doc/hwdr/docs/security.md)"
         )),
         auth => report.ok(format!("{key} = {auth}: mutual TLS between the leader and the agents")),
     }
@@ -251,7 +251,7 @@ fn check_tls(config: &Config, report: &mut Report) {
     );
 }
 
-/// Certificates this close to their end are reported (as the README's alert rule does).
+/// Certificates this close to their end are reported (as the alert rule in packaging/prometheus/ does).
 const EXPIRY_WARNING: chrono::TimeDelta = chrono::TimeDelta::days(30);
 
 fn report_certificate(report: &mut Report, what: &str, info: &CertInfo, now: chrono::DateTime<chrono::Utc>) {
