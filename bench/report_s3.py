@@ -205,7 +205,7 @@ def main():
         p(f"Data set 2 ({int(num('gen_mem_blocks'))} blocks of 256 MiB, each stored by its node's agent as a multipart "
           f"upload of {256 // part} parts of {part} MiB). Fresh agents; `VmHWM` (peak RSS) of each read from "
           f"/proc/<pid>/status after the run, before it is stopped. upload_parallelism × part size = {par} × {part} MiB = "
-          f"**{bound} MiB**; with the part being filled and two in flight per file (README) at most "
+          f"**{bound} MiB**; with the part being filled and two in flight per file (docs/object-storage.md) at most "
           f"{par} × 3 × {part} = {3 * bound} MiB of parts.\n")
         p("| process | backup (multipart uploads) | restore (downloads) | idle, before |")
         p("|---|---:|---:|---:|")

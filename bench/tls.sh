@@ -41,7 +41,7 @@ gen_mixed_data
 
 c=$W/cluster
 setup_cluster "$c" "$W/data"
-# The README's two commands, then each node's [tls] drop-in (not yet active).
+# docs/security.md's two commands, then each node's [tls] drop-in (not yet active).
 "$hwdr" --config "$c/etc-head1/hwdr.toml" tls init --dir "$c/tls-ca" >/dev/null
 "$hwdr" --config "$c/etc-head1/hwdr.toml" tls issue --all --ca-dir "$c/tls-ca" >/dev/null
 for n in head1 node1 node2 node3; do

@@ -194,3 +194,162 @@ fn every_command_has_a_man_page_that_renders_without_warnings_and_lists_its_opti
     }
     assert!(!written.iter().any(|p| p.to_string_lossy().contains("on-failure")));
 }
+
+/// The top of the source tree.
+fn top() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The targets of a Markdown text's links (`[text](target)`) outside code
+/// blocks that point into the tree: no URL, no bare `#anchor`.
+fn relative_links(markdown: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut links = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code {
+            continue;
+        }
+        for (at, _) in line.match_indices("](") {
+            let rest = &line[at + 2..];
+            let target = &rest[..rest.find(')').unwrap_or(rest.len())];
+            if !target.contains("://") && !target.starts_with('#') && !target.starts_with("mailto:") {
+                links.push(target.to_owned());
+            }
+        }
+    }
+    links
+}
+
+/// The anchors GitHub gives a Markdown text's headings: lower case, spaces
+/// as `-`, punctuation dropped.
+fn anchors(markdown: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut found = Vec::new();
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        found.push(
+            title
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect(),
+        );
+    }
+    found
+}
+
+/// Every broken link of the Markdown file `file`: a target that does not
+/// exist, or an anchor its Markdown target has no heading for.
+fn broken_links(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut broken = Vec::new();
+    for link in relative_links(&text) {
+        let (path, anchor) = link.split_once('#').unwrap_or((&link, ""));
+        let target = file.parent().unwrap().join(path);
+        if !target.exists() {
+            broken.push(format!("{link}: no such file"));
+        } else if !anchor.is_empty() && path.ends_with(".md") {
+            let headings = anchors(&std::fs::read_to_string(&target).unwrap());
+            if !headings.iter().any(|h| h == anchor) {
+                broken.push(format!("{link}: no such heading in {path}"));
+            }
+        }
+    }
+    broken
+}
+
+/// The `docs/*.md` files of the tree, by name.
+fn docs_files() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(top().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_readme_is_short_links_every_docs_file_and_no_link_is_broken() {
+    let readme = std::fs::read_to_string(top().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 320,
+        "README.md has {lines} lines: a newcomer's README has at most ~300"
+    );
+    let links = relative_links(&readme);
+    let docs = docs_files();
+    assert!(docs.len() >= 10, "{docs:?}");
+    for name in &docs {
+        assert!(
+            links
+                .iter()
+                .any(|l| l.split('#').next() == Some(&format!("docs/{name}"))),
+            "README.md does not link docs/{name} (its Documentation section lists every docs/ file)"
+        );
+    }
+    let mut broken = Vec::new();
+    for file in ["README.md".to_owned()]
+        .into_iter()
+        .chain(docs.iter().map(|n| format!("docs/{n}")))
+    {
+        broken.extend(
+            broken_links(&top().join(&file))
+                .into_iter()
+                .map(|b| format!("{file}: {b}")),
+        );
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// Every `docs/<name>.md` named in the files below `dir` (recursively).
+fn docs_named_in(dir: &Path, named: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            docs_named_in(&path, named);
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (at, _) in text.match_indices("docs/") {
+            let name: String = text[at + 5..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
+            if let Some(name) = name.strip_suffix(".md").filter(|n| !n.is_empty()) {
+                named.push((path.display().to_string(), format!("docs/{name}.md")));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_docs_file_that_hwdr_its_units_and_its_packaging_name_exists() {
+    let mut named = Vec::new();
+    docs_named_in(&top().join("src"), &mut named);
+    assert!(
+        named.iter().any(|(_, doc)| doc == "docs/security.md"),
+        "src/ names no docs/security.md: {named:?}"
+    );
+    for dir in ["systemd", "packaging", "debian"] {
+        docs_named_in(&top().join(dir), &mut named);
+    }
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|(_, doc)| !top().join(doc).is_file())
+        .map(|(file, doc)| format!("{file} names {doc}"))
+        .collect();
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

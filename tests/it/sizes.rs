@@ -161,7 +161,7 @@ fn an_encrypted_compressed_repository_records_what_each_object_takes_in_the_stor
 
 /// `manifest.json` of backup [`ID`] in a plaintext repository rewritten as
 /// an hwdr without stored sizes wrote it: no `stored`, no
-/// `new_stored_bytes`, its checksum recomputed as the README describes it.
+/// `new_stored_bytes`, its checksum recomputed as docs/backup.md describes it.
 fn as_before_stored_sizes(s: &Setup) {
     let path = s.c.repo.join(format!("backups/{ID}/manifest.json"));
     let mut value: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();

@@ -123,7 +123,7 @@ fn a_failed_backup_hand_edited_to_complete_is_damaged_and_never_restored() {
     let edited = original.replacen("\"status\": \"failed\"", "\"status\": \"complete\"", 1);
     assert_ne!(edited, original);
 
-    // The body's own checksum, recomputed by hand as the README describes it.
+    // The body's own checksum, recomputed by hand as docs/backup.md describes it.
     let forged = {
         let mut value: serde_json::Value = serde_json::from_str(&edited).unwrap();
         value.as_object_mut().unwrap().remove("checksum");
