@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-sealing bench-durability bench-tls sandbox sandbox-down deb
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-sealing bench-durability bench-tls bench-compare sandbox sandbox-down deb
 
 all: build
 
@@ -48,8 +48,9 @@ GARAGE_VERSION = 2.5.0
 CARGO_BIN = $${CARGO_HOME:-$$HOME/.cargo}/bin
 
 # Debian packages the tests and `make bench` need (run as root on a fresh
-# Debian 12; rclone only for the benchmark's S3 part; prometheus for
-# promtool, which checks packaging/prometheus/ in tests/it/monitoring.rs;
+# Debian 12; rclone only for the benchmark's S3 part, restic and borgbackup
+# only for its comparison, bench/compare.sh; prometheus for promtool, which
+# checks packaging/prometheus/ in tests/it/monitoring.rs;
 # man-db for the man pages' test, tests/it/docs.rs), and
 # Garage from crates.io into ~/.cargo/bin (about 8 minutes on two cores with
 # build-essential), unless the garage the tests find (PATH, then
@@ -61,7 +62,7 @@ deps:
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 		python3 passwd util-linux procps systemd systemd-container dbus rsync \
-		build-essential debhelper dpkg-dev lintian faketime strace rclone time \
+		build-essential debhelper dpkg-dev lintian faketime strace rclone time restic borgbackup \
 		prometheus man-db
 	systemctl disable --now prometheus.service 2>/dev/null || systemctl disable prometheus.service
 	PATH="$$PATH:$(CARGO_BIN)" $${HWDR_GARAGE:-garage} --version 2>/dev/null | grep -q 'cargo:$(GARAGE_VERSION) ' || \
@@ -81,6 +82,7 @@ bench: bench-build
 	bash bench/s3.sh
 	bash bench/sealing.sh
 	bash bench/tls.sh
+	bash bench/compare.sh
 
 bench-build:
 	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
@@ -118,6 +120,13 @@ bench-durability:
 # same data (docs/benchmarks.md, "Mutual TLS"). About 5 minutes.
 bench-tls: bench-build
 	bash bench/tls.sh
+
+# hwdr side by side with restic, borg and cp -a (as root; restic and
+# borgbackup from make deps): full, 1%-new and nothing-new backups, restore
+# and verify, on the same generated data, medians of 3 (bench/compare.sh;
+# docs/benchmarks.md, "Side by side"). About 15 minutes at UNIQUE_GIB=4.
+bench-compare: bench-build
+	bash bench/compare.sh
 
 # The Debian package (debian/): target/debian/hwdr_<version>_<arch>.deb with
 # its .buildinfo and .changes, checked by lintian (errors fail). dpkg-buildpackage
