@@ -269,6 +269,7 @@ fn pieces_are_shared_a_change_stores_its_pieces_prune_keeps_what_is_named_and_ve
     assert_eq!(verify.status.code(), Some(9), "{}", text(&verify.stdout));
     let said = text(&verify.stdout);
     assert!(said.contains(victim.as_str()) && said.contains("damaged"), "{said}");
+    assert!(said.contains("backups naming it: 2611231802"), "{said}");
 }
 
 /// Backup `id`'s inventories rewritten as hwdr wrote them before pieces

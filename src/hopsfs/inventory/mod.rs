@@ -38,7 +38,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::store::BlockKey;
 use crate::repo::backup::BackupReader;
 use crate::repo::manifest::FileEntry;
-pub use pieces::{PieceReader, PieceWriter, Stored};
+pub use pieces::{BadPiece, PieceReader, PieceWriter, Stored};
 use pieces::{PieceRef, PoolPieces};
 
 /// The first line of a format 2 inventory (its blocks in pieces).
@@ -354,6 +354,36 @@ pub fn for_each_block_in(
     let read = blocks_of(&mut input, pieces, each);
     drain_input(&mut input, expected)?;
     read.with_context(|| format!("reading {}", expected.path))
+}
+
+/// The names of the trees and pieces the inventory `expected` of a backup
+/// names (none in format 1): the file and its trees are read and checked,
+/// not the pieces.
+pub fn pieces_named(backup: &BackupReader, expected: &FileEntry) -> Result<Vec<String>> {
+    let mut input = checked(backup, expected)?;
+    let reader = PieceReader::new(backup.backend());
+    let mut names = Vec::new();
+    let mut format = 0;
+    let mut text = String::new();
+    while {
+        text.clear();
+        input.read_line(&mut text)? > 0
+    } {
+        let line = text.trim_end_matches('\n');
+        match (format, line) {
+            (0, MAGIC) => format = 2,
+            (0, MAGIC_1) => format = 1,
+            (0, _) => bail!("not an hwdr HopsFS inventory (first line {line:?})"),
+            _ => {
+                if let Record::Tree(tree) = parse(line, format)? {
+                    names.extend(reader.tree(&tree.name)?.into_iter().map(|r| r.name));
+                    names.push(tree.name);
+                }
+            }
+        }
+    }
+    drain_input(&mut input, expected)?;
+    Ok(names)
 }
 
 /// The inventory `expected` of a backup, buffered, checked at its end (read
@@ -681,6 +711,44 @@ mod tests {
         store.delete(&key).unwrap();
         let err = format!("{:#}", read_back(&store, &bytes).unwrap_err());
         assert!(err.contains(&victim) && err.contains("missing"), "{err}");
+    }
+
+    /// The inventory of a node with `n` blocks in one pool, as a data node
+    /// holds them (sequential ids, lengths up to 128 MiB).
+    fn node_of(n: u64) -> impl Iterator<Item = Line> {
+        std::iter::once(pool(0, "BP-954254152-10.0.0.1-1702277713863")).chain((0..n).map(|i| {
+            let len = (i * 7_919_993) % (128 << 20);
+            Line::Block(BlockLine {
+                meta_len: 7 + len.div_ceil(512) * 4,
+                ..block(0, 1_073_741_825 + i, 1001 + i, len)
+            })
+        }))
+    }
+
+    #[test]
+    fn a_nothing_new_backup_of_a_million_blocks_stores_no_piece_and_a_small_file() {
+        let store = Arc::new(Memory::new());
+        let mut sizes = Vec::new();
+        for _ in 0..2 {
+            let mut w = Writer::new(Vec::new(), "n", PieceWriter::new(store.clone())).unwrap();
+            for l in node_of(1_000_000) {
+                w.write(&l).unwrap();
+            }
+            let (bytes, blocks, _, stored) = w.finish().unwrap();
+            assert_eq!(blocks, 1_000_000);
+            sizes.push((bytes.len(), stored));
+        }
+        let (first, again) = (sizes[0].1, sizes[1].1);
+        // The first backup stores some 250 pieces of ~4,096 blocks and a tree.
+        assert!((150..400).contains(&first.new), "{first:?}");
+        // The next with nothing new: none, and a file of a few hundred bytes.
+        assert_eq!(again.new, 0, "{again:?}");
+        assert!(sizes[1].0 < 1024, "{sizes:?}");
+        eprintln!(
+            "a million blocks: {} pieces, {} bytes of pieces in all; the inventory file {} bytes; nothing new: {} \
+             pieces stored, {} bytes",
+            first.new, first.new_bytes, sizes[0].0, again.new, again.new_bytes
+        );
     }
 
     #[test]

@@ -196,6 +196,16 @@ impl PoolPieces {
     }
 }
 
+/// A piece that is missing or does not match its name (damage, not an
+/// outage): verify names the backups that use it.
+#[derive(Debug, thiserror::Error)]
+#[error("inventory piece {location} is {what}")]
+pub struct BadPiece {
+    pub name: String,
+    pub location: String,
+    pub what: &'static str,
+}
+
 /// Reads the pieces inventories name, each checked against its name.
 pub struct PieceReader {
     backend: Arc<dyn Backend>,
@@ -293,13 +303,30 @@ impl PieceReader {
                 .take(MAX_OBJECT + 1)
                 .read_to_end(&mut body)
                 .with_context(|| format!("reading inventory piece {location}"))?,
-            Err(StoreError::NotFound(_)) => bail!("inventory piece {location} is missing"),
+            Err(StoreError::NotFound(_)) => {
+                return Err(BadPiece {
+                    name: name.to_owned(),
+                    location,
+                    what: "missing",
+                }
+                .into())
+            }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("reading inventory piece {location}"))),
         };
         if body.len() as u64 > MAX_OBJECT || self.backend.content_name(&body)? != name {
-            bail!("inventory piece {location} is damaged: its content does not match its name");
+            return Err(BadPiece {
+                name: name.to_owned(),
+                location,
+                what: "damaged: its content does not match its name",
+            }
+            .into());
         }
         Ok(body)
+    }
+
+    /// The pieces tree `name` lists (read and checked, its pieces not read).
+    pub(super) fn tree(&self, name: &str) -> Result<Vec<PieceRef>> {
+        parse_tree(&self.load(name)?).with_context(|| format!("inventory tree {}", self.location(name)))
     }
 }
 
