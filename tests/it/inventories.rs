@@ -353,3 +353,41 @@ fn a_backup_from_before_pieces_lists_verifies_and_restores() {
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert_restored(&s);
 }
+
+#[test]
+fn a_node_killed_while_it_stores_pieces_leaves_only_whole_pieces_and_the_next_backup_completes() {
+    let (mut c, generated, _, _) = cluster(300);
+    c.kill_agent("node2");
+    c.start_agent_with("node2", |cmd| {
+        cmd.env("FAILPOINTS", "inventory-piece-store=2*off->return(kill)");
+    });
+    let out = c.hwdr("head1", &["backup", "--id", "2611231800"]);
+    assert!(!out.status.success(), "node2 was killed, yet: {}", text(&out.stderr));
+    assert!(c
+        .agent_log("node2")
+        .contains("fault injection at inventory-piece-store"));
+    // Its inventory was never stored: no backup names a piece it lacks.
+    assert!(!c.repo.join("backups/2611231800/hopsfs/node2/inventory.tsv").exists());
+
+    c.kill_agent("node2");
+    c.start_agent("node2");
+    backup(&c, "2611231801");
+    let b = c.backend();
+    let mut expected: Vec<(u64, u64, u64)> = generated.nodes[1]
+        .blocks
+        .iter()
+        .map(|x| {
+            let x = &generated.blocks[*x as usize];
+            (x.id, x.genstamp, x.len)
+        })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(inventory_blocks(b.as_ref(), "2611231801", "node2"), expected);
+    // Every piece under its name is whole: its name is the SHA-256 of its bytes.
+    for name in stored_pieces(b.as_ref()) {
+        let bytes = fs::read(c.repo.join(piece_key(&name))).unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), name);
+    }
+    let verify = c.hwdr("head1", &["verify", "2611231801"]);
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+}

@@ -105,6 +105,7 @@ impl PieceWriter {
         // The listing reads the data node as `hdfs`; the repository is
         // written as hwdr itself.
         let _me = FsUser::switch(nix::unistd::Uid::effective(), nix::unistd::Gid::effective())?;
+        crate::fault::point("inventory-piece-store", None)?;
         let name = self.backend.content_name(body)?;
         let key = ObjectKey::inventory_piece(&name)?;
         self.stored.named += 1;
@@ -123,7 +124,6 @@ impl PieceWriter {
             ),
             None => {}
         }
-        crate::fault::point("inventory-piece-put", None)?;
         let written = self
             .backend
             .put(&key, &mut &body[..], PutOptions::default())
