@@ -229,8 +229,17 @@ fn backups_naming(repo: &Repository, name: &str) -> String {
             .flat_map(|h| h.nodes.iter())
             .try_fold(false, |found, node| {
                 let rel = inventory_rel(node);
-                let named = match m.files().find(|f| f.path == rel) {
-                    Some(f) => inventory::pieces_named(&backup, f).ok()?,
+                let named = match m
+                    .files()
+                    .find(|f| f.path == rel)
+                    .map(|f| inventory::pieces_named(&backup, f))
+                {
+                    Some(Ok(named)) => named,
+                    // The bad piece is one of its trees.
+                    Some(Err(e)) if e.downcast_ref::<inventory::BadPiece>().is_some_and(|b| b.name == name) => {
+                        return Some(true)
+                    }
+                    Some(Err(_)) => return None,
                     None => Vec::new(),
                 };
                 Some(found || named.iter().any(|n| n == name))

@@ -338,7 +338,7 @@ fn to_format_1(c: &Cluster, id: &str) {
 }
 
 #[test]
-fn a_backup_from_before_pieces_lists_verifies_and_restores() {
+fn a_backup_from_before_pieces_lists_verifies_restores_and_lives_beside_new_ones() {
     let s = backed_up_in(|repo| format!("path = \"{}\"\n", repo.display()));
     to_format_1(&s.c, ID);
     // No piece is left: the backup must not need any.
@@ -352,6 +352,23 @@ fn a_backup_from_before_pieces_lists_verifies_and_restores() {
     let out = s.c.hwdr("head1", &["restore", ID]);
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert_restored(&s);
+
+    // A repository holding both: a new backup (pieces) next to the old one;
+    // prune marks through both and sweeps nothing either names.
+    let out = s.c.hwdr("head1", &["backup", "--id", "2611231830"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!stored_pieces(s.c.backend().as_ref()).is_empty());
+    let out = s.c.hwdr("head1", &["prune"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("removed 0 backup(s), 0 block(s), 0 inventory piece(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    for id in [ID, "2611231830"] {
+        let verify = s.c.hwdr("head1", &["verify", id]);
+        assert!(verify.status.success(), "{id}: {}", text(&verify.stdout));
+    }
 }
 
 #[test]
