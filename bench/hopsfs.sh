@@ -207,6 +207,13 @@ if [ "$MEM_BLOCKS" -gt 0 ]; then
   say "hwdr backup of $MEM_BLOCKS blocks"
   backup "$mem" mem 2601011300
   put mem_inventory_bytes "$(file_bytes "$mem/repo/backups/2601011300/hopsfs")"
+  put mem_pieces_bytes "$(file_bytes "$mem/repo/inventories")"
+  # The next backup with nothing new: the HopsFS files it adds (its folder's
+  # hopsfs/ and new inventory pieces), apart from the RonDB dump and manifest.
+  say "hwdr backup of $MEM_BLOCKS blocks again, nothing new"
+  pieces_before=$(file_bytes "$mem/repo/inventories")
+  backup "$mem" memsame 2601011301
+  put mem_same_hopsfs_bytes "$(($(file_bytes "$mem/repo/inventories") - pieces_before + $(file_bytes "$mem/repo/backups/2601011301/hopsfs")))"
   stop_agents
   if [ "$KEEP" != 1 ]; then
     say "removing the million-block data set"

@@ -301,6 +301,10 @@ def main():
         p(f"| `hwdr backup` process (GNU time) | {f(num('mem_wall'), 1)} |")
         p(f"| leader CPU user+sys; agents' CPU | {f(num('mem_user') + num('mem_sys'), 1)}; {r['mem_agents_cpu_s']} |")
         p(f"| inventories + assignments in the backup folder | {num('mem_inventory_bytes') / MIB:.1f} MiB |")
+        if r.get("mem_pieces_bytes"):
+            p(f"| inventory pieces (`inventories/`, shared with later backups) | {num('mem_pieces_bytes') / MIB:.1f} MiB |")
+        if r.get("mem_same_hopsfs_bytes"):
+            p(f"| the next backup with nothing new: HopsFS files it adds | {int(num('mem_same_hopsfs_bytes')):,} B |")
         p("")
     p("The same backups' peak memory on data set 1 (few large blocks): leader "
       f"{num('full_maxrss_kb') / 1024:.1f} MiB, agents "

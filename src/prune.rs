@@ -6,8 +6,9 @@
 //! backup kept by any rule stays). Never removed: the newest complete
 //! backup, anything younger than `min_age`, a backup being taken. Failed,
 //! partial and unfinished backups go after `keep_failed_days`. Then HopsFS
-//! blocks that no remaining backup names are swept, but only blocks written
-//! before the sweep started, so a backup running meanwhile is never robbed,
+//! blocks and inventory pieces that no remaining backup names are swept, but
+//! only those written before the sweep started, so a backup running
+//! meanwhile is never robbed,
 //! and leftovers of crashed writes older than [`LEFTOVER_GRACE`]. Prune holds
 //! the repository lock: while a backup or restore holds it, prune removes
 //! nothing; nor does it while any manifest is damaged (it judges only what
@@ -25,7 +26,7 @@ use tracing::{info, warn};
 use crate::backup_id::BackupId;
 use crate::config::Retention;
 use crate::exit::HwdrError;
-use crate::hopsfs::inventory::{self};
+use crate::hopsfs::inventory::{self, PieceReader};
 use crate::hopsfs::node::inventory_rel;
 use crate::hopsfs::store::BlockKey;
 use crate::repo::manifest::{BackupStatus, Manifest};
@@ -142,6 +143,8 @@ pub struct PruneReport {
     pub decisions: Vec<Decision>,
     pub removed_backups: Vec<String>,
     pub removed_blocks: u64,
+    /// Inventory pieces no remaining backup names.
+    pub removed_pieces: u64,
     /// Leftover temp files and orphan `.meta` files in the block store.
     pub removed_leftovers: u64,
     pub freed_bytes: u64,
@@ -254,48 +257,66 @@ pub fn prune(
         report.freed_bytes += size;
     }
     match marked {
-        Some(marked) => sweep(repo, &marked, sweep_start, dry_run, &mut report)?,
+        Some(marked) => {
+            sweep(repo, &marked.blocks, sweep_start, dry_run, &mut report)?;
+            sweep_pieces(repo, &marked.pieces, sweep_start, dry_run, &mut report)?;
+        }
         None => info!("no backup removed: the block store is not swept"),
     }
     info!(
         removed_backups = report.removed_backups.len(),
         removed_blocks = report.removed_blocks,
+        removed_pieces = report.removed_pieces,
         removed_leftovers = report.removed_leftovers,
         freed_bytes = report.freed_bytes,
-        "prune {}: {} backups, {} blocks and {} leftover files, {} bytes",
+        "prune {}: {} backups, {} blocks, {} inventory pieces and {} leftover files, {} bytes",
         if dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
+        report.removed_pieces,
         report.removed_leftovers,
         report.freed_bytes
     );
     Ok(report)
 }
 
-/// Every block (`pool/blk_<id>_<gs>`) named by the inventories of `kept`.
-fn mark(repo: &Repository, kept: &[&Entry]) -> Result<HashSet<String>> {
-    let mut marked = HashSet::new();
+/// What the backups prune keeps name: blocks (`pool/blk_<id>_<gs>`) and
+/// inventory pieces (by name).
+struct Marked {
+    blocks: HashSet<String>,
+    pieces: HashSet<String>,
+}
+
+/// Every block and inventory piece named by the inventories of `kept`. A
+/// piece is read once, however many backups name it: its blocks are marked
+/// the first time.
+fn mark(repo: &Repository, kept: &[&Entry]) -> Result<Marked> {
+    let mut blocks = HashSet::new();
+    let mut pieces = PieceReader::once(repo.shared_backend());
     for e in kept {
         crate::cancel::check()?;
         match &e.manifest {
-            ManifestState::Ok(m) => mark_listed(repo, m, &mut marked)?,
+            ManifestState::Ok(m) => mark_listed(repo, m, &mut pieces, &mut blocks)?,
             // Unfinished: keep every block any of its inventories names.
-            ManifestState::Missing => mark_unfinished(repo, e.id, &mut marked)?,
+            ManifestState::Missing => mark_unfinished(repo, e.id, &mut pieces, &mut blocks)?,
             ManifestState::Damaged(why) => bail!("backup {}: manifest.json: {why}", e.id),
         }
     }
-    Ok(marked)
+    Ok(Marked {
+        blocks,
+        pieces: pieces.into_named(),
+    })
 }
 
 /// The blocks of a backup with a manifest: each inventory must be the one the
 /// manifest lists (size and SHA-256), or nothing is swept.
-fn mark_listed(repo: &Repository, m: &Manifest, marked: &mut HashSet<String>) -> Result<()> {
+fn mark_listed(repo: &Repository, m: &Manifest, pieces: &mut PieceReader, marked: &mut HashSet<String>) -> Result<()> {
     let id = m.backup_id;
     let backup = repo.reader(id);
     for node in m.hopsfs.iter().flat_map(|h| h.nodes.iter()) {
         let rel = inventory_rel(node);
         let checked = match m.files().find(|f| f.path == rel) {
-            Some(expected) => inventory::for_each_block(&backup, expected, |key, _| {
+            Some(expected) => inventory::for_each_block_in(pieces, &backup, expected, |key, _| {
                 marked.insert(key.to_string());
                 Ok(())
             })
@@ -313,7 +334,12 @@ fn mark_listed(repo: &Repository, m: &Manifest, marked: &mut HashSet<String>) ->
 }
 
 /// The blocks of an unfinished backup: whatever its inventories list so far.
-fn mark_unfinished(repo: &Repository, id: BackupId, marked: &mut HashSet<String>) -> Result<()> {
+fn mark_unfinished(
+    repo: &Repository,
+    id: BackupId,
+    pieces: &mut PieceReader,
+    marked: &mut HashSet<String>,
+) -> Result<()> {
     let nodes = repo
         .backend()
         .list_children(&format!("{}hopsfs/", ObjectKey::backup_prefix(id)))?;
@@ -324,7 +350,7 @@ fn mark_unfinished(repo: &Repository, id: BackupId, marked: &mut HashSet<String>
             Err(StoreError::NotFound(_)) => continue,
             Err(e) => return Err(e.into()),
         };
-        let read = inventory::blocks_of(BufReader::new(input), |key, _| {
+        let read = inventory::blocks_of(BufReader::new(input), pieces, |key, _| {
             marked.insert(key.to_string());
             Ok(())
         });
@@ -405,6 +431,34 @@ fn sweep(
     report.removed_leftovers += count;
     report.freed_bytes += bytes;
     Ok(())
+}
+
+/// Removes the inventory pieces not in `named` and written before
+/// `sweep_start` (the rule of the blocks: a backup running meanwhile may
+/// have stored pieces its inventory does not name yet).
+fn sweep_pieces(
+    repo: &Repository,
+    named: &HashSet<String>,
+    sweep_start: SystemTime,
+    dry_run: bool,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let backend = repo.backend();
+    backend.list(ObjectKey::PIECES, &mut |o| {
+        crate::cancel::check()?;
+        let name = o.key.as_str().rsplit('/').next().unwrap_or_default();
+        // Anything else there (a put's temp file) is the leftovers' sweep's.
+        let is_piece = ObjectKey::inventory_piece(name).is_ok_and(|k| k == o.key);
+        if !is_piece || named.contains(name) || o.modified >= sweep_start {
+            return Ok(());
+        }
+        if !dry_run {
+            backend.delete(&o.key)?;
+        }
+        report.removed_pieces += 1;
+        report.freed_bytes += o.size;
+        Ok(())
+    })
 }
 
 /// What backup `id`'s objects hold.

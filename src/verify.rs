@@ -200,10 +200,62 @@ fn feed_blocks(
             // A stop request is not damage (checkers that stopped: `run`
             // returns their error).
             crate::cancel::check()?;
-            report.damage.push(format!("{rel}: {e:#}"));
+            let users = match e.downcast_ref::<inventory::BadPiece>() {
+                Some(bad) => format!("; backups naming it: {}", backups_naming(repo, &bad.name)),
+                None => String::new(),
+            };
+            report.damage.push(format!("{rel}: {e:#}{users}"));
         }
     }
     Ok(())
+}
+
+/// The backups whose inventories name inventory piece `name`, for the
+/// damage line of a bad piece: every backup with a readable manifest
+/// looked at (its inventory files and trees, not its pieces).
+fn backups_naming(repo: &Repository, name: &str) -> String {
+    let entries = match repo.entries() {
+        Ok(entries) => entries,
+        Err(e) => return format!("unknown (listing the backups: {e:#})"),
+    };
+    let mut users = Vec::new();
+    for e in entries {
+        let ManifestState::Ok(m) = &e.manifest else { continue };
+        let backup = repo.reader(e.id);
+        // Whether it names the piece; `None`: an inventory of it does not read.
+        let names = m
+            .hopsfs
+            .iter()
+            .flat_map(|h| h.nodes.iter())
+            .try_fold(false, |found, node| {
+                let rel = inventory_rel(node);
+                let named = match m
+                    .files()
+                    .find(|f| f.path == rel)
+                    .map(|f| inventory::pieces_named(&backup, f))
+                {
+                    Some(Ok(named)) => named,
+                    // The bad piece is one of its trees.
+                    Some(Err(e)) if e.downcast_ref::<inventory::BadPiece>().is_some_and(|b| b.name == name) => {
+                        return Some(true)
+                    }
+                    Some(Err(_)) => return None,
+                    None => Vec::new(),
+                };
+                Some(found || named.iter().any(|n| n == name))
+            });
+        match names {
+            Some(true) => users.push(e.id.to_string()),
+            Some(false) => {}
+            None => users.push(format!("{} (perhaps: an inventory does not read)", e.id)),
+        }
+    }
+    users.sort();
+    if users.is_empty() {
+        "none found".into()
+    } else {
+        users.join(", ")
+    }
 }
 
 /// What one checking thread found.

@@ -33,9 +33,10 @@ pub(super) fn metrics_and_retention(config: &Config, id: BackupId, result: Resul
     let manifest = result?;
     match crate::cli::prune::prune_now(config, false, crate::prune::Sweep::IfRemoved) {
         Ok(r) => info!(
-            "prune: removed {} backup(s), {} block(s) and {} leftover file(s), {} bytes freed",
+            "prune: removed {} backup(s), {} block(s), {} inventory piece(s) and {} leftover file(s), {} bytes freed",
             r.removed_backups.len(),
             r.removed_blocks,
+            r.removed_pieces,
             r.removed_leftovers,
             r.freed_bytes
         ),

@@ -65,10 +65,11 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         );
     }
     outln!(
-        "{} {} backup(s), {} block(s) and {} leftover file(s), {} freed",
+        "{} {} backup(s), {} block(s), {} inventory piece(s) and {} leftover file(s), {} freed",
         if args.dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
+        report.removed_pieces,
         report.removed_leftovers,
         crate::progress::text::size(report.freed_bytes)
     );

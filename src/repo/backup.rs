@@ -34,6 +34,12 @@ impl BackupWriter {
         self.id
     }
 
+    /// The repository's backend (for what a backup shares with others:
+    /// inventory pieces).
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
+    }
+
     /// Stores what `data` yields as `rel` (below the backup's folder), for
     /// the manifest: its size, SHA-256, and the bytes it takes in the store.
     pub fn put(&self, rel: &str, data: &mut dyn Read, access: Access) -> Result<FileEntry> {
@@ -108,6 +114,12 @@ impl BackupReader {
     /// The reader of backup `id` in `backend`.
     pub fn new(backend: Arc<dyn Backend>, id: BackupId) -> BackupReader {
         BackupReader { backend, id }
+    }
+
+    /// The repository's backend (for what a backup shares with others:
+    /// inventory pieces).
+    pub fn backend(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
     }
 
     /// `rel`'s content, unchecked.

@@ -33,8 +33,15 @@ pub struct FileEntry {
     pub stored: Option<u64>,
 }
 
-/// Version of the manifest format (2: with its own checksum).
-pub const FORMAT: u32 = 2;
+/// Version of the manifest format written: 3 since its HopsFS inventories
+/// may name pieces shared between backups (issue 17; an hwdr that reads
+/// only 2 calls such a manifest unreadable, "it has format 3", and never
+/// prunes or restores by it). 2: with its own checksum.
+pub const FORMAT: u32 = 3;
+
+/// The manifest formats this hwdr reads: 2 (inventories whole in the
+/// backup) and 3.
+const READS: [u32; 2] = [2, FORMAT];
 
 /// What comes between the body and the checksum's hex digits.
 const CHECKSUM_KEY: &[u8] = b",\n  \"checksum\": \"sha256:";
@@ -253,11 +260,11 @@ pub fn encode(manifest: &Manifest) -> Result<Vec<u8>> {
 
 /// The manifest in `bytes` if they are exactly what [`encode`] wrote: they
 /// end with the checksum, the checksum matches, they parse, and the format is
-/// [`FORMAT`]. Otherwise why not, for a "damaged" verdict.
+/// one this hwdr reads. Otherwise why not, for a "damaged" verdict.
 pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
     let Some((body, sum)) = split_checksum(bytes) else {
         return Err(match serde_json::from_slice::<FormatOnly>(bytes) {
-            Ok(f) if f.format != FORMAT => format!("it has format {}, this hwdr reads format {FORMAT}", f.format),
+            Ok(f) if !READS.contains(&f.format) => unknown_format(f.format),
             _ => "it does not end with its checksum (truncated or edited)".into(),
         });
     };
@@ -268,13 +275,17 @@ pub fn decode(bytes: &[u8]) -> Result<Manifest, String> {
         return Err("its checksum does not match its content (changed after it was written)".into());
     }
     let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("it does not parse: {e}"))?;
-    if manifest.format != FORMAT {
-        return Err(format!(
-            "it has format {}, this hwdr reads format {FORMAT}",
-            manifest.format
-        ));
+    if !READS.contains(&manifest.format) {
+        return Err(unknown_format(manifest.format));
     }
     Ok(manifest)
+}
+
+fn unknown_format(format: u32) -> String {
+    format!(
+        "it has format {format}, this hwdr reads formats {} and {}: it was written by another version of hwdr",
+        READS[0], READS[1]
+    )
 }
 
 /// The manifest of a repository of format 1 (hwdr 0.1, no checksums), for
@@ -487,10 +498,21 @@ mod tests {
             ..manifest()
         };
         let plain = serde_json::to_vec_pretty(&old).unwrap();
-        assert_eq!(decode(&plain).unwrap_err(), "it has format 1, this hwdr reads format 2");
+        let why = "it has format 1, this hwdr reads formats 2 and 3: it was written by another version of hwdr";
+        assert_eq!(decode(&plain).unwrap_err(), why);
         // With a valid checksum, the format is still checked.
-        let why = decode(&encode(&old).unwrap()).unwrap_err();
-        assert_eq!(why, "it has format 1, this hwdr reads format 2");
+        assert_eq!(decode(&encode(&old).unwrap()).unwrap_err(), why);
+        let newer = Manifest {
+            format: 4,
+            ..manifest()
+        };
+        assert!(decode(&encode(&newer).unwrap()).unwrap_err().contains("format 4"));
+        // Format 2 (before pieces) still reads.
+        let two = Manifest {
+            format: 2,
+            ..manifest()
+        };
+        assert_eq!(decode(&encode(&two).unwrap()).unwrap().format, 2);
         let mut current = serde_json::to_vec_pretty(&manifest()).unwrap();
         current.push(b'\n');
         assert!(decode(&current).unwrap_err().contains("does not end with its checksum"));

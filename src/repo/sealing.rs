@@ -148,6 +148,12 @@ impl Backend for OnDemand {
         self.inner.delete(key)
     }
 
+    fn content_name(&self, data: &[u8]) -> Result<String, StoreError> {
+        self.resolve()
+            .map_err(|e| StoreError::Io(self.inner.location(), io::Error::other(format!("{e:#}"))))?
+            .content_name(data)
+    }
+
     fn remove_leftovers(&self, before: SystemTime, dry_run: bool) -> anyhow::Result<(u64, u64)> {
         self.inner.remove_leftovers(before, dry_run)
     }

@@ -126,6 +126,17 @@ fn an_encrypted_compressed_repository_round_trips_and_stores_no_plaintext() {
     for (what, needle) in known_plaintexts(&s) {
         assert_nowhere(&objects, &needle, what);
     }
+    // Inventory pieces are sealed, and named by a keyed hash: not the
+    // SHA-256 of what they hold, which anyone could check a guess against.
+    let pieces: Vec<&(String, Vec<u8>)> = objects.iter().filter(|(n, _)| n.starts_with("inventories/")).collect();
+    assert!(!pieces.is_empty());
+    for (name, _) in &pieces {
+        let plain = read(c.backend().as_ref(), name);
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain));
+        assert!(!name.ends_with(&sha), "{name} is named by the SHA-256 of its content");
+        let line = text(&plain).lines().nth(1).unwrap().to_owned();
+        assert_nowhere(&objects, line.as_bytes(), "a line of an inventory piece");
+    }
     // Format 3: an hwdr that knows only format 2 refuses the repository
     // rather than write plaintext into it.
     let marker: serde_json::Value = serde_json::from_slice(&read(c.stored().as_ref(), "hwdr-repo.json")).unwrap();
@@ -469,6 +480,17 @@ fn a_passphrase_opens_an_uncompressed_encrypted_repository() {
     for (what, needle) in known_plaintexts(&s) {
         assert_nowhere(&objects, &needle, what);
     }
+    // Inventory pieces are sealed, and named by a keyed hash: not the
+    // SHA-256 of what they hold, which anyone could check a guess against.
+    let pieces: Vec<&(String, Vec<u8>)> = objects.iter().filter(|(n, _)| n.starts_with("inventories/")).collect();
+    assert!(!pieces.is_empty());
+    for (name, _) in &pieces {
+        let plain = read(c.backend().as_ref(), name);
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain));
+        assert!(!name.ends_with(&sha), "{name} is named by the SHA-256 of its content");
+        let line = text(&plain).lines().nth(1).unwrap().to_owned();
+        assert_nowhere(&objects, line.as_bytes(), "a line of an inventory piece");
+    }
     // Not compressed: every stored object is its content and the seals.
     for (name, bytes) in objects
         .iter()
@@ -496,6 +518,17 @@ fn an_encrypted_repository_on_s3_round_trips() {
     );
     for (what, needle) in known_plaintexts(&s) {
         assert_nowhere(&objects, &needle, what);
+    }
+    // Inventory pieces are sealed, and named by a keyed hash: not the
+    // SHA-256 of what they hold, which anyone could check a guess against.
+    let pieces: Vec<&(String, Vec<u8>)> = objects.iter().filter(|(n, _)| n.starts_with("inventories/")).collect();
+    assert!(!pieces.is_empty());
+    for (name, _) in &pieces {
+        let plain = read(c.backend().as_ref(), name);
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&plain));
+        assert!(!name.ends_with(&sha), "{name} is named by the SHA-256 of its content");
+        let line = text(&plain).lines().nth(1).unwrap().to_owned();
+        assert_nowhere(&objects, line.as_bytes(), "a line of an inventory piece");
     }
     let full = c.hwdr("head1", &["verify", "--full", ID]);
     assert!(full.status.success(), "{}{}", text(&full.stdout), text(&full.stderr));

@@ -82,16 +82,12 @@ fn replicas_are_stored_once_and_a_second_backup_copies_only_new_blocks() {
     }
     // Each node's inventory names exactly its finalized blocks, no rbw.
     for (i, node) in generated.nodes.iter().enumerate() {
-        let inv = fs::read_to_string(
-            c.repo
-                .join(format!("backups/2611231819/hopsfs/node{}/inventory.tsv", i + 1)),
-        )
-        .unwrap();
-        let listed = inv.lines().filter(|l| l.starts_with("block\t")).count();
-        assert_eq!(listed, node.blocks.len(), "node{}", i + 1);
+        let listed =
+            crate::inventories::inventory_blocks(c.backend().as_ref(), "2611231819", &format!("node{}", i + 1));
+        assert_eq!(listed.len(), node.blocks.len(), "node{}", i + 1);
         for rbw in &node.rbw {
             assert!(
-                !inv.contains(&format!("\t{}\t{}\t", rbw.id, rbw.genstamp)),
+                !listed.iter().any(|b| (b.0, b.1) == (rbw.id, rbw.genstamp)),
                 "rbw block {} listed",
                 rbw.id
             );
@@ -324,7 +320,7 @@ fn cloud_block_storage_stores_no_blocks() {
 }
 
 /// Runs a restore job on `node` and waits for its end; returns the job status.
-fn restore_job(c: &Cluster, node: &str, id: &str, clean: bool) -> serde_json::Value {
+pub(crate) fn restore_job(c: &Cluster, node: &str, id: &str, clean: bool) -> serde_json::Value {
     // The agent runs restore jobs only while the lock names a restore of that backup.
     let _lock = c.hold_lock("restore", id);
     let body = format!(r#"{{"kind":"hopsfs_restore","node":"{node}","backup_id":"{id}","clean":{clean}}}"#);
@@ -469,19 +465,9 @@ fn blocks_of_the_latest_complete_backup_are_trusted_and_check_store_looks_them_u
     assert!(verify.status.success(), "{}", text(&verify.stdout));
 }
 
-/// (id, genstamp, len) of every block line of a node's inventory in a backup.
+/// (id, genstamp, len) of every block of a node's inventory in a backup.
 fn inventory_blocks(c: &Cluster, id: &str, node: &str) -> Vec<(u64, u64, u64)> {
-    let inv = fs::read_to_string(c.repo.join(format!("backups/{id}/hopsfs/{node}/inventory.tsv"))).unwrap();
-    let mut blocks: Vec<(u64, u64, u64)> = inv
-        .lines()
-        .filter_map(|l| l.strip_prefix("block\t"))
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f[2].parse().unwrap(), f[3].parse().unwrap(), f[4].parse().unwrap())
-        })
-        .collect();
-    blocks.sort_unstable();
-    blocks
+    crate::inventories::inventory_blocks(c.backend().as_ref(), id, node)
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod docs;
 mod drill;
 mod encryption;
 mod hopsfs;
+mod inventories;
 mod lock;
 mod monitoring;
 mod prune;

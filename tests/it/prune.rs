@@ -409,7 +409,9 @@ fn prune_removes_old_leftovers_in_the_block_store_and_keeps_fresh_ones() {
     let dry = c.hwdr("head1", &["prune", "--dry-run"]);
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     assert!(
-        text(&dry.stdout).contains("would remove 0 backup(s), 0 block(s) and 2 leftover file(s), 1015 B freed"),
+        text(&dry.stdout).contains(
+            "would remove 0 backup(s), 0 block(s), 0 inventory piece(s) and 2 leftover file(s), 1015 B freed"
+        ),
         "{}",
         text(&dry.stdout)
     );

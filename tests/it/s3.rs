@@ -76,12 +76,25 @@ fn backup_list_verify_prune_and_restore_round_trip_through_s3() {
     let stored = objects(c, "blocks/");
     assert_eq!(stored, 2 * s.generated.blocks.len());
 
-    // A second backup stores no block again.
+    let pieces = objects(c, "inventories/");
+    assert!(pieces > 0);
+
+    // A second backup stores no block again, and no inventory piece: a few
+    // small objects of HopsFS files.
     let second = "2611231820";
     let out = c.hwdr("head1", &["backup", "--id", second]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(c.manifest(second).unwrap()["hopsfs"]["new_blocks"], 0);
     assert_eq!(objects(c, "blocks/"), stored);
+    assert_eq!(objects(c, "inventories/"), pieces);
+    let mut hopsfs = (0, 0);
+    c.backend()
+        .list(&format!("backups/{second}/hopsfs/"), &mut |o| {
+            hopsfs = (hopsfs.0 + 1, hopsfs.1 + o.size);
+            Ok(())
+        })
+        .unwrap();
+    assert!(hopsfs.0 <= 20 && hopsfs.1 <= 16 * 1024, "{hopsfs:?}");
     let list = list_json(c);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     assert!(
@@ -110,6 +123,7 @@ fn backup_list_verify_prune_and_restore_round_trip_through_s3() {
     assert_eq!(list[0]["id"], second);
     assert_eq!(objects(c, &format!("backups/{ID}/")), 0);
     assert_eq!(objects(c, "blocks/"), stored);
+    assert_eq!(objects(c, "inventories/"), pieces);
 
     // Every node wiped, everything back from the bucket.
     wipe(&s);

@@ -18,7 +18,7 @@ use crate::backup_id::BackupId;
 use crate::config::Config;
 use crate::fsutil;
 use crate::hopsfs::fsuser::FsUser;
-use crate::hopsfs::inventory::{self, DirLine, Line, PoolLine, VersionLine};
+use crate::hopsfs::inventory::{self, DirLine, Line, PieceWriter, PoolLine, VersionLine};
 use crate::hopsfs::layout;
 use crate::hopsfs::listcache;
 use crate::job::JobControl;
@@ -76,7 +76,11 @@ pub fn take_inventory(config: &Config, id: BackupId, control: &JobControl) -> Re
     let rel_root = node_rel_dir(node);
     // Written as it is scanned, stored once whole.
     let spool = fsutil::spool(&config.restore.state_dir)?;
-    let (mut file, blocks, bytes, captured, skipped) = scan_all(config, &hdfs, node, &rel_root, spool, control)?;
+    // The pieces are stored while the folders are scanned, the inventory
+    // naming them after: a backup never names a piece that is not stored.
+    let pieces = PieceWriter::new(writer.backend());
+    let (mut file, blocks, bytes, captured, skipped) =
+        scan_all(config, &hdfs, node, &rel_root, (spool, pieces), control)?;
     file.rewind().context("rereading the inventory")?;
     let mut files = vec![writer.put(&inventory_rel(node), &mut BufReader::new(file), Access::Group)?];
     for c in captured {
@@ -101,10 +105,10 @@ fn scan_all(
     hdfs: &RunAs,
     node: &str,
     rel_root: &str,
-    file: File,
+    (file, pieces): (File, PieceWriter),
     control: &JobControl,
 ) -> Result<Scanned> {
-    let mut w = inventory::Writer::new(BufWriter::new(file), node)?;
+    let mut w = inventory::Writer::new(BufWriter::new(file), node, pieces)?;
     let mut captured = Vec::new();
     let mut skipped = Vec::new();
     let mut pool_index = 0u16;
@@ -180,7 +184,16 @@ fn scan_all(
         folders.read,
         folders.cached
     );
-    let (out, blocks, bytes) = w.finish()?;
+    let (out, blocks, bytes, stored) = w.finish()?;
+    info!(
+        pieces = stored.named,
+        new_pieces = stored.new,
+        new_piece_bytes = stored.new_bytes,
+        "the inventory names {} pieces, {} of them new ({} bytes)",
+        stored.named,
+        stored.new,
+        stored.new_bytes
+    );
     let file = out
         .into_inner()
         .map_err(|e| e.into_error())

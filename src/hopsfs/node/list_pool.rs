@@ -293,12 +293,27 @@ mod tests {
             cache_dir: cache_dir.map(Path::to_owned),
             started_ns,
         };
-        let mut w = inventory::Writer::new(Vec::new(), "n").unwrap();
+        let store = std::sync::Arc::new(crate::repo::store::memory::Memory::new());
+        let mut w = inventory::Writer::new(Vec::new(), "n", inventory::PieceWriter::new(store.clone())).unwrap();
+        w.write(&Line::Pool(inventory::PoolLine {
+            dir: 0,
+            index: 0,
+            id: "BP-1".into(),
+            version: inventory::VersionLine {
+                dir: 0,
+                mode: 0o644,
+                size: 1,
+                sha256: "ab".into(),
+                stored: "hopsfs/n/0/BP-1/VERSION".into(),
+            },
+        }))
+        .unwrap();
         let mut skipped = Vec::new();
         let count = scan_pool(&scan, &mut w, &mut skipped, &JobControl::default()).unwrap();
-        let (bytes, _, _) = w.finish().unwrap();
+        let (bytes, _, _, _) = w.finish().unwrap();
         let mut blocks = Vec::new();
-        inventory::read(&bytes[..], |line| {
+        let mut input = inventory::Opened::new(std::io::Cursor::new(bytes), inventory::PieceReader::new(store));
+        inventory::read(&mut input, |line| {
             if let Line::Block(b) = line {
                 blocks.push((b.id, b.len, b.path));
             }

@@ -98,7 +98,7 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
     // The blocks are known here, their bytes only to the leader.
     control.add_total(assigned.total as u64, 0);
     let inv_rel = inventory_rel(node);
-    let inv = BufReader::new(backup.open(&inv_rel).with_context(|| format!("opening {inv_rel}"))?);
+    let mut inv = inventory::open_unchecked(&backup, &inv_rel)?;
 
     // This thread walks the inventory and hands the assigned replicas to the
     // workers, each storing into its own batch; the batches are committed
@@ -114,7 +114,7 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
     };
     let done = parallel::run(threads, control, new_worker, |feed| {
         let mut walk = Walk::default();
-        inventory::read(inv, |line| walk.line(line, &mut assigned, feed))?;
+        inventory::read(&mut inv, |line| walk.line(line, &mut assigned, feed))?;
         assigned.check_all_found()
     })?;
     let done = Uploaded::merge(done);

@@ -17,6 +17,7 @@
 //! backups/<id>/manifest.json                       written last
 //! backups/<id>/<file>                              the backup's files
 //! blocks/<BP-…>/subdir<a>/subdir<b>/blk_<id>_<gs>[.meta]   the block store
+//! inventories/<hh>/<name>                          inventory pieces, named by content
 //! ```
 
 pub mod memory;
@@ -92,6 +93,19 @@ impl ObjectKey {
     /// A stored block's `.meta`.
     pub fn block_meta(key: &BlockKey) -> ObjectKey {
         ObjectKey(format!("{}.meta", ObjectKey::block(key).0))
+    }
+
+    /// `inventories/`: the folder of the inventory pieces (a prefix).
+    pub const PIECES: &'static str = "inventories/";
+
+    /// `inventories/<hh>/<name>`: an inventory piece named by its content
+    /// ([`Backend::content_name`]: 64 lowercase hex digits, `hh` the first two).
+    pub fn inventory_piece(name: &str) -> Result<ObjectKey, StoreError> {
+        let hex = name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            return Err(StoreError::BadName(format!("{}{name}", ObjectKey::PIECES)));
+        }
+        Ok(ObjectKey(format!("{}{}/{name}", ObjectKey::PIECES, &name[..2])))
     }
 
     /// A name read back from a listing or built from parts: checked to be
@@ -250,6 +264,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// folders and objects alike, sorted: `backups/` gives the backup ids.
     fn list_children(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
 
+    /// The name of a content-addressed object holding `data` (an inventory
+    /// piece): the SHA-256 of `data` in lowercase hex; a store that hides
+    /// contents ([`sealed`]) names it by a keyed hash instead, so a name
+    /// cannot confirm a guess of the content.
+    fn content_name(&self, data: &[u8]) -> Result<String, StoreError> {
+        Ok(hex::encode(Sha256::digest(data)))
+    }
+
     /// Removes the object; one that does not exist is no error.
     fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;
 
@@ -386,5 +408,13 @@ mod tests {
             ObjectKey::block_meta(&block).as_str(),
             "blocks/BP-1-10.0.0.1-2/subdir18/subdir52/blk_1193046_1001.meta"
         );
+        let name = "ab".repeat(32);
+        assert_eq!(
+            ObjectKey::inventory_piece(&name).unwrap().as_str(),
+            format!("inventories/ab/{name}")
+        );
+        for bad in ["ab", "../x", &"AB".repeat(32), &"ab".repeat(33)] {
+            assert!(ObjectKey::inventory_piece(bad).is_err(), "{bad:?}");
+        }
     }
 }

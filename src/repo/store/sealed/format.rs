@@ -59,6 +59,16 @@ impl DataKey {
     pub(super) fn cipher(&self) -> Cipher {
         Cipher::new(&self.0)
     }
+
+    /// The key that names content-addressed objects (inventory pieces):
+    /// HMAC-SHA256 under a subkey of the data key, HMAC-SHA256(data key,
+    /// "hwdr content names 1"), so names reveal nothing of the content and
+    /// the data key itself is never used twice for different purposes.
+    pub(super) fn name_key(&self) -> aws_lc_rs::hmac::Key {
+        let outer = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &self.0);
+        let sub = aws_lc_rs::hmac::sign(&outer, b"hwdr content names 1");
+        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, sub.as_ref())
+    }
 }
 
 impl fmt::Debug for DataKey {

@@ -13,6 +13,9 @@
 //!   sizes, can be read by whoever reads the storage; contents cannot. A
 //!   keyed name would hide block ids but not their count or sizes, and
 //!   would cost the store's listing as the index of the blocks.
+//! - Names derived from content (inventory pieces, [`Backend::content_name`])
+//!   are keyed: HMAC-SHA256 under a subkey of the data key, so a name cannot
+//!   confirm a guess of what the object holds.
 //! - The objects that must be read before any key is at hand stay plain:
 //!   the marker `hwdr-repo.json`, the wrapped keys `keys/`, and the lock
 //!   (`lock`, `locks/`, the init probe: host, pid and operation).
@@ -46,6 +49,7 @@ use crate::repo::lock::PROBE_PREFIX;
 pub struct Sealed {
     inner: Arc<dyn Backend>,
     cipher: Arc<Cipher>,
+    names: Arc<aws_lc_rs::hmac::Key>,
     settings: Settings,
 }
 
@@ -84,6 +88,7 @@ impl Sealed {
         Sealed {
             inner,
             cipher: Arc::new(key.cipher()),
+            names: Arc::new(key.name_key()),
             settings,
         }
     }
@@ -166,6 +171,10 @@ impl Backend for Sealed {
             owner: self,
             inner: self.inner.batch(),
         })
+    }
+
+    fn content_name(&self, data: &[u8]) -> Result<String, StoreError> {
+        Ok(hex::encode(aws_lc_rs::hmac::sign(&self.names, data).as_ref()))
     }
 
     fn get(&self, key: &ObjectKey) -> Result<Box<dyn Read + Send>, StoreError> {
