@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
 use tracing::{error, info, info_span, warn};
 
+use super::progress::{recorded, StepProgress};
 use super::state::{PartState, RestoreState, Status, StepState};
 use super::{Action, Options, Part, Restore, Step};
 use crate::agent::client::JobFailed;
@@ -257,13 +258,17 @@ impl Restore<'_> {
         ran: &mut Findings<'_>,
     ) -> Result<()> {
         state.save(path)?;
-        // The steps that move a node's data show how far they got.
+        // The steps that move a node's data show how far they got; every
+        // step's jobs record their progress for --status.
         let meter = match step.name {
-            "stage" => Some(Meter::of_jobs("staging", "objects")),
-            "hopsfs" => Some(Meter::of_jobs("restoring HopsFS blocks", "blocks")),
-            _ => None,
+            "stage" => Meter::of_jobs("staging", "objects"),
+            "hopsfs" => Meter::of_jobs("restoring HopsFS blocks", "blocks"),
+            _ => Meter::unshown("files"),
         };
-        let shipped = self.fleet.run_metered(jobs, step.parallelism, meter.as_ref());
+        let progress_file = StepProgress::path(&self.config.restore.state_dir, self.manifest.backup_id);
+        let shipped = recorded(&progress_file, step.name, job_parts, &meter, || {
+            self.fleet.run_metered(jobs, step.parallelism, Some(&meter))
+        });
         drop(meter);
         for s in shipped {
             let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
