@@ -18,7 +18,7 @@ use crate::backup_id::BackupId;
 use crate::config::NodeSpec;
 use crate::exit::HwdrError;
 use crate::job::{JobRequest, JobResult};
-use crate::progress::{self, Meter};
+use crate::progress::{self, text, Meter};
 use crate::repo::Repository;
 use crate::rondb::password;
 use crate::rondb::restore as rr;
@@ -431,18 +431,18 @@ fn summary(result: &JobResult) -> String {
     match result {
         JobResult::Staged { files, blocks, .. } => match blocks {
             Some(b) => format!(
-                "staged {} RonDB files, {} blocks ({} bytes); {} blocks already in place",
+                "staged {} RonDB files, {} blocks ({}); {} blocks already in place",
                 files.len(),
                 b.blocks,
-                b.bytes,
+                text::size(b.bytes),
                 b.kept
             ),
             None => format!("staged {} RonDB files", files.len()),
         },
         JobResult::HopsfsRestored(r) => format!(
-            "{} blocks written ({} bytes), {} kept, {} removed",
+            "{} blocks written ({}), {} kept, {} removed",
             r.blocks_written,
-            r.bytes_written,
+            text::size(r.bytes_written),
             r.blocks_kept,
             r.removed.len()
         ),
