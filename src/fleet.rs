@@ -176,7 +176,7 @@ impl Fleet {
             for (index, (node, request)) in jobs.into_iter().enumerate() {
                 let span = info_span!("node", hwdr_node = node.name.as_str(), hwdr_step = request.step());
                 let (config, permits, client) = (self.config.clone(), permits.clone(), self.client.clone());
-                let slot = meter.map(Meter::slot);
+                let slot = meter.map(|m| m.slot(index, node.name.as_str()));
                 set.spawn(
                     async move {
                         let _permit = permits.acquire_owned().await;
@@ -277,22 +277,32 @@ async fn ship(
 ) -> Shipped {
     let started = Utc::now();
     let what = request.describe();
+    let slot = slot.map(Arc::new);
+    if let Some(slot) = &slot {
+        slot.started();
+    }
     let result = if crate::cancel::requested() {
         Err(crate::cancel::stopped().context(format!("node {} got no job", node.name)))
     } else if node.name == config.this_node {
-        execute_metered(config, request, slot).await
+        execute_metered(config, request, slot.clone()).await
     } else {
         match client {
-            Some(client) => client.run_job(&node, &request, slot.as_ref()).await.and_then(|status| {
-                status
-                    .result
-                    .ok_or_else(|| anyhow!("node {} sent no result", node.name))
-            }),
+            Some(client) => client
+                .run_job(&node, &request, slot.as_deref())
+                .await
+                .and_then(|status| {
+                    status
+                        .result
+                        .ok_or_else(|| anyhow!("node {} sent no result", node.name))
+                }),
             None => Err(anyhow!("no agent client for node {}", node.name)),
         }
     };
     if let Err(e) = &result {
         error!("node {} failed to {what}: {e:#}", node.name);
+    }
+    if let Some(slot) = &slot {
+        slot.ended(result.is_ok());
     }
     Shipped {
         index,
@@ -304,9 +314,9 @@ async fn ship(
 }
 
 /// Runs a job on this node in-process; its counters go to `slot` as it runs.
-async fn execute_metered(config: Arc<Config>, request: JobRequest, slot: Option<Slot>) -> Result<JobResult> {
+async fn execute_metered(config: Arc<Config>, request: JobRequest, slot: Option<Arc<Slot>>) -> Result<JobResult> {
     let control = JobControl::default();
-    let Some(slot) = slot.map(Arc::new) else {
+    let Some(slot) = slot else {
         return execute_async(config, request, control).await;
     };
     let watched = {

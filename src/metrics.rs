@@ -198,7 +198,7 @@ fn last_backup_metrics(metric: &mut Metric<'_>, cluster: &str, m: &Manifest) {
         plain((m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0),
     );
     let added = m.added();
-    let size = m.size() + m.hopsfs.as_ref().map_or(0, |h| h.distinct_bytes);
+    let size = m.backup_size();
     metric(
         "hwdr_last_backup_size_bytes",
         "Bytes the newest backup holds (its files and the blocks it names).",

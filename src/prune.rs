@@ -29,6 +29,7 @@ use crate::exit::HwdrError;
 use crate::hopsfs::inventory::{self, PieceReader};
 use crate::hopsfs::node::inventory_rel;
 use crate::hopsfs::store::BlockKey;
+use crate::progress::text;
 use crate::repo::manifest::{BackupStatus, Manifest};
 use crate::repo::store::{ObjectKey, StoreError};
 use crate::repo::{Entry, ManifestState, Repository};
@@ -247,7 +248,7 @@ pub fn prune(
         crate::fault::point("prune-remove-backup", None)?;
         let id: BackupId = d.id.parse()?;
         let size = backup_size(repo, id)?;
-        info!(hwdr_backup_id = %id, "{} backup {id} ({}; {size} bytes)", if dry_run { "would remove" } else { "removing" }, d.reasons.join(", "));
+        info!(hwdr_backup_id = %id, freed_bytes = size, "{} backup {id} ({}; its own files take {})", if dry_run { "would remove" } else { "removing" }, d.reasons.join(", "), text::size(size));
         if !dry_run {
             // The manifest first: a half-removed backup never looks like a backup.
             repo.backend().delete(&ObjectKey::manifest(id))?;
@@ -269,13 +270,13 @@ pub fn prune(
         removed_pieces = report.removed_pieces,
         removed_leftovers = report.removed_leftovers,
         freed_bytes = report.freed_bytes,
-        "prune {}: {} backups, {} blocks, {} inventory pieces and {} leftover files, {} bytes",
+        "prune {}: {} backups, {} blocks, {} inventory pieces and {} leftover files, {}",
         if dry_run { "would remove" } else { "removed" },
         report.removed_backups.len(),
         report.removed_blocks,
         report.removed_pieces,
         report.removed_leftovers,
-        report.freed_bytes
+        text::size(report.freed_bytes)
     );
     Ok(report)
 }
@@ -417,8 +418,9 @@ fn sweep(
         }
         if orphan {
             info!(
-                "{} leftover {meta} ({size} bytes)",
-                if dry_run { "would remove" } else { "removing" }
+                "{} leftover {meta} ({})",
+                if dry_run { "would remove" } else { "removing" },
+                text::size(size)
             );
             report.removed_leftovers += 1;
         }

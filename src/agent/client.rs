@@ -355,10 +355,11 @@ impl Seen {
         info!(
             files = progress.0,
             bytes = progress.1,
-            "node {} job {id}: {} files, {} bytes",
+            "node {} job {id}: {} {}, {}",
             node.name,
             progress.0,
-            progress.1
+            status.request.progress_unit().unwrap_or("files"),
+            crate::progress::text::size(progress.1)
         );
     }
 }

@@ -3,7 +3,7 @@
 //! metrics; after a complete one, the retention.
 
 use anyhow::Result;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::Run;
 use crate::backup_id::BackupId;
@@ -31,16 +31,9 @@ pub(super) fn metrics_and_retention(config: &Config, id: BackupId, result: Resul
         warn!("could not write the metrics: {e:#}");
     }
     let manifest = result?;
-    match crate::cli::prune::prune_now(config, false, crate::prune::Sweep::IfRemoved) {
-        Ok(r) => info!(
-            "prune: removed {} backup(s), {} block(s), {} inventory piece(s) and {} leftover file(s), {} bytes freed",
-            r.removed_backups.len(),
-            r.removed_blocks,
-            r.removed_pieces,
-            r.removed_leftovers,
-            r.freed_bytes
-        ),
-        Err(e) => warn!("prune after backup {id} failed: {e:#}"),
+    // The prune logs its own summary.
+    if let Err(e) = crate::cli::prune::prune_now(config, false, crate::prune::Sweep::IfRemoved) {
+        warn!("prune after backup {id} failed: {e:#}");
     }
     Ok(manifest)
 }

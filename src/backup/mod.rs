@@ -59,6 +59,17 @@ pub fn run(fleet: &Fleet, id: BackupId, opts: &BackupOptions, now: DateTime<Loca
     after::metrics_and_retention(config, id, result)
 }
 
+/// What a complete backup holds, as the journal and the terminal say it:
+/// `30 files and 1204 HopsFS blocks, 3.5 MiB` ([`Manifest::backup_size`]).
+pub fn verdict(m: &Manifest) -> String {
+    let files = m.files().count();
+    let size = crate::progress::text::size(m.backup_size());
+    match m.hopsfs.as_ref().map_or(0, |h| h.distinct_blocks) {
+        0 => format!("{files} files, {size}"),
+        blocks => format!("{files} files and {blocks} HopsFS blocks, {size}"),
+    }
+}
+
 /// Runs every step of [`STEPS`]: the backup and its manifest.
 fn take(fleet: &Fleet, id: BackupId, opts: &BackupOptions, now: DateTime<Local>) -> Result<Manifest> {
     let mut run = Run::begin(fleet, id, opts, now)?;
@@ -231,11 +242,10 @@ impl<'a> Run<'a> {
         match self.failures.first() {
             None => info!(
                 message_id = MSG_BACKUP_COMPLETED,
-                bytes = manifest.size(),
+                hwdr_size_bytes = manifest.backup_size(),
                 files = manifest.files().count(),
-                "backup {id} complete: {} files, {} bytes",
-                manifest.files().count(),
-                manifest.size()
+                "backup {id} complete: {}",
+                verdict(&manifest)
             ),
             Some((step, e)) => {
                 let status = self.status;

@@ -46,8 +46,12 @@ pub fn timed_step<T>(name: &str, f: impl FnOnce(&mut Vec<FileEntry>) -> Result<T
     let result = crate::cancel::check().and_then(|_| f(&mut files));
     match &result {
         Ok(_) => {
-            info!(files = files.len(), "step {name} done");
-            line.done(&summary(&files));
+            let what = summary(&files);
+            match what.as_str() {
+                "" => info!(files = 0, "step {name} done"),
+                _ => info!(files = files.len(), "step {name} done: {what}"),
+            }
+            line.done(&what);
         }
         Err(e) => {
             error!("step {name} failed: {e:#}");
@@ -118,8 +122,13 @@ impl OnNodes {
         let name = &self.name;
         if self.failures.is_empty() {
             let (items, unit) = (self.items, self.unit);
-            info!(hwdr_step = name.as_str(), items, bytes = self.bytes, "step {name} done");
             let what = format!("{items} {unit}, {}", progress::text::size(self.bytes));
+            info!(
+                hwdr_step = name.as_str(),
+                items,
+                bytes = self.bytes,
+                "step {name} done: {what}"
+            );
             self.line.done(&what);
         } else {
             let why = self.failures.join("; ");

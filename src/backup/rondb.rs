@@ -121,7 +121,11 @@ fn dump_users(config: &Config, mysql: &RunAs, dir: &BackupWriter) -> Ran<()> {
 fn dump_schemas(config: &Config, mysql: &RunAs, dir: &BackupWriter) -> Ran<()> {
     timed_step(Step::Schemas.name(), |files| {
         let databases = dump::databases_to_dump(&config.rondb, &config.backup, mysql.clone())?;
-        info!("dumping the schemas of {} databases", databases.len());
+        info!(
+            "dumping the schemas of {} databases: {}",
+            databases.len(),
+            databases.join(", ")
+        );
         let spool = &config.restore.state_dir;
         files.push(dump::dump_schemas(
             &config.rondb,

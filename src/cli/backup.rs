@@ -67,11 +67,13 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
         None => backup::free_minute(&repo)?,
     };
     let manifest = backup::run(&fleet, id, &opts, now)?;
-    outln!(
-        "backup {id} complete: {} files, {}, RonDB data nodes {:?}",
-        manifest.files().count(),
-        crate::progress::text::size(manifest.size()),
-        manifest.rondb.data_node_ids
-    );
+    // Under systemd stdout is the journal too, which has the log's line.
+    if crate::progress::mode() != crate::progress::Mode::Journal {
+        outln!(
+            "backup {id} complete: {}, RonDB data nodes {:?}",
+            backup::verdict(&manifest),
+            manifest.rondb.data_node_ids
+        );
+    }
     Ok(Code::Success)
 }

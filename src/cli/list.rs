@@ -55,7 +55,7 @@ pub fn rows(repo: &Repository) -> Result<Vec<Row>> {
                 status: m.status.to_string(),
                 started_at: Some(m.started_at),
                 finished_at: Some(m.finished_at),
-                size_bytes: Some(m.size() + m.hopsfs.as_ref().map_or(0, |h| h.distinct_bytes)),
+                size_bytes: Some(m.backup_size()),
                 added_bytes: Some(m.added()),
                 added_stored_bytes: m.added_stored(),
                 files: Some(m.files().count()),
@@ -129,15 +129,16 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
 }
 
 /// The rows as a table: SIZE and ADDED as read, STORED what ADDED takes in
-/// the store; a note when a backup predates stored sizes.
+/// the store, in binary units (`--json` has the exact bytes); a note when a
+/// backup predates stored sizes.
 fn table(rows: &[Row]) {
     let local = |t: Option<DateTime<Utc>>| {
         t.map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_else(|| "-".into())
     };
-    let bytes = |b: Option<u64>| b.map_or("-".into(), |s| s.to_string());
+    let bytes = |b: Option<u64>| b.map_or("-".into(), crate::progress::text::size);
     outln!(
-        "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:>14}  {:<8}  NODES",
+        "{:<10}  {:<11}  {:<19}  {:<19}  {:>10}  {:>10}  {:>10}  {:<8}  NODES",
         "ID",
         "STATUS",
         "STARTED",
@@ -154,7 +155,7 @@ fn table(rows: &[Row]) {
             _ => r.nodes.join(","),
         };
         outln!(
-            "{:<10}  {:<11}  {:<19}  {:<19}  {:>14}  {:>14}  {:>14}  {:<8}  {}",
+            "{:<10}  {:<11}  {:<19}  {:<19}  {:>10}  {:>10}  {:>10}  {:<8}  {}",
             r.id,
             r.status,
             local(r.started_at),

@@ -10,6 +10,7 @@ use tracing::info_span;
 use crate::backup_id::BackupId;
 use crate::exit::Code;
 use crate::fleet::Fleet;
+use crate::restore::progress::StepProgress;
 use crate::restore::state::RestoreState;
 use crate::restore::{Options, Restore, STEP_NAMES};
 use crate::{out, outln};
@@ -52,7 +53,16 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     if args.status {
         let path = RestoreState::path(&config.restore.state_dir, args.id);
         match RestoreState::load(&path)? {
-            Some(state) => out!("{}", state.render()),
+            Some(state) => {
+                let progress_file = StepProgress::path(&config.restore.state_dir, args.id);
+                match StepProgress::load(&progress_file) {
+                    Ok(progress) => out!("{}", state.render(progress.as_ref())),
+                    Err(e) => {
+                        out!("{}", state.render(None));
+                        outln!("the progress of the running step cannot be shown: {e:#}");
+                    }
+                }
+            }
             None => outln!(
                 "no restore of backup {} has run here ({} does not exist)",
                 args.id,
@@ -81,7 +91,7 @@ pub fn run(config_path: &Path, args: Args) -> Result<Code> {
     restore.preflight()?;
     let state = restore.run(&opts)?;
     if !super::steps_shown_live() {
-        out!("{}", state.render());
+        out!("{}", state.render(None));
     }
     outln!("restore of backup {} finished", args.id);
     Ok(Code::Success)

@@ -1,6 +1,8 @@
 //! A [`Meter`]: long work's real counters (bytes and objects done of their
 //! totals), shown as a bar on a terminal, as `STATUS=` under systemd at most
-//! once a second, and not at all elsewhere.
+//! once a second, and not at all elsewhere. A meter of jobs also keeps each
+//! job's own share ([`JobShare`]), for the per-node progress a restore
+//! records for `hwdr restore <id> --status`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -8,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::text::{self, Snapshot};
@@ -35,6 +38,34 @@ struct Counters {
     totals_from_jobs: bool,
     /// A job whose counters are copied in at every tick (the agent's own).
     follow: Option<JobControl>,
+    /// Each job's share, by its place in the list of jobs.
+    jobs: Mutex<Vec<Option<JobShare>>>,
+}
+
+/// Where one job of a meter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for its turn (`parallelism`).
+    Waiting,
+    Running,
+    Done,
+    Failed,
+}
+
+/// One job's share of a [`Meter`], as it last reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobShare {
+    /// Its place in the list of jobs.
+    pub index: usize,
+    /// The node that runs it.
+    pub node: String,
+    pub phase: Phase,
+    /// Its counters: done and, where it knows them, totals.
+    pub counts: Snapshot,
+    /// When its turn came.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When its counters or phase last changed.
+    pub changed_at: DateTime<Utc>,
 }
 
 impl Counters {
@@ -88,7 +119,24 @@ impl Meter {
         Meter::start(label, unit, (0, 0), false, Some(control))
     }
 
+    /// A meter of jobs shown nowhere: only its jobs' shares are kept
+    /// ([`Meter::jobs`]), for work a person does not watch as a bar.
+    pub fn unshown(unit: &str) -> Meter {
+        Meter::show(unit, unit, (0, 0), true, None, Mode::Plain)
+    }
+
     fn start(label: &str, unit: &str, totals: (u64, u64), from_jobs: bool, follow: Option<JobControl>) -> Meter {
+        Meter::show(label, unit, totals, from_jobs, follow, super::mode())
+    }
+
+    fn show(
+        label: &str,
+        unit: &str,
+        totals: (u64, u64),
+        from_jobs: bool,
+        follow: Option<JobControl>,
+        mode: Mode,
+    ) -> Meter {
         let counters = Arc::new(Counters {
             label: label.to_owned(),
             unit: unit.to_owned(),
@@ -99,10 +147,11 @@ impl Meter {
             total_bytes: AtomicU64::new(totals.1),
             totals_from_jobs: from_jobs,
             follow,
+            jobs: Mutex::new(Vec::new()),
         });
         let (stop, stopped) = mpsc::channel();
         let shown = counters.clone();
-        let reporter = match super::mode() {
+        let reporter = match mode {
             Mode::Terminal => Some(std::thread::spawn(move || show_bar(&shown, &stopped))),
             Mode::Journal => Some(std::thread::spawn(move || send_status(&shown, &stopped))),
             Mode::Plain => None,
@@ -120,12 +169,37 @@ impl Meter {
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// A source of one job's counters, which it reports as running totals.
-    pub fn slot(&self) -> Slot {
+    /// A source of the counters of job `index` (of the list of jobs), on
+    /// `node`, which it reports as running totals; waiting for its turn.
+    pub fn slot(&self, index: usize, node: &str) -> Slot {
+        let share = JobShare {
+            index,
+            node: node.to_owned(),
+            phase: Phase::Waiting,
+            counts: Snapshot::default(),
+            started_at: None,
+            changed_at: Utc::now(),
+        };
+        let mut jobs = lock(&self.counters.jobs);
+        if jobs.len() <= index {
+            jobs.resize(index + 1, None);
+        }
+        jobs[index] = Some(share);
         Slot {
             counters: self.counters.clone(),
+            index,
             last: Mutex::new(Snapshot::default()),
         }
+    }
+
+    /// Each job's share, in the order of the jobs.
+    pub fn jobs(&self) -> Vec<JobShare> {
+        lock(&self.counters.jobs).iter().flatten().cloned().collect()
+    }
+
+    /// What the meter counts ("blocks").
+    pub fn unit(&self) -> &str {
+        &self.counters.unit
     }
 
     /// Where the work stands.
@@ -148,13 +222,14 @@ impl Drop for Meter {
 /// its totals), the slot adds what changed since its last report.
 pub struct Slot {
     counters: Arc<Counters>,
+    index: usize,
     last: Mutex<Snapshot>,
 }
 
 impl Slot {
     /// The job's running counters, and its totals if it knows them.
     pub fn set(&self, done: (u64, u64), total: (u64, u64)) {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = lock(&self.last);
         let c = &self.counters;
         move_by(&c.items, last.items, done.0);
         move_by(&c.bytes, last.bytes, done.1);
@@ -164,7 +239,51 @@ impl Slot {
             move_by(&c.total_bytes, last.total_bytes, total.1);
             (last.total_items, last.total_bytes) = total;
         }
+        let counts = Snapshot {
+            items: done.0,
+            bytes: done.1,
+            total_items: total.0,
+            total_bytes: total.1,
+        };
+        self.share(|share| {
+            let changed = share.counts != counts;
+            share.counts = counts;
+            changed
+        });
     }
+
+    /// The job's turn came: it runs.
+    pub fn started(&self) {
+        self.share(|share| {
+            share.phase = Phase::Running;
+            share.started_at = Some(Utc::now());
+            true
+        });
+    }
+
+    /// The job ended, well or not.
+    pub fn ended(&self, ok: bool) {
+        self.share(|share| {
+            share.phase = if ok { Phase::Done } else { Phase::Failed };
+            true
+        });
+    }
+
+    /// Changes the job's share with `change`, which says whether it changed.
+    fn share(&self, change: impl FnOnce(&mut JobShare) -> bool) {
+        let mut jobs = lock(&self.counters.jobs);
+        if let Some(share) = jobs.get_mut(self.index).and_then(Option::as_mut) {
+            if change(share) {
+                share.changed_at = Utc::now();
+            }
+        }
+    }
+}
+
+/// `mutex`'s value, also after a thread panicked holding it (the counters
+/// stay usable).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Moves `cell` by the change from `was` to `now`.
@@ -213,7 +332,7 @@ mod tests {
     #[test]
     fn slots_add_what_each_job_reports() {
         let meter = Meter::of_jobs("staging", "blocks");
-        let (a, b) = (meter.slot(), meter.slot());
+        let (a, b) = (meter.slot(0, "node1"), meter.slot(1, "node2"));
         a.set((1, 100), (4, 400));
         b.set((2, 50), (2, 50));
         a.set((3, 300), (4, 400));
@@ -224,10 +343,29 @@ mod tests {
     #[test]
     fn known_totals_are_kept() {
         let meter = Meter::with_totals("uploading blocks", "blocks", 10, 1000);
-        meter.slot().set((2, 200), (99, 9900));
+        meter.slot(0, "node1").set((2, 200), (99, 9900));
         meter.add(1, 100);
         let s = meter.snapshot();
         assert_eq!((s.items, s.bytes, s.total_items, s.total_bytes), (3, 300, 10, 1000));
+    }
+
+    #[test]
+    fn each_job_keeps_its_own_share_and_phase() {
+        let meter = Meter::unshown("blocks");
+        let (a, b) = (meter.slot(0, "node1"), meter.slot(1, "node2"));
+        a.started();
+        a.set((1, 100), (4, 400));
+        b.started();
+        b.set((2, 50), (2, 50));
+        b.ended(true);
+        let jobs = meter.jobs();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!((jobs[0].node.as_str(), jobs[0].phase), ("node1", Phase::Running));
+        assert_eq!((jobs[0].counts.items, jobs[0].counts.total_bytes), (1, 400));
+        assert_eq!((jobs[1].node.as_str(), jobs[1].phase), ("node2", Phase::Done));
+        assert!(jobs[1].started_at.is_some());
+        let s = meter.snapshot();
+        assert_eq!((s.items, s.bytes, s.total_items, s.total_bytes), (3, 150, 6, 450));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub use meter::{Meter, Slot};
+pub use meter::{JobShare, Meter, Phase, Slot};
 
 /// Where this process's output goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

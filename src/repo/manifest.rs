@@ -216,6 +216,13 @@ impl Manifest {
         self.files().map(|f| f.size).sum()
     }
 
+    /// The size of the backup, as `hwdr list`, the journal, the terminal
+    /// and the metrics show it: its own files and the HopsFS blocks it
+    /// names (each once), whether it stored them or an earlier backup did.
+    pub fn backup_size(&self) -> u64 {
+        self.size() + self.hopsfs.as_ref().map_or(0, |h| h.distinct_bytes)
+    }
+
     /// The bytes this backup added to the store: its own files and the
     /// HopsFS blocks it stored first, as they are stored. `None` when the
     /// manifest does not record it for every one of them (a backup made

@@ -12,6 +12,7 @@
 mod authenticate;
 mod plan;
 mod preflight;
+pub mod progress;
 mod run;
 pub mod state;
 

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::Utc;
 use tracing::{error, info, info_span, warn};
 
+use super::progress::{recorded, StepProgress};
 use super::state::{PartState, RestoreState, Status, StepState};
 use super::{Action, Options, Part, Restore, Step};
 use crate::agent::client::JobFailed;
@@ -17,7 +18,7 @@ use crate::backup_id::BackupId;
 use crate::config::NodeSpec;
 use crate::exit::HwdrError;
 use crate::job::{JobRequest, JobResult};
-use crate::progress::{self, Meter};
+use crate::progress::{self, text, Meter};
 use crate::repo::Repository;
 use crate::rondb::password;
 use crate::rondb::restore as rr;
@@ -257,13 +258,17 @@ impl Restore<'_> {
         ran: &mut Findings<'_>,
     ) -> Result<()> {
         state.save(path)?;
-        // The steps that move a node's data show how far they got.
+        // The steps that move a node's data show how far they got; every
+        // step's jobs record their progress for --status.
         let meter = match step.name {
-            "stage" => Some(Meter::of_jobs("staging", "objects")),
-            "hopsfs" => Some(Meter::of_jobs("restoring HopsFS blocks", "blocks")),
-            _ => None,
+            "stage" => Meter::of_jobs("staging", "objects"),
+            "hopsfs" => Meter::of_jobs("restoring HopsFS blocks", "blocks"),
+            _ => Meter::unshown("files"),
         };
-        let shipped = self.fleet.run_metered(jobs, step.parallelism, meter.as_ref());
+        let progress_file = StepProgress::path(&self.config.restore.state_dir, self.manifest.backup_id);
+        let shipped = recorded(&progress_file, step.name, job_parts, &meter, || {
+            self.fleet.run_metered(jobs, step.parallelism, Some(&meter))
+        });
         drop(meter);
         for s in shipped {
             let part_name = job_parts.get(s.index).copied().unwrap_or(s.node.as_str()).to_owned();
@@ -426,18 +431,18 @@ fn summary(result: &JobResult) -> String {
     match result {
         JobResult::Staged { files, blocks, .. } => match blocks {
             Some(b) => format!(
-                "staged {} RonDB files, {} blocks ({} bytes); {} blocks already in place",
+                "staged {} RonDB files, {} blocks ({}); {} blocks already in place",
                 files.len(),
                 b.blocks,
-                b.bytes,
+                text::size(b.bytes),
                 b.kept
             ),
             None => format!("staged {} RonDB files", files.len()),
         },
         JobResult::HopsfsRestored(r) => format!(
-            "{} blocks written ({} bytes), {} kept, {} removed",
+            "{} blocks written ({}), {} kept, {} removed",
             r.blocks_written,
-            r.bytes_written,
+            text::size(r.bytes_written),
             r.blocks_kept,
             r.removed.len()
         ),

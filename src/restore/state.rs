@@ -1,7 +1,8 @@
 //! Restore state: per step and per part (a node, or a RonDB data node), its
 //! status, times, error and the last lines of output. Written atomically after
 //! every change to `<[restore] state_dir>/restore/<backup id>.json`, so a
-//! restore can be resumed and `hwdr restore <id> --status` can show it.
+//! restore can be resumed and `hwdr restore <id> --status` can show it
+//! (with the running step's per-node progress, `progress.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +10,7 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::progress::StepProgress;
 use crate::backup_id::BackupId;
 use crate::fsutil::{self, mkdir};
 
@@ -99,8 +101,9 @@ impl RestoreState {
         self.steps.iter_mut().find(|s| s.name == name)
     }
 
-    /// A human summary, as `--status` prints it.
-    pub fn render(&self) -> String {
+    /// A human summary, as `--status` prints it: with `progress` (of the
+    /// step that runs), a line per node under that step.
+    pub fn render(&self, progress: Option<&StepProgress>) -> String {
         let mut out = format!(
             "restore of backup {} (started {}, updated {})\n",
             self.backup_id,
@@ -128,6 +131,12 @@ impl RestoreState {
                     for line in &p.output_tail {
                         out.push_str(&format!("        | {line}\n"));
                     }
+                }
+            }
+            if let Some(p) = progress.filter(|p| p.step == s.name && s.status == Status::Running) {
+                out.push_str(&format!("    progress at {}:\n", p.updated_at.format("%H:%M:%S UTC")));
+                for line in p.lines() {
+                    out.push_str(&format!("      {line}\n"));
                 }
             }
             if let Some(e) = &s.error {

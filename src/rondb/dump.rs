@@ -38,6 +38,7 @@ pub fn show_databases_cmd(rondb: &RondbSettings, backup: &BackupSettings, user: 
         .arg("--skip-column-names")
         .arg("-e")
         .arg("SHOW DATABASES")
+        .stdout_is_data()
 }
 
 /// Hopsworks' schema dump of `databases`.

@@ -75,6 +75,9 @@ impl RunAs {
 pub enum StdoutTo {
     /// Logged line by line and kept in [`Outcome::stdout`].
     Capture,
+    /// Kept in [`Outcome::stdout`] for hwdr to read, logged only at debug
+    /// level: data (a list of names), not messages for the journal.
+    Data,
     /// Written to this file, not logged (it may hold secrets such as password hashes).
     File(File),
 }
@@ -181,6 +184,12 @@ impl Cmd {
     /// Appends arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Cmd {
         self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Keeps stdout for hwdr to read, out of the log (see [`StdoutTo::Data`]).
+    pub fn stdout_is_data(mut self) -> Cmd {
+        self.stdout = StdoutTo::Data;
         self
     }
 

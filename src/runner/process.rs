@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{Pid, Uid};
-use tracing::{debug, info, warn, Span};
+use tracing::{debug, info, warn, Level, Span};
 
 use super::{
     describe, Cmd, Failure, Outcome, ProgramFailed, Secret, StdoutTo, HIDDEN, KILL_GRACE, MAX_CAPTURE, POLL, TAIL_LINES,
@@ -39,6 +39,7 @@ pub fn run(mut cmd: Cmd) -> Result<Outcome> {
     let argv_line = cmd.argv_display();
     let name = program_name(&cmd.program);
     let stdout = std::mem::replace(&mut cmd.stdout, StdoutTo::Capture);
+    let data = matches!(stdout, StdoutTo::Data);
     let (mut command, capture) = command_of(&cmd, stdout, switch);
     let input = if cmd.stdin.is_some() {
         " (with a secret on stdin)"
@@ -56,7 +57,7 @@ pub fn run(mut cmd: Cmd) -> Result<Outcome> {
         .zip(child.stdin.take())
         .map(|(secret, pipe)| spawn_writer(pipe, secret, name.clone()));
 
-    let (readers, line_rx) = spawn_readers(&mut child, &name, std::mem::take(&mut cmd.hidden));
+    let (readers, line_rx) = spawn_readers(&mut child, &name, std::mem::take(&mut cmd.hidden), data);
 
     let control = if cmd.unstoppable { None } else { cmd.control.as_ref() };
     let status = wait_with_timeout(child, pgid, cmd.timeout, control, !cmd.unstoppable);
@@ -111,7 +112,7 @@ fn command_of(cmd: &Cmd, stdout: StdoutTo, switch: bool) -> (std::process::Comma
         .stderr(Stdio::piped())
         .process_group(0);
     let capture = match stdout {
-        StdoutTo::Capture => {
+        StdoutTo::Capture | StdoutTo::Data => {
             command.stdout(Stdio::piped());
             true
         }
@@ -162,26 +163,29 @@ fn program_name(program: &Path) -> String {
 }
 
 /// Threads reading the child's stdout and stderr (as far as piped) line by
-/// line, `hidden` scrubbed, into the receiver.
+/// line, `hidden` scrubbed, into the receiver; stdout logged at debug level
+/// only when it is `data`.
 fn spawn_readers(
     child: &mut Child,
     name: &str,
     hidden: Vec<Secret>,
+    data: bool,
 ) -> (Vec<thread::JoinHandle<()>>, mpsc::Receiver<(bool, String)>) {
     let (line_tx, line_rx) = mpsc::channel::<(bool, String)>();
     let hidden = Arc::new(hidden);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
+        let level = if data { Level::DEBUG } else { Level::INFO };
         readers.push(spawn_reader(
             out,
-            false,
+            level,
             line_tx.clone(),
             name.to_owned(),
             hidden.clone(),
         ));
     }
     if let Some(err) = child.stderr.take() {
-        readers.push(spawn_reader(err, true, line_tx, name.to_owned(), hidden));
+        readers.push(spawn_reader(err, Level::WARN, line_tx, name.to_owned(), hidden));
     }
     (readers, line_rx)
 }
@@ -210,9 +214,11 @@ fn scrub(line: String, hidden: &[Secret]) -> String {
     })
 }
 
+/// A thread logging `stream` line by line at `level` (stderr: WARN) and
+/// sending the lines on.
 fn spawn_reader<R: Read + Send + 'static>(
     stream: R,
-    is_err: bool,
+    level: Level,
     tx: mpsc::Sender<(bool, String)>,
     program: String,
     hidden: Arc<Vec<Secret>>,
@@ -230,10 +236,11 @@ fn spawn_reader<R: Read + Send + 'static>(
             }
             let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
             let line = scrub(line, &hidden);
-            if is_err {
-                warn!(program = %program, stream = "stderr", "{line}");
-            } else {
-                info!(program = %program, stream = "stdout", "{line}");
+            let is_err = level == Level::WARN;
+            match level {
+                Level::WARN => warn!(program = %program, stream = "stderr", "{line}"),
+                Level::INFO => info!(program = %program, stream = "stdout", "{line}"),
+                _ => debug!(program = %program, stream = "stdout", "{line}"),
             }
             if tx.send((is_err, line)).is_err() {
                 break;

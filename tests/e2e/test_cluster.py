@@ -66,6 +66,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import secrets
 import ssl
 import stat
@@ -1127,6 +1128,57 @@ class ClusterTest(unittest.TestCase):
         rc, out, err = self.node("head2").run(["systemctl", "start", "hwdr-verify"], check=False)
         unit = self.unit("head2", "hwdr-verify")
         self.assertEqual((rc, unit["Result"], unit["ExecMainStatus"]), (0, "success", "7"), unit)
+
+    def test_12_status_text_shows_upload_progress(self):
+        """While a backup runs, `systemctl show -p StatusText hwdr-backup`
+        on the leader reports how far the upload got ("uploading blocks:
+        41% (…)"): the leader's STATUS=, from what the agents report. New
+        blocks on every HopsFS node give the upload work; the unit's state
+        is polled inside head1 (every 20 ms) with its status text in the
+        same `systemctl show`. Then the backup succeeds."""
+        if type(self) is not ClusterTest:
+            self.skipTest("ClusterTest shows it; the story is the same on S3")
+        added = 2000
+        subprocess.run([self.gen, "--out", f"{self.shared}/hopsfs", *GEN_ARGS,
+                        "--owner", f"{self.ids['hdfs'][0]}:{self.ids['hadoop']}",
+                        "--add", str(added)], check=True, capture_output=True)
+        # The simulated metadata names the new blocks too.
+        dirs = ",".join(HEAD_DN.format(n) for n in HOPSFS)
+        self.node("head1").run([SIMCTL, "blocks", SIM, "--data-dirs", dirs])
+        self.wait_for_a_new_minute("head1")
+        head1 = self.node("head1")
+        head1.run(["systemctl", "start", "--no-block", "hwdr-backup"])
+        # Until the unit left "activating" (after it was seen there), or 5 minutes.
+        poll = ("seen=; end=$(($(date +%s) + 300)); "
+                "while [ $(date +%s) -lt $end ]; do "
+                "s=$(systemctl show -p ActiveState -p StatusText hwdr-backup | tr '\\n' ' '); "
+                "echo \"$s\"; "
+                "case $s in *ActiveState=activating*) seen=1 ;; *) [ -n \"$seen\" ] && break ;; esac; "
+                "sleep 0.02; done")
+        lines = head1.run(["sh", "-c", poll], timeout=360)[1].splitlines()
+        running = [l.split("StatusText=", 1)[1].strip() for l in lines
+                   if "ActiveState=activating" in l and "StatusText=" in l]
+        shown = [t for t in running
+                 if re.match(r"uploading blocks: \d+% \(.* of .*, \d+ of \d+ blocks", t)]
+        plain = self.plain_journal("head1", "-u", "hwdr-backup")
+        self.assertTrue(shown, f"no upload progress in StatusText while the backup ran: "
+                               f"{sorted(set(running))}\n{plain}")
+        shares = sorted({int(re.match(r"uploading blocks: (\d+)%", t).group(1)) for t in shown})
+        log(f"StatusText during the upload showed {shares}% ({len(shown)} polls), e.g. {shown[0]!r}")
+        backup = self.unit("head1", "hwdr-backup")
+        self.assertEqual((backup["Result"], backup["ExecMainStatus"]), ("success", "0"),
+                         f"{backup}\n{plain}")
+        invocation = self.unit("head1", "hwdr-backup", "InvocationID")["InvocationID"]
+        entries = self.entries("head1", "-u", "hwdr-backup", f"_SYSTEMD_INVOCATION_ID={invocation}")
+        completed = [e for e in entries if e.get("MESSAGE_ID") == MSG_COMPLETED]
+        self.assertEqual(len(completed), 1, plain)
+        type(self).last_backup_id = completed[0]["HWDR_BACKUP_ID"]
+        # The exact size is a field of the journal entry; the message reads in units.
+        size = int(completed[0]["HWDR_SIZE_BYTES"])
+        manifest = self.manifest(completed[0]["HWDR_BACKUP_ID"])
+        self.assertGreaterEqual(manifest["hopsfs"]["new_blocks"], added, manifest["hopsfs"])
+        self.assertGreater(size, manifest["hopsfs"]["distinct_bytes"], completed[0])
+        self.assertRegex(completed[0]["MESSAGE"], r"complete: .*, \d+(\.\d)? [KMG]iB$")
 
 
 class ClusterTestS3(ClusterTest):

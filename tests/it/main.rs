@@ -35,6 +35,9 @@ mod faults_s3;
 mod faults_signals;
 #[cfg(feature = "failpoints")]
 mod faults_store;
+// The hopsfs step slowed by fault injection, to watch it from --status.
+#[cfg(feature = "failpoints")]
+mod restore_progress;
 // Slowed by fault injection, to see progress on a pseudo-terminal.
 #[cfg(feature = "failpoints")]
 mod terminal;

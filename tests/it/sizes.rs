@@ -4,6 +4,11 @@
 //! (users.sql, RonDB parts) take less than they hold, random blocks their
 //! size and the seals; in a plaintext repository both are the same; a
 //! backup made before hwdr recorded stored sizes shows `-`.
+//!
+//! One notion of a backup's size (issue 16): its own files and the blocks it
+//! names, the same number in the log's "complete" line, `hwdr list`, its
+//! `--json` and the metrics; people read it in binary units, machines get
+//! the exact bytes; each summary line is logged once.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,9 +16,26 @@ use std::fs;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::common::scenario;
 use crate::common::text;
 use crate::encryption::encrypted;
 use crate::restore::{backed_up_in, Setup, ID};
+
+/// `bytes` as people read them (`3.5 MiB`), as the README says hwdr shows
+/// sizes: binary units, one decimal below 100.
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let (mut value, mut unit) = (bytes as f64, 0);
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match (unit, value >= 100.0) {
+        (0, _) => format!("{bytes} B"),
+        (_, true) => format!("{value:.0} {}", units[unit]),
+        (_, false) => format!("{value:.1} {}", units[unit]),
+    }
+}
 
 /// The bytes every object takes in the store, by name.
 fn stored_lengths(s: &Setup) -> BTreeMap<String, u64> {
@@ -146,7 +168,10 @@ fn an_encrypted_compressed_repository_records_what_each_object_takes_in_the_stor
     );
     let size = row["size_bytes"].as_u64().unwrap();
     let numbers = format!(
-        "{size:>14}  {added:>14}  {added_stored:>14}  {}",
+        "{:>10}  {:>10}  {:>10}  {}",
+        human(size),
+        human(added),
+        human(added_stored),
         env!("CARGO_PKG_VERSION")
     );
     assert!(line.contains(&numbers), "{numbers:?} not in {table}");
@@ -212,8 +237,8 @@ fn a_plaintext_repository_stores_what_it_reads_and_an_older_backup_shows_a_dash(
     assert!(row["added_bytes"].as_u64().unwrap() > 0, "{row}");
     let (table, _, line) = list_table(&s);
     let cells: Vec<&str> = line.split_whitespace().collect();
-    // ID, STATUS, STARTED (2), FINISHED (2), SIZE, ADDED, STORED.
-    assert_eq!(cells.get(8), Some(&"-"), "{table}");
+    // ID, STATUS, STARTED (2), FINISHED (2), SIZE (2), ADDED (2), STORED.
+    assert_eq!(cells.get(10), Some(&"-"), "{table}");
     assert!(
         table.contains("STORED -: unknown: the backup was made by an hwdr (or with an agent) that did not record"),
         "{table}"
@@ -224,4 +249,95 @@ fn a_plaintext_repository_stores_what_it_reads_and_an_older_backup_shows_a_dash(
     let (prom, value) = gauge(&s, "hwdr_last_backup_stored_bytes");
     assert_eq!(value, None, "{prom}");
     assert!(gauge(&s, "hwdr_last_backup_added_bytes").1.is_some(), "{prom}");
+}
+
+/// The value of `field=` on `line` (the log's fields on stderr).
+fn field(line: &str, name: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .map(|v| v.trim_matches('"').parse().unwrap())
+}
+
+/// A backup of the four-node cluster, its log on stderr (no terminal).
+fn backup_with_log() -> (scenario::Setup, String) {
+    let s = scenario::cluster(80);
+    let out = s.c.hwdr("head1", &["backup", "--id", ID]);
+    let log = text(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    (s, log)
+}
+
+#[test]
+fn a_backups_size_is_one_number_in_its_log_list_json_and_metric() {
+    let (s, log) = backup_with_log();
+    let complete: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("backup {ID} complete: ")))
+        .collect();
+    assert_eq!(complete.len(), 1, "{log}");
+    let exact = field(complete[0], "hwdr_size_bytes").unwrap_or_else(|| panic!("{}", complete[0]));
+    // The bytes of its own files and of the blocks it names: more than either.
+    let manifest = s.c.manifest(ID).unwrap();
+    let own: u64 = entries(&manifest).iter().map(|f| f.1).sum();
+    let blocks = manifest["hopsfs"]["distinct_bytes"].as_u64().unwrap();
+    assert_eq!(exact, own + blocks, "{}", complete[0]);
+    assert!(complete[0].contains(&format!(", {}", human(exact))), "{}", complete[0]);
+
+    let out = s.c.hwdr("head1", &["list", "--json"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows[0]["id"], ID, "{rows}");
+    assert_eq!(rows[0]["size_bytes"].as_u64(), Some(exact), "{rows}");
+
+    let table = text(&s.c.hwdr("head1", &["list"]).stdout);
+    let line = table.lines().find(|l| l.starts_with(ID)).unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    // ID, STATUS, STARTED (2), FINISHED (2), then SIZE as number and unit.
+    assert_eq!(format!("{} {}", cells[6], cells[7]), human(exact), "{table}");
+    assert!(!line.contains(&exact.to_string()), "raw bytes in {table}");
+
+    let prom = fs::read_to_string(s.c.dir.path().join("state-head1/hwdr.prom")).unwrap();
+    let metric = prom
+        .lines()
+        .find_map(|l| l.strip_prefix("hwdr_last_backup_size_bytes{cluster=\"prod\"} "))
+        .unwrap_or_else(|| panic!("{prom}"));
+    assert_eq!(metric.trim().parse::<f64>().unwrap(), exact as f64, "{prom}");
+}
+
+/// Pins issue 16's observations: "backup … complete" and the prune summary
+/// were each logged twice, some fleet steps had no started and done lines,
+/// and SHOW DATABASES' output landed in the log as bare lines.
+#[test]
+fn each_summary_line_of_a_backup_is_logged_once_and_every_step_starts_and_ends() {
+    let (_s, log) = backup_with_log();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count(&format!("backup {ID} complete: ")), 1, "{log}");
+    assert_eq!(count(&format!("backup {ID} started")), 1, "{log}");
+    // The prune's summary, however worded.
+    assert_eq!(count("leftover file"), 1, "{log}");
+    assert_eq!(count("prune removed: "), 1, "{log}");
+    for step in [
+        "users",
+        "schemas",
+        "ndb-backup",
+        "rondb-parts",
+        "hopsfs-list",
+        "hopsfs-upload",
+    ] {
+        let (started, done) = (
+            count(&format!("step {step} started")),
+            count(&format!("step {step} done")),
+        );
+        assert_eq!((started, done), (1, 1), "step {step}:\n{log}");
+    }
+    // The data steps say what they did in binary units.
+    let parts = log.lines().find(|l| l.contains("step rondb-parts done: ")).unwrap();
+    let bytes = field(parts, "bytes").unwrap();
+    assert!(parts.contains(&format!(" files, {}", human(bytes))), "{parts}");
+    // SHOW DATABASES' answer is data: one line names the databases.
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("program=mysql") && l.contains("stream=\"stdout\"")),
+        "{log}"
+    );
+    assert_eq!(count("dumping the schemas of "), 1, "{log}");
 }

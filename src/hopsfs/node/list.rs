@@ -89,7 +89,12 @@ pub fn take_inventory(config: &Config, id: BackupId, control: &JobControl) -> Re
     for s in &skipped {
         warn!("left out of the backup: {s}");
     }
-    info!(blocks, bytes, "listed {blocks} finalized blocks ({bytes} bytes)");
+    info!(
+        blocks,
+        bytes,
+        "listed {blocks} finalized blocks ({})",
+        crate::progress::text::size(bytes)
+    );
     Ok(Listed {
         files,
         blocks,

@@ -124,9 +124,9 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
         stored = done.stored,
         bad = done.bad.len(),
         threads,
-        "uploaded {} blocks ({} bytes)",
+        "uploaded {} blocks ({})",
         done.blocks,
-        done.bytes
+        crate::progress::text::size(done.bytes)
     );
     Ok(done)
 }

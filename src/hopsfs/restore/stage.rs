@@ -145,9 +145,9 @@ pub fn stage_node(config: &Config, id: BackupId, control: &JobControl) -> Result
         bytes = out.bytes,
         kept = out.kept,
         threads,
-        "staged the HopsFS blocks of backup {id}: {} blocks ({} bytes) staged, {} already in place",
+        "staged the HopsFS blocks of backup {id}: {} blocks ({}) staged, {} already in place",
         out.blocks,
-        out.bytes,
+        crate::progress::text::size(out.bytes),
         out.kept
     );
     Ok(out)

@@ -231,10 +231,10 @@ impl Backend for Posix {
                 .unwrap_or_default();
             if is_temp_name(&name) && meta.modified().is_ok_and(|m| m < before) {
                 tracing::info!(
-                    "{} leftover {} ({} bytes)",
+                    "{} leftover {} ({})",
                     if dry_run { "would remove" } else { "removing" },
                     path.display(),
-                    meta.len()
+                    crate::progress::text::size(meta.len())
                 );
                 if !dry_run {
                     fs::remove_file(path)?;
