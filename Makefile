@@ -140,11 +140,12 @@ deb:
 	lintian --fail-on error target/debian/hwdr_$${v}_$${a}.deb
 
 # The simulated five-node cluster on real systemd, left running (as root on
-# Debian 12): boots it, backs up through systemctl, shows the journal,
-# `hwdr list` and a restore drill, and says how to get a shell on a node.
-sandbox: deps build deb
-	$(CARGO) build --locked -p testkit --bin gen_datanodes
-	$(PYTHON) packaging/sandbox.py up
+# Debian 12), on 127.0.0.41-45 (the e2e tests' nodes are .31-35): runs
+# `make deps build deb` itself, boots it, backs up through systemctl, drills,
+# and says how to get a shell on a node. One line per phase on the terminal;
+# the programs' output in /tmp/hwdr-sandbox.log (packaging/sandbox.py).
+sandbox:
+	@CARGO="$(CARGO)" $(PYTHON) packaging/sandbox.py up
 
 sandbox-down:
-	$(PYTHON) packaging/sandbox.py down
+	@$(PYTHON) packaging/sandbox.py down

@@ -68,7 +68,8 @@ INSIDE_ENV = {
 BOOT_TIMEOUT = 90
 STOP_TIMEOUT = 30
 # hwdr's agent port: a node address that already answers on it belongs to
-# another cluster on this host (the sandbox, `make sandbox`).
+# another cluster on this host (another run of these tests, or whatever else
+# took the address; the sandbox of `make sandbox` has addresses of its own).
 AGENT_PORT = 7878
 
 
@@ -337,8 +338,8 @@ class Cluster:
 
     def _refuse_taken_addresses(self):
         """Boots nothing when a node's address already answers on the agent
-        port: the sandbox (or another run) holds it, and the nodes' agents
-        would fail to start with no word of why."""
+        port: another cluster (another run, a sandbox) holds it, and the
+        nodes' agents would fail to start with no word of why."""
         for name, addr in self.spec:
             try:
                 with socket.create_connection((addr, AGENT_PORT), timeout=0.5):
@@ -346,8 +347,9 @@ class Cluster:
             except OSError:
                 continue
             raise RuntimeError(
-                f"{addr}:{AGENT_PORT} (node {name}) already answers: is the sandbox running? "
-                "Take it down with `make sandbox-down` first")
+                f"{addr}:{AGENT_PORT} (node {name}) already answers: another cluster runs "
+                "on this address (another run of these tests: wait for it to end; a sandbox: "
+                "`make sandbox-down`)")
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:

@@ -82,7 +82,8 @@ from nspawn import DATANODE_UNIT, REPO, Cluster, built
 SIMCTL = f"{REPO}/tests/sim/simctl"
 
 # name, address, roles, RonDB data node ids (not test_journald.py's
-# 127.0.0.11 nor test_hopsfs_restore.py's 127.0.0.21)
+# 127.0.0.11, test_hopsfs_restore.py's 127.0.0.21 nor the sandbox's
+# 127.0.0.41-45, packaging/sandbox.py)
 NODES = [
     ("head1", "127.0.0.31", ["head"], []),
     ("head2", "127.0.0.32", ["head"], []),
@@ -154,13 +155,14 @@ BUG_STAGING_PARENTS = False
 # data nodes keep theirs ("After a full run the staged RonDB copies are removed").
 BUG_STAGED_LEFT_ON_DATA_NODES = False
 
-def config_toml(repository):
+def config_toml(repository, cluster_nodes=NODES, connectstring=CONNECTSTRING):
     """The /etc/hwdr/hwdr.toml of every node: the runbook's defaults (programs,
     backup_dir, data_dirs, datanode_unit, token, state and staging folders,
     opensearch and kafka) except for short timeouts and the simulated
-    management server; `repository` is the `[repository]` section."""
+    management server; `repository` is the `[repository]` section,
+    `cluster_nodes` the `[[nodes]]` (NODES' layout)."""
     nodes = ""
-    for name, addr, roles, ids in NODES:
+    for name, addr, roles, ids in cluster_nodes:
         nodes += (f'[[nodes]]\nname = "{name}"\naddress = "{addr}:{PORT}"\n'
                   f"roles = {json.dumps(roles)}\n")
         if ids:
@@ -173,7 +175,7 @@ name = "e2e"
 
 {nodes}{repository}
 [rondb]
-connectstring = "{CONNECTSTRING}"
+connectstring = "{connectstring}"
 
 [config_backup]
 paths = ["{CLUSTER_DEFINITION}"]
@@ -374,6 +376,12 @@ class ClusterTest(unittest.TestCase):
     the agents take the token (`ClusterTestS3`: mutual TLS)."""
 
     auth = "token"
+    # Where the cluster runs: NODES' names and roles at these addresses, the
+    # simulated management server, the run's folder (None: nspawn.py's
+    # /tmp/hwdr-e2e-<pid>). The sandbox (packaging/sandbox.py) has its own.
+    nodes = NODES
+    connectstring = CONNECTSTRING
+    workdir = None
 
     # -------------------------------------------------------------- setup
 
@@ -398,8 +406,8 @@ class ClusterTest(unittest.TestCase):
         cls.timings["repository"] = time.monotonic() - t
         t = time.monotonic()
         cls.cluster = cls.enterClassContext(Cluster(
-            [(name, addr) for name, addr, _, _ in NODES], ro_binds=[REPO],
-            before_boot=cls._before_boot))
+            [(name, addr) for name, addr, _, _ in cls.nodes], workdir=cls.workdir,
+            ro_binds=[REPO], before_boot=cls._before_boot))
         cls.timings["boot"] = time.monotonic() - t
         try:
             t = time.monotonic()
@@ -485,7 +493,7 @@ class ClusterTest(unittest.TestCase):
         the containers'): data nodes 2 and 3 with two LDM parts each."""
         head1 = cls.node("head1")
         head1.run([SIMCTL, "init", SIM, "--data-nodes", "2:2,3:2", "--rows", "300",
-                   "--connectstring", CONNECTSTRING])
+                   "--connectstring", cls.connectstring])
         path = os.path.join(cls.shared, "sim/hwdr-sim.json")
         with open(path) as f:
             sim = json.load(f)
@@ -539,7 +547,8 @@ class ClusterTest(unittest.TestCase):
 
         # The configuration: one file, a drop-in naming the node, one token
         # (or, with mutual TLS, the node's certificate: _certificates).
-        node.write("/etc/hwdr/hwdr.toml", config_toml(cls.repo.toml))
+        node.write("/etc/hwdr/hwdr.toml",
+                   config_toml(cls.repo.toml, cls.nodes, cls.connectstring))
         cls.repo.install(node)
         node.write("/etc/hwdr/hwdr.d/50-node.toml", f'[node]\nname = "{name}"\n')
         if cls.auth == "token":
@@ -822,7 +831,7 @@ class ClusterTest(unittest.TestCase):
         says it is idle, answering health with its name and roles."""
         self._in_parallel(lambda name: self.node(name).run(
             ["systemctl", "start", "hwdr-agent"], timeout=120))
-        for name, addr, roles, _ in NODES:
+        for name, addr, roles, _ in self.nodes:
             agent = self.unit(name, "hwdr-agent", "Type", "ActiveState", "SubState",
                               "StatusText", "NRestarts")
             self.assertEqual((agent["Type"], agent["ActiveState"], agent["SubState"]),
