@@ -86,6 +86,7 @@ fn wipe_folders(s: &Setup, folders: &[[PathBuf; 2]]) {
     }
 }
 
+#[cfg(feature = "failpoints")]
 /// The blocks (not `.meta`) below `dir` at their final names, with their bytes.
 fn final_blocks(dir: &Path) -> Vec<(String, Vec<u8>)> {
     common::tree(dir)
@@ -101,6 +102,7 @@ fn final_blocks(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+#[cfg(feature = "failpoints")]
 /// The pool and file name of a block file at `path` (below a staging folder
 /// `BP-…/…/blk_<id>_<genstamp>`, or placed `current/BP-…/…/blk_<id>`).
 fn pool_and_name(path: &str) -> (&str, &str) {
@@ -108,6 +110,7 @@ fn pool_and_name(path: &str) -> (&str, &str) {
     (pool, path.rsplit('/').next().unwrap_or_default())
 }
 
+#[cfg(feature = "failpoints")]
 /// The original bytes of block `name` (`blk_<id>`, or `blk_<id>_<genstamp>`
 /// as staged) of `pool` on node `i` (0-based), as backed up.
 fn original(s: &Setup, i: usize, pool: &str, name: &str) -> Option<Vec<u8>> {
@@ -120,6 +123,7 @@ fn original(s: &Setup, i: usize, pool: &str, name: &str) -> Option<Vec<u8>> {
         .map(|e| e.4.clone())
 }
 
+#[cfg(feature = "failpoints")]
 /// Every staged or placed block below `dirs` (node `i`'s) is whole: its
 /// bytes are the original's. Returns how many there are.
 fn whole_blocks(s: &Setup, i: usize, dirs: &[PathBuf; 2]) -> usize {
