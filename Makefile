@@ -3,7 +3,7 @@
 CARGO ?= cargo
 PYTHON ?= python3
 
-.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-sealing bench-durability bench-tls bench-compare sandbox sandbox-down deb
+.PHONY: all build release test fmt-check clippy unit sim-test e2e deps demo bench bench-build bench-s3 bench-sealing bench-durability bench-tls bench-compare bench-restore sandbox sandbox-down deb
 
 all: build
 
@@ -74,15 +74,18 @@ demo: build
 
 # The HopsFS backup benchmark (docs/benchmarks.md), as root: generates a few
 # GiB and a million blocks on this disk, removes them; then its S3 part
-# (bench-s3) and encryption and compression (bench-sealing). About 25 + 30 +
-# 10 minutes. Variables (BENCH_DIR, UNIQUE_GIB, MEM_BLOCKS, S3_UNIQUE_GIB,
-# SEAL_UNIQUE_GIB, ...): see bench/hopsfs.sh, bench/s3.sh and bench/sealing.sh.
+# (bench-s3), encryption and compression (bench-sealing), TLS (bench-tls) and
+# restore and verify vs raw dd (bench-restore). About 25 + 30 +
+# 10 + 5 + 10 minutes. Variables (BENCH_DIR, UNIQUE_GIB, MEM_BLOCKS, S3_UNIQUE_GIB,
+# SEAL_UNIQUE_GIB, ...): see bench/hopsfs.sh, bench/s3.sh, bench/sealing.sh and
+# bench/restore.sh.
 bench: bench-build
 	bash bench/hopsfs.sh
 	bash bench/s3.sh
 	bash bench/sealing.sh
 	bash bench/tls.sh
 	bash bench/compare.sh
+	bash bench/restore.sh
 
 bench-build:
 	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
@@ -127,6 +130,14 @@ bench-tls: bench-build
 # docs/benchmarks.md, "Side by side"). About 15 minutes at UNIQUE_GIB=4.
 bench-compare: bench-build
 	bash bench/compare.sh
+# Restore and verify --full against raw dd writes and reads (issue 17;
+# docs/benchmarks.md, "Restore and verify at disk speed"), as root: medians
+# of REPEAT (3) rounds and max/min; BASELINE=<an older hwdr> alternates it
+# with this tree's. About 10 minutes with UNIQUE_GIB=4 (bench/restore.sh).
+bench-restore:
+	$(CARGO) build --release --locked -p testkit --bin gen_datanodes
+	$(CARGO) build --release --locked
+	bash bench/restore.sh
 
 # The Debian package (debian/): target/debian/hwdr_<version>_<arch>.deb with
 # its .buildinfo and .changes, checked by lintian (errors fail). dpkg-buildpackage

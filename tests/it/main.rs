@@ -17,6 +17,7 @@ mod lock;
 mod monitoring;
 mod prune;
 mod restore;
+mod restore_parallel;
 mod rondb_encryption;
 mod s3;
 mod sizes;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::fsops::{as_owner, make_dir, owner, sync_fs, Owner};
+use super::fsops::{as_owner, make_dir, owner, sync_fs, Owner, Writeback};
 use super::walk::{inventory_dirs, walk_inventory, BlockPlace, Item};
 use super::{entry, prepare, staged_block, staged_meta, staged_pool_version, staging_dir, Prepared};
 use crate::backup_id::BackupId;
@@ -166,10 +166,13 @@ struct Stager<'a> {
 impl Worker<(u64, BlockPlace, PathBuf)> for Stager<'_> {
     type Done = (StagedBlocks, Vec<(u64, String)>);
 
-    /// Stages block `place` (the `seq`th of the inventory) into `staging`.
+    /// Stages block `place` (the `seq`th of the inventory) into `staging`;
+    /// an error names the block (the first one is the job's).
     fn take(&mut self, (seq, place, staging): (u64, BlockPlace, PathBuf)) -> Result<()> {
-        crate::fault::point("hopsfs-stage-block", Some(self.control))?;
-        match stage_block(self.store, &place, &staging, self.owner, self.control)? {
+        let staged = crate::fault::point("hopsfs-stage-block", Some(self.control))
+            .and_then(|()| stage_block(self.store, &place, &staging, self.owner, self.control))
+            .with_context(|| format!("staging block {}", place.key))?;
+        match staged {
             BlockStage::InPlace => self.out.kept += 1,
             BlockStage::Staged => {
                 self.out.blocks += 1;
@@ -338,6 +341,7 @@ fn copy_from_store(
     let (tmp_meta, mut meta_out) = as_owner(owner, || fsutil::create_temp(meta_path, meta_mode))?;
     let result = (|| -> Result<Option<String>> {
         let mut buf = vec![0u8; 1 << 20];
+        let mut writeback = Writeback::default();
         loop {
             control.check()?;
             let n = match input.read(&mut buf) {
@@ -352,8 +356,12 @@ fn copy_from_store(
                 break;
             }
             out.write_all(&buf[..n]).context("writing the block")?;
+            writeback.wrote(&out, n)?;
         }
+        writeback.finish(&out)?;
         meta_out.write_all(&meta_bytes).context("writing the .meta")?;
+        // Between the bytes and the renames: an interrupted copy is not visible.
+        crate::fault::point("hopsfs-stage-copy", Some(control))?;
         for f in [&out, &meta_out] {
             fchown(f, Some(owner.uid), Some(owner.gid)).context("chown")?;
         }
