@@ -488,7 +488,7 @@ fn assign_retry(
     tried: &HashMap<Key, u64>,
     choice: &mut HashMap<Key, usize>,
 ) -> (plan::Assignment, Vec<Key>) {
-    let (mut assigned, mut orphans) = plan::assign(distinct, retry, nodes, tried);
+    let (mut assigned, mut orphans) = plan::assign(distinct, plan::with_lengths(distinct, retry), nodes, tried);
     loop {
         let (switched, left): (Vec<Key>, Vec<Key>) = orphans.into_iter().partition(|k| {
             let n = choice.entry(*k).or_insert(0);
@@ -498,7 +498,7 @@ fn assign_retry(
         if switched.is_empty() {
             return (assigned, left);
         }
-        let (more, still) = plan::assign(distinct, switched, nodes, tried);
+        let (more, still) = plan::assign(distinct, plan::with_lengths(distinct, switched), nodes, tried);
         for (i, keys) in more.per_node.into_iter().enumerate() {
             assigned.per_node[i].extend(keys);
             assigned.bytes[i] += more.bytes[i];

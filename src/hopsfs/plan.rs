@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use tracing::warn;
@@ -235,42 +235,47 @@ pub fn forget_known(d: &mut Distinct) {
     }
 }
 
-/// The distinct blocks the store does not hold yet: every block not marked by
-/// [`mark_known`] is looked for in the store (block with its length, and
-/// `.meta`). With `check_crcs` (`hwdr backup --check-store`) a block found is
-/// also re-read against its CRCs, and a damaged one counts as missing, so the
-/// upload replaces it from a data node. Returns the missing blocks and how
-/// many of them were present but damaged.
-pub fn missing(d: &Distinct, store: &BlockStore, check_crcs: bool) -> Result<(Vec<Key>, u64)> {
-    let unknown: Vec<(Key, u64)> = d
+/// A block to give out: its length and key.
+pub type Wanted = (u64, Key);
+
+/// The distinct blocks the store does not hold yet, with their lengths:
+/// every block not marked by [`mark_known`] is looked for in the store
+/// (block with its length, and `.meta`). With `check_crcs` (`hwdr backup
+/// --check-store`) a block found is also re-read against its CRCs, and a
+/// damaged one counts as missing, so the upload replaces it from a data
+/// node. Returns the missing blocks and how many of them were present but
+/// damaged. The blocks looked for are filtered in place (one byte each on
+/// the side), so a million of them are not held twice.
+pub fn missing(d: &Distinct, store: &BlockStore, check_crcs: bool) -> Result<(Vec<Wanted>, u64)> {
+    let mut unknown: Vec<Wanted> = d
         .blocks
         .iter()
         .filter(|(_, h)| h.holders & KNOWN == 0)
-        .map(|(k, h)| (*k, h.len))
+        .map(|(k, h)| (h.len, *k))
         .collect();
+    let stored: Vec<AtomicBool> = unknown.iter().map(|_| AtomicBool::new(false)).collect();
     let damaged = AtomicU64::new(0);
     let next = AtomicUsize::new(0);
-    let chunks: Vec<Result<Vec<Key>>> = std::thread::scope(|scope| {
+    let checked: Vec<Result<()>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..CHECK_THREADS)
             .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((k, len)) = unknown.get(i) else { return Ok(out) };
-                        crate::cancel::check()?;
-                        let key = d.key(k);
-                        if !store.has(&key, *len)? {
-                            out.push(*k);
-                        } else if check_crcs {
-                            if let Err(e) = store.verify(&key, &JobControl::default()) {
-                                crate::cancel::check()?;
-                                warn!("stored block {key} is damaged, taking it again: {e:#}");
-                                damaged.fetch_add(1, Ordering::Relaxed);
-                                out.push(*k);
-                            }
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((len, k)) = unknown.get(i) else { return Ok(()) };
+                    crate::cancel::check()?;
+                    let key = d.key(k);
+                    if !store.has(&key, *len)? {
+                        continue;
+                    }
+                    if check_crcs {
+                        if let Err(e) = store.verify(&key, &JobControl::default()) {
+                            crate::cancel::check()?;
+                            warn!("stored block {key} is damaged, taking it again: {e:#}");
+                            damaged.fetch_add(1, Ordering::Relaxed);
+                            continue;
                         }
                     }
+                    stored[i].store(true, Ordering::Relaxed);
                 })
             })
             .collect();
@@ -282,40 +287,65 @@ pub fn missing(d: &Distinct, store: &BlockStore, check_crcs: bool) -> Result<(Ve
             })
             .collect()
     });
-    let mut missing = Vec::new();
-    for chunk in chunks {
-        missing.extend(chunk?);
+    for result in checked {
+        result?;
     }
-    Ok((missing, damaged.into_inner()))
+    let mut flags = stored.iter();
+    unknown.retain(|_| flags.next().is_some_and(|f| !f.load(Ordering::Relaxed)));
+    unknown.shrink_to_fit();
+    Ok((unknown, damaged.into_inner()))
+}
+
+/// `keys` with their lengths, for [`assign`].
+pub fn with_lengths(d: &Distinct, keys: Vec<Key>) -> Vec<Wanted> {
+    keys.into_iter().map(|k| (d.blocks[&k].len, k)).collect()
 }
 
 /// Threads looking blocks up in the store (each lookup waits on the disk or
 /// the network file system).
 const CHECK_THREADS: usize = 4;
 
-/// Gives each of `blocks` to one holder not in `tried[block]`, largest blocks
-/// first, each to the holder with the fewest bytes so far. A block with no
-/// holder left is returned in the second list. `blocks` is dropped as soon as
-/// it is sorted, so a million keys are not held twice.
-pub fn assign(d: &Distinct, blocks: Vec<Key>, nodes: usize, tried: &HashMap<Key, u64>) -> (Assignment, Vec<Key>) {
-    let mut order: Vec<(u64, Key)> = blocks.iter().map(|k| (d.blocks[k].len, *k)).collect();
-    drop(blocks);
-    order.sort_unstable_by(|a, b| b.cmp(a));
+/// Gives each of `blocks` (with their lengths) to one holder not in
+/// `tried[block]`, largest blocks first, each to the holder with the fewest
+/// bytes so far. A block with no holder left is returned in the second
+/// list. `blocks` is sorted in place and each node's list made at its exact
+/// size, so a million keys are not held twice over.
+pub fn assign(
+    d: &Distinct,
+    mut blocks: Vec<Wanted>,
+    nodes: usize,
+    tried: &HashMap<Key, u64>,
+) -> (Assignment, Vec<Key>) {
+    blocks.sort_unstable_by(|a, b| b.cmp(a));
+    let mut bytes = vec![0; nodes];
+    let mut counts = vec![0usize; nodes];
+    // The node of each block, in order; `NONE` for an orphan.
+    const NONE: u8 = u8::MAX;
+    let chosen: Vec<u8> = blocks
+        .iter()
+        .map(|(len, key)| {
+            let free = d.blocks[key].nodes() & !tried.get(key).copied().unwrap_or(0);
+            let best = (0..nodes)
+                .filter(|i| free & (1 << i) != 0)
+                .min_by_key(|i| (bytes[*i], *i));
+            match best {
+                Some(i) => {
+                    bytes[i] += len;
+                    counts[i] += 1;
+                    i as u8
+                }
+                None => NONE,
+            }
+        })
+        .collect();
     let mut a = Assignment {
-        per_node: vec![Vec::new(); nodes],
-        bytes: vec![0; nodes],
+        per_node: counts.iter().map(|n| Vec::with_capacity(*n)).collect(),
+        bytes,
     };
     let mut orphans = Vec::new();
-    for (len, key) in order {
-        let free = d.blocks[&key].nodes() & !tried.get(&key).copied().unwrap_or(0);
-        let best = (0..nodes)
-            .filter(|i| free & (1 << i) != 0)
-            .min_by_key(|i| (a.bytes[*i], *i));
-        match best {
-            Some(i) => {
-                a.per_node[i].push(key);
-                a.bytes[i] += len;
-            }
+    for ((_, key), node) in blocks.into_iter().zip(chosen) {
+        match a.per_node.get_mut(node as usize) {
+            Some(keys) => keys.push(key),
             None => orphans.push(key),
         }
     }
@@ -372,14 +402,14 @@ mod tests {
             },
         );
         let keys: Vec<Key> = d.blocks.keys().copied().collect();
-        let (a, orphans) = assign(&d, keys, 3, &HashMap::new());
+        let (a, orphans) = assign(&d, with_lengths(&d, keys), 3, &HashMap::new());
         assert!(orphans.is_empty());
         assert_eq!(a.bytes, vec![500, 500, 50]);
         assert_eq!(a.blocks(), 11);
 
         // Node 2's replica was bad: nobody else holds it.
         let tried = HashMap::from([((0, 99, 1), 0b100), ((0, 3, 1), 0b001)]);
-        let (a, orphans) = assign(&d, vec![(0, 99, 1), (0, 3, 1)], 3, &tried);
+        let (a, orphans) = assign(&d, with_lengths(&d, vec![(0, 99, 1), (0, 3, 1)]), 3, &tried);
         assert_eq!(orphans, vec![(0, 99, 1)]);
         assert_eq!(a.per_node[1], vec![(0, 3, 1)]);
     }

@@ -14,7 +14,9 @@
 //! once (one `syncfs` for a folder) before they are visible under their
 //! names, the `.meta` first and the block last: the block is the commit
 //! mark, and a block under its final name always holds bytes that reached
-//! the disk. A replica that fails its check stores neither.
+//! the disk. A full batch is flushed (durable, then visible) and goes on;
+//! its commit at the end also makes the names durable. A replica that
+//! fails its check stores neither.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -25,8 +27,11 @@ use super::meta::BlockVerifier;
 use crate::job::JobControl;
 use crate::repo::store::{Backend, Batch, ObjectKey, Put, PutOptions, StoreError};
 
-/// A batch is made durable and visible once it holds this many blocks or bytes.
-const BATCH_FILES: usize = 256;
+/// A batch is made durable and visible once it holds this many files
+/// (blocks and `.meta`s) or block bytes: each time costs a `syncfs` of the
+/// repository's file system, so not too often for small blocks, and not
+/// too much work is redone after a crash.
+const BATCH_FILES: usize = 4096;
 const BATCH_BYTES: u64 = 256 << 20;
 
 /// Identity of a block: pool, id, generation stamp.
@@ -241,6 +246,7 @@ impl BlockStore {
         BlockBatch {
             batch: self.backend.batch(),
             bytes: 0,
+            location: self.backend.location(),
         }
     }
 }
@@ -248,7 +254,10 @@ impl BlockStore {
 /// Blocks being stored, made durable and visible together.
 pub struct BlockBatch<'a> {
     batch: Box<dyn Batch + 'a>,
+    /// Block bytes since the last flush.
     bytes: u64,
+    /// The repository, for messages.
+    location: String,
 }
 
 impl BlockBatch<'_> {
@@ -297,7 +306,7 @@ impl BlockBatch<'_> {
         };
         self.bytes += len;
         if self.batch.pending() >= BATCH_FILES || self.bytes >= BATCH_BYTES {
-            self.commit()?;
+            self.flush()?;
         }
         // The group's last object is the block.
         written.last().map(|w| w.stored).ok_or_else(|| {
@@ -307,11 +316,27 @@ impl BlockBatch<'_> {
         })
     }
 
-    /// Makes every block so far durable, then visible.
-    pub fn commit(&mut self) -> anyhow::Result<()> {
-        self.batch.commit().context("storing a batch of blocks")?;
+    /// Makes every block so far durable, then visible (their names become
+    /// durable at the commit).
+    fn flush(&mut self) -> anyhow::Result<()> {
+        let files = self.batch.pending();
+        self.batch.flush().with_context(|| self.failed(files))?;
         self.bytes = 0;
         Ok(())
+    }
+
+    /// Makes every block so far durable, then visible, and their names
+    /// durable.
+    pub fn commit(&mut self) -> anyhow::Result<()> {
+        let files = self.batch.pending();
+        self.batch.commit().with_context(|| self.failed(files))?;
+        self.bytes = 0;
+        Ok(())
+    }
+
+    /// What a failed flush or commit of `files` files was doing.
+    fn failed(&self, files: usize) -> String {
+        format!("storing a batch of {files} block files in {}", self.location)
     }
 }
 

@@ -305,6 +305,41 @@ fn a_crash_between_write_and_rename_leaves_no_block_under_a_final_name() {
 }
 
 #[test]
+fn a_batch_that_cannot_be_made_durable_fails_the_backup_naming_the_repository() {
+    // Issue 17: the batches grew to thousands of files; the one failing
+    // still fails the backup, and says where.
+    let mut s = scenario::cluster(40);
+    s.c.kill_agent("node2");
+    s.c.start_agent_with("node2", |cmd| {
+        cmd.env("FAILPOINTS", "store-before-sync=return(fail)");
+    });
+    let out = s.c.hwdr("head1", &["backup", "--id", ID]);
+    assert!(!out.status.success(), "the sync failed, yet: {}", text(&out.stderr));
+    assert_ne!(s.c.manifest(ID).unwrap()["status"], "complete");
+    let err = text(&out.stderr);
+    let repo = s.c.repo.display().to_string();
+    for what in [
+        "node2",
+        "storing a batch of",
+        repo.as_str(),
+        "injected failure at store-before-sync",
+    ] {
+        assert!(err.contains(what), "{what:?} not in: {err}");
+    }
+    // Nothing of node2's share is under a final name.
+    let assigned = fs::read_to_string(s.c.repo.join(format!("backups/{ID}/hopsfs/node2/assign-1.tsv"))).unwrap();
+    let stored: Vec<String> = stored_blocks(&s.c.repo)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    for line in assigned.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        let name = format!("/blk_{}_{}", f[1], f[2]);
+        assert!(!stored.iter().any(|p| p.ends_with(&name)), "{name} is stored");
+    }
+}
+
+#[test]
 fn a_zero_filled_stored_block_is_replaced_by_backup_check_store() {
     let s = scenario::backed_up(ID);
     let block = stored_block_of_at_least(&s.c.repo, 2000);

@@ -402,6 +402,49 @@ fn a_batch_is_visible_at_its_commit_and_gone_if_dropped() {
 }
 
 #[test]
+fn a_flushed_batch_is_visible_and_goes_on_until_its_commit() {
+    // Issue 17: a full batch is flushed (durable, then visible) and the
+    // same batch takes more puts; its commit makes those visible too.
+    each(|b| {
+        {
+            let mut batch = b.batch();
+            batch
+                .put(&key("blocks/p/s1/a"), &mut &b"first"[..], PutOptions::default())
+                .unwrap();
+            batch.flush().unwrap();
+            assert_eq!(batch.pending(), 0);
+            assert_eq!(get(b, "blocks/p/s1/a"), b"first");
+            batch
+                .put(&key("blocks/p/s2/b"), &mut &b"second"[..], PutOptions::default())
+                .unwrap();
+            batch.flush().unwrap();
+            batch
+                .put(&key("blocks/p/s3/c"), &mut &b"third"[..], PutOptions::default())
+                .unwrap();
+            batch.commit().unwrap();
+        }
+        assert_eq!(get(b, "blocks/p/s2/b"), b"second");
+        assert_eq!(get(b, "blocks/p/s3/c"), b"third");
+        {
+            let mut batch = b.batch();
+            batch
+                .put(&key("blocks/p/s4/d"), &mut &b"flushed"[..], PutOptions::default())
+                .unwrap();
+            batch.flush().unwrap();
+            batch
+                .put(&key("blocks/p/s4/e"), &mut &b"dropped"[..], PutOptions::default())
+                .unwrap();
+            // Dropped without a commit: what was flushed stays, whole.
+        }
+        assert_eq!(get(b, "blocks/p/s4/d"), b"flushed");
+        if let Some(meta) = b.head(&key("blocks/p/s4/e")).unwrap() {
+            assert_eq!(meta.size, 7);
+        }
+        assert!(names(b, "blocks/").iter().all(|n| !n.contains(".tmp")));
+    });
+}
+
+#[test]
 fn concurrent_puts_of_different_objects_all_land() {
     each(|b| {
         std::thread::scope(|scope| {

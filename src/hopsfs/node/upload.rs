@@ -109,6 +109,7 @@ pub fn upload(config: &Config, id: BackupId, round: u32, control: &JobControl) -
             batch: store.batch(),
             hdfs: &hdfs,
             control,
+            meta: Vec::new(),
             done: Uploaded::default(),
         })
     };
@@ -249,6 +250,8 @@ struct Uploader<'a> {
     batch: BlockBatch<'a>,
     hdfs: &'a RunAs,
     control: &'a JobControl,
+    /// The `.meta` being stored (kept: one allocation per worker).
+    meta: Vec<u8>,
     done: Uploaded,
 }
 
@@ -259,7 +262,15 @@ impl Worker<Replica> for Uploader<'_> {
     fn take(&mut self, r: Replica) -> Result<()> {
         crate::fault::point("hopsfs-upload-block", Some(self.control))?;
         let (key, b) = (r.key, &r.line);
-        match upload_one(&mut self.batch, self.hdfs, &r.dir, &key, b, self.control) {
+        match upload_one(
+            &mut self.batch,
+            self.hdfs,
+            &r.dir,
+            &key,
+            b,
+            &mut self.meta,
+            self.control,
+        ) {
             Ok(stored) => {
                 self.done.blocks += 1;
                 self.done.bytes += b.len;
@@ -288,14 +299,15 @@ impl Worker<Replica> for Uploader<'_> {
 }
 
 /// Stores one replica of block `key`, read as `hdfs` from storage folder
-/// `dir`; a replica that cannot be read is [`PutError::Corrupt`]. Returns
-/// the bytes the block takes in the store.
+/// `dir` (its `.meta` read into `meta`); a replica that cannot be read is
+/// [`PutError::Corrupt`]. Returns the bytes the block takes in the store.
 fn upload_one(
     batch: &mut BlockBatch<'_>,
     hdfs: &RunAs,
     dir: &Path,
     key: &BlockKey,
     b: &BlockLine,
+    meta_bytes: &mut Vec<u8>,
     control: &JobControl,
 ) -> Result<u64, PutError> {
     let finalized = layout::finalized(dir, &key.pool);
@@ -307,8 +319,12 @@ fn upload_one(
         let open = |p: &Path| File::open(p).map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", p.display())));
         (open(&block_path)?, open(&meta_path)?)
     };
-    let mut meta_bytes = Vec::new();
-    meta.read_to_end(&mut meta_bytes)
+    meta_bytes.clear();
+    // Through `take`: `File::read_to_end` would first `fstat` the file for
+    // its size, a call per block that the reused buffer makes useless.
+    meta.by_ref()
+        .take(u64::MAX)
+        .read_to_end(meta_bytes)
         .map_err(|e| PutError::Corrupt(format!("cannot read {}: {e}", meta_path.display())))?;
-    batch.put(key, &mut block, &meta_bytes, b.len, control)
+    batch.put(key, &mut block, meta_bytes, b.len, control)
 }

@@ -25,6 +25,7 @@ pub mod object;
 pub mod posix;
 pub mod sealed;
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read};
 use std::ops::Range;
@@ -320,7 +321,15 @@ pub trait Batch {
     /// How many puts wait for the commit.
     fn pending(&self) -> usize;
 
-    /// Makes every put so far durable, then visible under its name.
+    /// Makes every put so far durable, then visible under its name, like
+    /// [`Batch::commit`], except that the names may become durable only at
+    /// a later flush or commit: for a batch that is committed in the end.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.commit()
+    }
+
+    /// Makes every put so far durable, then visible under its name, and
+    /// every name durable.
     fn commit(&mut self) -> Result<(), StoreError>;
 }
 
@@ -364,10 +373,33 @@ impl<R: Read> Read for Hashing<R> {
 /// Copies all of `data` into `out` through a [`Hashing`] reader; errors of
 /// `data` are [`StoreError::Source`], of `out` [`StoreError::Io`].
 pub fn copy_hashed(key: &ObjectKey, data: &mut dyn Read, out: &mut dyn io::Write) -> Result<Written, StoreError> {
+    thread_local! {
+        // One buffer per thread, not a freshly zeroed MiB per object (two
+        // per small block: more time than the block's own bytes take).
+        static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    BUF.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.resize(COPY_BUF, 0);
+            copy_hashed_with(&mut buf, key, data, out)
+        }
+        // A source that itself copies (nested): a buffer of its own.
+        Err(_) => copy_hashed_with(&mut vec![0u8; COPY_BUF], key, data, out),
+    })
+}
+
+/// The buffer of [`copy_hashed`].
+const COPY_BUF: usize = 1 << 20;
+
+fn copy_hashed_with(
+    buf: &mut [u8],
+    key: &ObjectKey,
+    data: &mut dyn Read,
+    out: &mut dyn io::Write,
+) -> Result<Written, StoreError> {
     let mut source = Hashing::new(data);
-    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = match source.read(&mut buf) {
+        let n = match source.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

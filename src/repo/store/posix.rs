@@ -4,11 +4,13 @@
 //! same folder (`.<name>.tmp-<pid>-<n>`), fsyncs it, renames it into place
 //! (or hard-links it, for a create-only put, which then fails if the name
 //! exists) and fsyncs the folder. A batch writes its temp files without an
-//! fsync each, and its commit makes them durable with one `syncfs` of the
-//! file system before renaming them, then `syncfs` again so the names are
-//! durable too. Files are `0640` (`0600` when private) and folders `0750`,
-//! whatever the umask. This is the only module that touches the repository
-//! with `std::fs`.
+//! fsync each; a flush makes them durable with one `syncfs` of the file
+//! system before renaming them, and the commit also `syncfs`es after its
+//! renames so the names are durable too (a flush leaves that to the next
+//! `syncfs`). Files are `0640` (`0600` when private) and folders `0750`,
+//! whatever the umask. A folder is created only when a file cannot be
+//! created for lack of it. This is the only module that touches the
+//! repository with `std::fs`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Seek, SeekFrom};
@@ -16,6 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use super::{copy_hashed, Access, Backend, Batch, ObjectKey, ObjectMeta, Put, PutOptions, StoreError, Written};
@@ -54,23 +57,17 @@ impl Posix {
         durable: bool,
     ) -> Result<(PathBuf, Written), StoreError> {
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.root);
-        mkdir(dir).map_err(|e| io_error(format!("creating {}", dir.display()), e))?;
         let tmp = temp_path(&path);
         let mode = match access {
             Access::Group => 0o640,
             Access::Owner => 0o600,
         };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(|e| io_error(format!("creating {}", tmp.display()), e))?;
+        let mut file = create_new(&tmp, mode)?;
         let written = (|| {
-            // The umask may have narrowed the mode; set it exactly.
-            file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(|e| io_error(format!("setting the mode of {}", tmp.display()), e))?;
+            if umask_narrows(mode) {
+                file.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(|e| io_error(format!("setting the mode of {}", tmp.display()), e))?;
+            }
             let written = copy_hashed(key, data, &mut file)?;
             if durable {
                 file.sync_all()
@@ -113,7 +110,10 @@ impl Posix {
         let dir = File::open(&self.root).map_err(|e| io_error(format!("opening {}", self.root.display()), e))?;
         // SAFETY: syncfs only reads the descriptor, which `dir` keeps open.
         if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-            return Err(io_error("syncfs on the repository".into(), io::Error::last_os_error()));
+            return Err(io_error(
+                format!("syncfs on the repository {}", self.root.display()),
+                io::Error::last_os_error(),
+            ));
         }
         Ok(())
     }
@@ -147,6 +147,7 @@ impl Backend for Posix {
         Box::new(PosixBatch {
             store: self,
             pending: Vec::new(),
+            names_unsynced: false,
         })
     }
 
@@ -307,6 +308,9 @@ struct PosixBatch<'a> {
     store: &'a Posix,
     /// Written temp files and the names they get.
     pending: Vec<(PathBuf, ObjectKey, bool)>,
+    /// Renames done since the last `syncfs`: the commit's `syncfs` makes
+    /// them durable.
+    names_unsynced: bool,
 }
 
 impl Batch for PosixBatch<'_> {
@@ -335,18 +339,30 @@ impl Batch for PosixBatch<'_> {
         self.pending.len()
     }
 
-    fn commit(&mut self) -> Result<(), StoreError> {
+    fn flush(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         crate::fault::point("store-before-sync", None).map_err(injected)?;
+        // Also makes the names of the flushes before durable.
         self.store.sync_all()?;
+        self.names_unsynced = false;
         crate::fault::point("store-before-rename", None).map_err(injected)?;
         // In the order of the puts: a block's `.meta` before the block.
         for (tmp, key, create_only) in std::mem::take(&mut self.pending) {
+            self.names_unsynced = true;
             self.store.publish(&tmp, &key, create_only)?;
         }
-        self.store.sync_all()
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.flush()?;
+        if self.names_unsynced {
+            self.store.sync_all()?;
+            self.names_unsynced = false;
+        }
+        Ok(())
     }
 }
 
@@ -368,12 +384,42 @@ fn io_error(what: String, e: io::Error) -> StoreError {
 
 /// The temp name used while `path` is being written.
 fn temp_path(path: &Path) -> PathBuf {
+    static PID: OnceLock<u32> = OnceLock::new();
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    let pid = PID.get_or_init(std::process::id);
+    path.with_file_name(format!(".{name}.tmp-{pid}-{n}"))
+}
+
+/// Creates the new file `path` with `mode` (before the umask), and its
+/// folder first if that is missing: a folder that exists costs no call.
+fn create_new(path: &Path, mode: u32) -> Result<File, StoreError> {
+    let open = || OpenOptions::new().write(true).create_new(true).mode(mode).open(path);
+    let created = match open() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let dir = path.parent().unwrap_or(Path::new("/"));
+            mkdir(dir).map_err(|e| io_error(format!("creating {}", dir.display()), e))?;
+            open()
+        }
+        other => other,
+    };
+    created.map_err(|e| io_error(format!("creating {}", path.display()), e))
+}
+
+/// Whether the process's umask takes bits off `mode`, so that a file created
+/// with it needs a `chmod` (also when the umask cannot be read). hwdr never
+/// changes its umask, so it is read once.
+fn umask_narrows(mode: u32) -> bool {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    let umask = UMASK.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(value.trim(), 8).ok()
+    });
+    umask.is_none_or(|u| u & mode != 0)
 }
 
 /// hwdr's temp names: `.<name>.tmp-<pid>[-<n>]`.

@@ -287,6 +287,10 @@ impl Batch for SealedBatch<'_> {
         self.inner.pending()
     }
 
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+
     fn commit(&mut self) -> Result<(), StoreError> {
         self.inner.commit()
     }
