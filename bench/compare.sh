@@ -65,7 +65,7 @@ trap 'stop_agents; rm_big "$data" "$W/aside" "$cluster" "$W/restic" "$W/borg" "$
 rm -rf "$W/results"
 mkdir -p "$W/results"
 : >"$R"
-need_space "$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 3 * 3 + u * 4 + 2) }')"
+need_space "$(awk -v u="$UNIQUE_GIB" 'BEGIN { print int(u * 12 + 2) }')" # node folders, cp copy and a restore: 3 each; 3 repositories
 
 {
   describe_machine
