@@ -332,8 +332,15 @@ class HopsfsRestoreTest(unittest.TestCase):
         self.assertEqual(hopsfs["nodes"], ["head1"])
         self.assertEqual(hopsfs["distinct_blocks"], blocks)
         self.assertEqual(hopsfs["distinct_bytes"], int(self.generated["unique_bytes"]))
-        listed = [l for l in self.node.read(INVENTORY).splitlines() if l.startswith("block\t")]
-        self.assertEqual(len(listed), blocks)
+        # Format 2: each pool's blocks are in shared inventory pieces; the
+        # node's file names each pool's tree with its block count.
+        lines = self.node.read(INVENTORY).splitlines()
+        self.assertEqual(lines[0], "hwdr-hopsfs-inventory\t2")
+        trees = [l.split("\t") for l in lines if l.startswith("tree\t")]
+        self.assertTrue(trees, lines)
+        self.assertEqual(sum(int(t[2]) for t in trees), blocks)
+        self.assertEqual(sum(int(t[3]) for t in trees), int(self.generated["unique_bytes"]))
+        self.assertFalse([l for l in lines if l.startswith("block\t")])
 
     def test_restore_stops_and_starts_the_data_node(self):
         before = self.unit("datanode")
