@@ -146,7 +146,10 @@ hwdr_cmd() {
   shift
   stop_agents
   start_agents "$cluster"
+  local c0
+  c0=$(agents_cpu)
   run "$key" "$hwdr" --config "$cluster/etc-head1/hwdr.toml" "$@"
+  put "${key}_agents_cpu_s" "$(awk -v a="$c0" -v b="$(agents_cpu)" 'BEGIN { printf "%.2f", b - a }')"
   agents_hwm "$key"
 }
 
