@@ -14,6 +14,12 @@ use testkit::gen::{self, GenSpec, Generated};
 
 /// head1 (head), node1 (rondb 2 + hopsfs), node2 (rondb 3 + hopsfs), node3 (hopsfs).
 fn cluster_with_blocks(blocks: usize) -> (Cluster, Generated, GenSpec, PathBuf) {
+    cluster_with_blocks_of(blocks, 40_000)
+}
+
+/// [`cluster_with_blocks`] with blocks of at most `max_size` bytes, in two
+/// pools, replication 3, agents started on node1..node3.
+pub(crate) fn cluster_with_blocks_of(blocks: usize, max_size: u64) -> (Cluster, Generated, GenSpec, PathBuf) {
     let mut c = Cluster::new(
         &[
             ("head1", &["head"], &[]),
@@ -32,7 +38,7 @@ fn cluster_with_blocks(blocks: usize) -> (Cluster, Generated, GenSpec, PathBuf) 
         block_pools: 2,
         replication: 3,
         min_size: 0,
-        max_size: 40_000,
+        max_size,
         owner: Some((hdfs.uid(), hadoop.gid())),
         ..GenSpec::default()
     };

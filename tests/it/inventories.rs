@@ -127,36 +127,7 @@ fn sizes(repo: &Path) -> std::collections::BTreeMap<String, u64> {
 
 /// Three data nodes holding `blocks` small blocks in two pools, replication 3.
 fn cluster(blocks: usize) -> (Cluster, Generated, GenSpec, PathBuf) {
-    let mut c = Cluster::new(
-        &[
-            ("head1", &["head"], &[]),
-            ("node1", &["rondb", "hopsfs"], &[2]),
-            ("node2", &["rondb", "hopsfs"], &[3]),
-            ("node3", &["hopsfs"], &[]),
-        ],
-        1,
-    );
-    let root = c.dir.path().join("hopsfs");
-    let hdfs = uzers::get_user_by_name("hdfs").unwrap();
-    let hadoop = uzers::get_group_by_name("hadoop").unwrap();
-    let spec = GenSpec {
-        nodes: 3,
-        blocks,
-        block_pools: 2,
-        replication: 3,
-        min_size: 0,
-        max_size: 600,
-        owner: Some((hdfs.uid(), hadoop.gid())),
-        ..GenSpec::default()
-    };
-    let generated = gen::generate(&root, &spec).unwrap();
-    for (i, node) in generated.nodes.iter().enumerate() {
-        c.set_data_dirs(&format!("node{}", i + 1), &[&node.data_dir]);
-    }
-    for n in ["node1", "node2", "node3"] {
-        c.start_agent(n);
-    }
-    (c, generated, spec, root)
+    crate::hopsfs::cluster_with_blocks_of(blocks, 600)
 }
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
