@@ -125,6 +125,17 @@ pub fn mkdir(path: &Path, mode: u32) -> Result<()> {
     }
 }
 
+/// Reads the JSON file `path` (hwdr's own state); `None` if it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .with_context(|| format!("parsing {}", path.display())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 /// Reads a secret file (a token, a TLS key): it must be a regular file owned
 /// by root that only its owner may read. `key` names the config key in the
 /// errors, which say how to fix the file. The checks are on the opened file,

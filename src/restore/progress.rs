@@ -64,13 +64,7 @@ impl StepProgress {
 
     /// Reads the progress file, if there is one.
     pub fn load(path: &Path) -> Result<Option<StepProgress>> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .with_context(|| format!("parsing {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        crate::fsutil::read_json(path)
     }
 
     /// Step `step`'s progress from its meter's job shares; `parts` names
